@@ -1,0 +1,168 @@
+"""Every model the product uses, resolved to a hub id or a local folder and loaded one way:
+`from_pretrained` with safetensors only and never `trust_remote_code`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from promptartisan.settings import Settings
+
+T = TypeVar("T")
+
+# Files a model folder needs; weights only as safetensors.
+DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*"]
+DOWNLOAD_IGNORE = ["*.ckpt", "*.bin", "*.pt", "*.pth", "*.msgpack", "*.h5", "*.onnx*", "*.py"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str  # short name used on the command line and as the tiny folder's name
+    setting: str  # the Settings field that holds its hub id or folder
+    purpose: str
+    default: bool = True  # fetched by `promptartisan models download` with no names
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in [
+        ModelSpec("instruct-pix2pix", "instruct_pix2pix", "the editing engine"),
+        ModelSpec("clipseg", "clipseg", "text grounding on CPU"),
+        ModelSpec("groundingdino", "groundingdino", "instance grounding (with SAM, on GPU)"),
+        ModelSpec("sam", "sam", "masks from boxes and clicks"),
+        ModelSpec("clip", "clip", "CLIP score in evaluation", default=False),
+        ModelSpec("pickscore", "pickscore", "PickScore in evaluation", default=False),
+        ModelSpec("pickscore-processor", "pickscore_processor", "PickScore's processor",
+                  default=False),
+    ]
+}
+
+
+class ModelError(RuntimeError):
+    """A model could not be found or loaded; the message says which and what to do."""
+
+
+class MissingModelError(ModelError):
+    """The model is neither a local folder nor in the cache, and the hub can't be reached."""
+
+
+def spec(name: str) -> ModelSpec:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ModelError(f"unknown model {name!r}; known: {', '.join(MODELS)}") from None
+
+
+def resolve(name: str, settings: Settings) -> str:
+    """The hub id or folder that `name` loads from. With `settings.tiny`, the tiny model's
+    folder, written on first use."""
+    model = spec(name)
+    if settings.tiny:
+        from promptartisan.tiny import write_tiny_models
+
+        tiny_name = "pickscore" if name == "pickscore-processor" else name
+        return str(write_tiny_models(settings.tiny_dir, [tiny_name]) / tiny_name)
+    return str(getattr(settings, model.setting))
+
+
+def load(cls: type[T], name: str, settings: Settings, subfolder: str | None = None,
+         **kwargs: Any) -> T:
+    """`cls.from_pretrained` on the resolved source of model `name`, with a clear error when the
+    model is missing. Extra keyword arguments go to `from_pretrained` (dtype, …)."""
+    return load_from(cls, resolve(name, settings), name=name, subfolder=subfolder, **kwargs)
+
+
+def load_from(cls: type[T], source: str, name: str | None = None, subfolder: str | None = None,
+              **kwargs: Any) -> T:
+    """Load `cls` from a hub id or folder: the one loading path for every model."""
+    kwargs.pop("trust_remote_code", None)
+    if subfolder:
+        kwargs["subfolder"] = subfolder
+    label = f"{name} ({source})" if name else source
+    local = Path(source).expanduser()
+    if local.exists() and not local.is_dir():
+        raise ModelError(f"model {label}: {local} is a file; give the model's folder")
+    try:
+        return cls.from_pretrained(  # type: ignore[attr-defined]
+            str(local) if local.is_dir() else source, use_safetensors=True, **kwargs
+        )
+    except (OSError, ValueError) as exc:
+        if local.is_dir():
+            raise ModelError(f"model {label}: the folder {local} can't be loaded ({exc})") from exc
+        if _looks_missing(exc):
+            raise MissingModelError(missing_message(name or source, source)) from exc
+        raise ModelError(f"model {label} can't be loaded: {exc}") from exc
+
+
+def _looks_missing(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(
+        phrase in text
+        for phrase in (
+            "offline", "couldn't connect", "could not connect", "connection", "cannot find",
+            "can't find", "not a local folder", "does not appear to have", "is not a valid",
+            "no such file", "we couldn't", "outgoing traffic has been disabled",
+            "cannot be found", "not found",
+        )
+    )
+
+
+def missing_message(name: str, source: str) -> str:
+    setting = MODELS[name].setting.upper() if name in MODELS else "<MODEL>"
+    return (
+        f"Model '{name}' ({source}) is not on this machine and the Hugging Face hub can't be "
+        f"reached. Download it where there is internet with `promptartisan models download "
+        f"{name}` (it lands in the Hugging Face cache), or point PROMPTARTISAN_{setting} at a "
+        f"local folder, or try the offline demo models with `--tiny`."
+    )
+
+
+def download(names: list[str], settings: Settings) -> dict[str, str]:
+    """Fetch models from the hub into the cache (safetensors only), with progress bars."""
+    from huggingface_hub import snapshot_download
+
+    paths = {}
+    for name in names:
+        source = resolve(name, settings)
+        if Path(source).is_dir():
+            paths[name] = source
+            continue
+        try:
+            paths[name] = snapshot_download(
+                source, allow_patterns=DOWNLOAD_PATTERNS, ignore_patterns=DOWNLOAD_IGNORE
+            )
+        except Exception as exc:  # the hub client raises many types; all mean "not fetched"
+            raise MissingModelError(
+                f"could not download '{name}' ({source}): {exc}. Check the network, or copy "
+                f"the model folder here and set PROMPTARTISAN_{spec(name).setting.upper()}."
+            ) from exc
+    return paths
+
+
+def cached(settings: Settings) -> list[dict[str, Any]]:
+    """One row per model: where it loads from and whether that is on this machine."""
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    try:
+        repos = {repo.repo_id: repo for repo in scan_cache_dir().repos}
+    except CacheNotFound:
+        repos = {}
+    rows = []
+    for model in MODELS.values():
+        source = str(getattr(settings, model.setting))
+        if Path(source).expanduser().is_dir():
+            rows.append({"name": model.name, "source": source, "present": True,
+                         "size_mb": _folder_mb(Path(source).expanduser()),
+                         "purpose": model.purpose})
+        else:
+            repo = repos.get(source)
+            rows.append({"name": model.name, "source": source, "present": repo is not None,
+                         "size_mb": round(repo.size_on_disk / 2**20, 1) if repo else 0.0,
+                         "purpose": model.purpose})
+    return rows
+
+
+def _folder_mb(path: Path) -> float:
+    return round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20, 1)

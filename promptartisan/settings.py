@@ -1,0 +1,128 @@
+"""One typed settings object: defaults, then promptartisan.toml, then PROMPTARTISAN_* variables,
+then CLI flags (each later source overrides the earlier ones)."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ENV_PREFIX = "PROMPTARTISAN_"
+CONFIG_FILE = "promptartisan.toml"
+
+Device = Literal["auto", "cuda", "mps", "cpu"]
+DType = Literal["auto", "float32", "float16", "bfloat16"]
+GroundingBackend = Literal["auto", "clipseg", "grounded-sam"]
+
+
+class SettingsError(ValueError):
+    """A setting has a value it cannot take; the message names the setting and its source."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # Models: each a hub id or a local folder.
+    instruct_pix2pix: str = "timbrooks/instruct-pix2pix"
+    clipseg: str = "CIDAS/clipseg-rd64-refined"
+    groundingdino: str = "IDEA-Research/grounding-dino-tiny"
+    sam: str = "facebook/sam-vit-base"
+    clip: str = "openai/clip-vit-large-patch14"
+    pickscore: str = "yuvalkirstain/PickScore_v1"
+    pickscore_processor: str = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
+    tiny: bool = Field(False, description="Use tiny random-weight models (offline demo, tests).")
+    tiny_dir: Path = Path.home() / ".cache" / "promptartisan" / "tiny"
+
+    # Hardware.
+    device: Device = "auto"
+    dtype: DType = "auto"
+
+    # Engine.
+    steps: int = Field(20, ge=1, le=200)
+    guidance_scale: float = Field(7.5, ge=0.0, le=50.0)
+    image_guidance_scale: float = Field(1.5, ge=0.0, le=20.0)
+    preserve_background: bool = True
+    seed: int | None = None
+    max_regions: int = Field(8, ge=1, le=32)
+    working_size: int = Field(512, ge=64, le=2048, description="Long side the engine works at.")
+    max_pixels: int = Field(50_000_000, ge=1, description="Uploads with more pixels are refused.")
+
+    # Agent.
+    planner: str = "rules"
+    grounding_backend: GroundingBackend = "auto"
+    session_dir: Path = Path.home() / ".local" / "share" / "promptartisan" / "sessions"
+
+    def resolved_device(self) -> str:
+        """'auto' → cuda, then mps, then cpu."""
+        import torch
+
+        if self.device != "auto":
+            return self.device
+        if torch.cuda.is_available():
+            return "cuda"
+        if torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+
+    def resolved_dtype(self) -> Any:
+        """'auto' → float16 on a GPU, float32 on the CPU (which has no fast half kernels)."""
+        import torch
+
+        if self.dtype != "auto":
+            return getattr(torch, self.dtype)
+        return torch.float16 if self.resolved_device() in ("cuda", "mps") else torch.float32
+
+    def resolved_grounding_backend(self) -> str:
+        """'auto' → grounded-sam with a GPU, clipseg (fast on CPU) without one."""
+        if self.grounding_backend != "auto":
+            return self.grounding_backend
+        return "grounded-sam" if self.resolved_device() == "cuda" else "clipseg"
+
+
+def _env_values(environ: dict[str, str]) -> dict[str, str]:
+    fields = Settings.model_fields
+    values = {}
+    for key, value in environ.items():
+        if key.startswith(ENV_PREFIX):
+            name = key[len(ENV_PREFIX) :].lower()
+            if name in fields:
+                values[name] = value
+    return values
+
+
+def load_settings(
+    config: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Build the settings from every source. `config` defaults to ./promptartisan.toml (or the
+    file named by PROMPTARTISAN_CONFIG); `overrides` are CLI flags, None values ignored."""
+    environ = dict(os.environ) if environ is None else environ
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    path = config or Path(environ.get(ENV_PREFIX + "CONFIG", CONFIG_FILE))
+    if path.is_file():
+        try:
+            file_values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"{path} is not valid TOML: {exc}") from exc
+        file_values = file_values.get("promptartisan", file_values)
+        merged.update(file_values)
+        sources.update({k: str(path) for k in file_values})
+    env_values = _env_values(environ)
+    merged.update(env_values)
+    sources.update({k: ENV_PREFIX + k.upper() for k in env_values})
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    merged.update(flags)
+    sources.update({k: "command line" for k in flags})
+    try:
+        return Settings(**merged)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = str(err["loc"][0]) if err["loc"] else "?"
+            problems.append(f"{name} (from {sources.get(name, 'defaults')}): {err['msg']}")
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from exc

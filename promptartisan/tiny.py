@@ -1,0 +1,158 @@
+"""Tiny random-weight models in the formats users download, for tests and the offline demo.
+
+Each is saved with `save_pretrained` (safetensors) and loaded back through the same
+`from_pretrained` path as the real hub models, so the code under test is the code users run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from promptartisan.tokenizer import clip_tokenizer
+
+TINY_VERSION = "1"
+MARKER = ".promptartisan-tiny"
+
+
+def write_tiny_instruct_pix2pix(out: Path) -> None:
+    """A diffusers InstructPix2Pix pipeline folder: 8-channel UNet with cross-attention at two
+    resolutions, an 8× VAE, a CLIP text model with CLIP's real tokenizer, EulerAncestral."""
+    from diffusers import (
+        AutoencoderKL,
+        EulerAncestralDiscreteScheduler,
+        StableDiffusionInstructPix2PixPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=32,
+        in_channels=8,
+        out_channels=4,
+        block_out_channels=(16, 32, 32),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=4,
+        norm_num_groups=8,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 16, 16, 16),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        sample_size=64,
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=49408,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            bos_token_id=49406,
+            eos_token_id=49407,
+            pad_token_id=49407,
+            projection_dim=32,
+        )
+    )
+    scheduler = EulerAncestralDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000
+    )
+    pipe = StableDiffusionInstructPix2PixPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=clip_tokenizer(),
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(out, safe_serialization=True)
+
+
+def write_tiny_clip(out: Path) -> None:
+    """A CLIPModel with its processor: the shape of the metrics models (CLIP, PickScore)."""
+    from transformers import (
+        CLIPConfig,
+        CLIPImageProcessor,
+        CLIPModel,
+        CLIPProcessor,
+        CLIPTextConfig,
+        CLIPVisionConfig,
+    )
+
+    torch.manual_seed(0)
+    config = CLIPConfig(
+        text_config=CLIPTextConfig(
+            vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=4, max_position_embeddings=77, bos_token_id=49406,
+            eos_token_id=49407, pad_token_id=49407,
+        ).to_dict(),
+        vision_config=CLIPVisionConfig(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+            image_size=32, patch_size=8,
+        ).to_dict(),
+        projection_dim=32,
+    )
+    CLIPModel(config).save_pretrained(out, safe_serialization=True)
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+    )
+    CLIPProcessor(image_processor=image_processor, tokenizer=clip_tokenizer()).save_pretrained(out)
+
+
+def _grounding_writers() -> dict[str, Callable[[Path], None]]:
+    from promptartisan.tools.tiny_grounding import (
+        write_tiny_clipseg,
+        write_tiny_groundingdino,
+        write_tiny_sam,
+    )
+
+    return {"clipseg": write_tiny_clipseg, "groundingdino": write_tiny_groundingdino,
+            "sam": write_tiny_sam}
+
+
+def tiny_writers() -> dict[str, Callable[[Path], None]]:
+    """Folder name → writer, one per model the product loads."""
+    return {
+        "instruct-pix2pix": write_tiny_instruct_pix2pix,
+        **_grounding_writers(),
+        "clip": write_tiny_clip,
+        "pickscore": write_tiny_clip,
+    }
+
+
+def write_tiny_models(out: Path, names: list[str] | None = None) -> Path:
+    """Write every tiny model (or `names`) under `out`; each folder appears whole or not at all."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    writers = tiny_writers()
+    for name in names or list(writers):
+        target = out / name
+        if (target / MARKER).is_file() and (target / MARKER).read_text() == TINY_VERSION:
+            continue
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out))
+        try:
+            writers[name](staging)
+            (staging / MARKER).write_text(TINY_VERSION)
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return out

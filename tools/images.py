@@ -1,0 +1,123 @@
+"""Safe image loading: anything Pillow reads becomes an upright RGB image, or a clear error."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+DEFAULT_MAX_PIXELS = 50_000_000
+
+
+class InvalidImageError(ValueError):
+    """The input is not an image we can edit; the message says why in plain words."""
+
+
+def load_image(
+    source: str | Path | bytes | Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Image.Image:
+    """Open `source` (a path, bytes or PIL image) as an RGB image with EXIF orientation applied.
+
+    Refuses empty, truncated and non-image data, decompression bombs and images over
+    `max_pixels`, each with an `InvalidImageError`.
+    """
+    name = "image"
+    if isinstance(source, Image.Image):
+        image = source
+    else:
+        if isinstance(source, (str, Path)):
+            path = Path(source)
+            name = path.name
+            if not path.is_file():
+                raise InvalidImageError(f"{name}: no such file")
+            data = path.read_bytes()
+        elif isinstance(source, (bytes, bytearray)):
+            data = bytes(source)
+        else:
+            raise InvalidImageError(f"cannot read an image from {type(source).__name__}")
+        if not data:
+            raise InvalidImageError(f"{name}: the file is empty")
+        image = _open(data, name, max_pixels)
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise InvalidImageError(f"{name}: the image has no pixels")
+    if width * height > max_pixels:
+        raise InvalidImageError(
+            f"{name}: {width}×{height} is {width * height:,} pixels, over the limit of "
+            f"{max_pixels:,}; resize it first"
+        )
+    try:
+        image = ImageOps.exif_transpose(image)
+        return _to_rgb(image)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InvalidImageError(f"{name}: the image data is damaged ({exc})") from exc
+
+
+def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
+    # Pillow's bomb check uses a global; a warning at MAX_IMAGE_PIXELS becomes an error here too.
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise InvalidImageError(
+                    f"{name}: {width}×{height} is {width * height:,} pixels, over the limit of "
+                    f"{max_pixels:,}; resize it first"
+                )
+            image.load()
+    except InvalidImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InvalidImageError(f"{name}: refused as a decompression bomb ({exc})") from exc
+    except UnidentifiedImageError as exc:
+        raise InvalidImageError(f"{name}: not an image file Pillow can read") from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise InvalidImageError(f"{name}: the file is truncated or damaged ({exc})") from exc
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+    return image
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Flatten alpha onto white, expand palettes, scale 16-bit and convert CMYK/gray to RGB."""
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if array.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    if image.mode == "F":
+        array = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray(np.clip(array * (255.0 if array.max() <= 1 else 1), 0, 255)
+                                .astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "RGBa"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def working_size(size: tuple[int, int], long_side: int = 512) -> tuple[int, int]:
+    """The engine's size for an image of `size`: long side `long_side`, both sides multiples of 8."""
+    width, height = size
+    scale = long_side / max(width, height)
+    return (max(8, round(width * scale / 8) * 8), max(8, round(height * scale / 8) * 8))
+
+
+def to_working_size(image: Image.Image, long_side: int = 512) -> Image.Image:
+    """Resize for the engine (Lanczos); `from_working_size` undoes it."""
+    target = working_size(image.size, long_side)
+    return image if image.size == target else image.resize(target, Image.Resampling.LANCZOS)
+
+
+def from_working_size(image: Image.Image, original_size: tuple[int, int]) -> Image.Image:
+    """Resize an engine result back to the upload's size."""
+    if image.size == tuple(original_size):
+        return image
+    return image.resize(tuple(original_size), Image.Resampling.LANCZOS)
