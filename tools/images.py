@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -57,30 +56,24 @@ def load_image(
 
 
 def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
-    # Pillow's bomb check uses a global; a warning at MAX_IMAGE_PIXELS becomes an error here too.
-    previous = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = max_pixels
+    """Parse the header, check the size, and only then decode the pixels."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > max_pixels:
-                raise InvalidImageError(
-                    f"{name}: {width}×{height} is {width * height:,} pixels, over the limit of "
-                    f"{max_pixels:,}; resize it first"
-                )
-            image.load()
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if width * height > max_pixels:
+            raise InvalidImageError(
+                f"{name}: {width}×{height} is {width * height:,} pixels, over the limit of "
+                f"{max_pixels:,}; resize it first"
+            )
+        image.load()
     except InvalidImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:
         raise InvalidImageError(f"{name}: refused as a decompression bomb ({exc})") from exc
     except UnidentifiedImageError as exc:
         raise InvalidImageError(f"{name}: not an image file Pillow can read") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise InvalidImageError(f"{name}: the file is truncated or damaged ({exc})") from exc
-    finally:
-        Image.MAX_IMAGE_PIXELS = previous
     return image
 
 
@@ -104,7 +97,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 def working_size(size: tuple[int, int], long_side: int = 512) -> tuple[int, int]:
-    """The engine's size for an image of `size`: long side `long_side`, both sides multiples of 8."""
+    """The engine's size for `size`: long side `long_side`, both sides multiples of 8."""
     width, height = size
     scale = long_side / max(width, height)
     return (max(8, round(width * scale / 8) * 8), max(8, round(height * scale / 8) * 8))
