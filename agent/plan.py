@@ -19,7 +19,7 @@ class Instruction(BaseModel):
         "'image' for a global edit (style, season, weather, time of day)."
     )
     instruction: str = Field(
-        description="Imperative edit in InstructPix2Pix's style, e.g. 'turn the dog into a cheetah'."
+        description="Imperative edit in InstructPix2Pix's style: 'turn the dog into a cheetah'."
     )
     group: int | None = Field(
         default=None,
