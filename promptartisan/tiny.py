@@ -116,39 +116,34 @@ def write_tiny_clip(out: Path) -> None:
     CLIPProcessor(image_processor=image_processor, tokenizer=clip_tokenizer()).save_pretrained(out)
 
 
-def _grounding_writers() -> dict[str, Callable[[Path], None]]:
-    from promptartisan.tools.tiny_grounding import (
-        write_tiny_clipseg,
-        write_tiny_groundingdino,
-        write_tiny_sam,
-    )
-
-    return {"clipseg": write_tiny_clipseg, "groundingdino": write_tiny_groundingdino,
-            "sam": write_tiny_sam}
+TINY_MODELS = ["instruct-pix2pix", "clipseg", "groundingdino", "sam", "clip", "pickscore"]
+GROUNDING_MODELS = {"clipseg", "groundingdino", "sam"}
 
 
-def tiny_writers() -> dict[str, Callable[[Path], None]]:
-    """Folder name → writer, one per model the product loads."""
-    return {
-        "instruct-pix2pix": write_tiny_instruct_pix2pix,
-        **_grounding_writers(),
-        "clip": write_tiny_clip,
-        "pickscore": write_tiny_clip,
-    }
+def tiny_writer(name: str) -> Callable[[Path], None]:
+    """The function that writes tiny model `name` (grounding writers live with grounding)."""
+    if name in GROUNDING_MODELS:
+        from promptartisan.tools import tiny_grounding
+
+        return getattr(tiny_grounding, f"write_tiny_{name}")
+    if name == "instruct-pix2pix":
+        return write_tiny_instruct_pix2pix
+    if name in ("clip", "pickscore"):
+        return write_tiny_clip
+    raise ValueError(f"no tiny model named {name!r}; known: {', '.join(TINY_MODELS)}")
 
 
 def write_tiny_models(out: Path, names: list[str] | None = None) -> Path:
     """Write every tiny model (or `names`) under `out`; each folder appears whole or not at all."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    writers = tiny_writers()
-    for name in names or list(writers):
+    for name in names or TINY_MODELS:
         target = out / name
         if (target / MARKER).is_file() and (target / MARKER).read_text() == TINY_VERSION:
             continue
         staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out))
         try:
-            writers[name](staging)
+            tiny_writer(name)(staging)
             (staging / MARKER).write_text(TINY_VERSION)
             if target.exists():
                 shutil.rmtree(target)

@@ -1,0 +1,136 @@
+"""Settings precedence, model resolution and loading, the tokenizer, and the tiny models."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from promptartisan import models
+from promptartisan.settings import Settings, SettingsError, load_settings
+from promptartisan.tokenizer import clip_tokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_clip_tokenizer_gives_clips_ids() -> None:
+    ids = clip_tokenizer()("turn the dog into a cheetah").input_ids
+    assert ids == [49406, 2105, 518, 1929, 1095, 320, 27431, 49407]
+
+
+def test_settings_precedence(tmp_path: Path) -> None:
+    config = tmp_path / "promptartisan.toml"
+    config.write_text('steps = 30\nguidance_scale = 6.0\nplanner = "llm:ollama:qwen"\n')
+    environ = {"PROMPTARTISAN_STEPS": "40", "PROMPTARTISAN_PLANNER": "rules"}
+    settings = load_settings(config=config, overrides={"steps": 50, "seed": None},
+                             environ=environ)
+    assert settings.steps == 50  # flag beats environment beats file
+    assert settings.planner == "rules"  # environment beats file
+    assert settings.guidance_scale == 6.0  # file beats default
+    assert settings.image_guidance_scale == Settings().image_guidance_scale
+
+
+def test_settings_errors_name_the_setting_and_its_source(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match=r"steps \(from PROMPTARTISAN_STEPS\)"):
+        load_settings(config=tmp_path / "none.toml", environ={"PROMPTARTISAN_STEPS": "many"})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("steps = = 3")
+    with pytest.raises(SettingsError, match="not valid TOML"):
+        load_settings(config=bad, environ={})
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("stepz = 3")
+    with pytest.raises(SettingsError, match="stepz"):
+        load_settings(config=unknown, environ={})
+
+
+def test_auto_device_and_dtype_on_this_machine() -> None:
+    settings = Settings(device="cpu")
+    assert settings.resolved_dtype() == torch.float32
+    assert settings.resolved_grounding_backend() == "clipseg"
+    assert Settings(device="cpu", dtype="bfloat16").resolved_dtype() == torch.bfloat16
+
+
+def test_tiny_pipeline_loads_offline_through_the_user_path(tiny_settings: Settings) -> None:
+    from diffusers import StableDiffusionInstructPix2PixPipeline
+
+    source = models.resolve("instruct-pix2pix", tiny_settings)
+    assert Path(source).is_dir()
+    pipe = models.load(StableDiffusionInstructPix2PixPipeline, "instruct-pix2pix", tiny_settings)
+    assert pipe.unet.config.in_channels == 8
+    assert 2 ** (len(pipe.vae.config.block_out_channels) - 1) == 8
+    assert pipe.tokenizer("turn the dog into a cheetah").input_ids[-2] == 27431
+    weights = list(Path(source).rglob("*.safetensors"))
+    assert weights and not list(Path(source).rglob("*.bin"))
+
+
+def test_tiny_clip_loads_through_the_same_path(tiny_settings: Settings) -> None:
+    from transformers import CLIPModel, CLIPProcessor
+
+    model = models.load(CLIPModel, "clip", tiny_settings)
+    processor = models.load(CLIPProcessor, "clip", tiny_settings)
+    inputs = processor(text=["a dog"], return_tensors="pt", padding=True)
+    assert inputs["input_ids"][0, 0].item() == 49406
+    assert model.config.projection_dim == 32
+
+
+def test_a_missing_model_without_network_gives_one_clear_error() -> None:
+    from diffusers import StableDiffusionInstructPix2PixPipeline
+
+    settings = Settings(instruct_pix2pix="nobody/not-a-cached-model")
+    with pytest.raises(models.MissingModelError) as error:
+        models.load(StableDiffusionInstructPix2PixPipeline, "instruct-pix2pix", settings)
+    message = str(error.value)
+    assert "instruct-pix2pix" in message and "nobody/not-a-cached-model" in message
+    assert "promptartisan models download instruct-pix2pix" in message
+
+
+def test_a_broken_local_folder_names_the_folder(tmp_path: Path) -> None:
+    from diffusers import StableDiffusionInstructPix2PixPipeline
+
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    with pytest.raises(models.ModelError, match="broken"):
+        models.load_from(StableDiffusionInstructPix2PixPipeline, str(folder))
+
+
+def test_models_list_reports_local_folders(tiny_settings: Settings) -> None:
+    folder = models.resolve("instruct-pix2pix", tiny_settings)
+    settings = Settings(instruct_pix2pix=folder)
+    rows = {row["name"]: row for row in models.cached(settings)}
+    assert rows["instruct-pix2pix"]["present"] is True
+    assert rows["instruct-pix2pix"]["size_mb"] > 0
+
+
+def test_wheel_installs_only_under_promptartisan(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), str(REPO)],
+        check=True, capture_output=True,
+    )
+    wheel = next(tmp_path.glob("promptartisan-*.whl"))
+    tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
+    assert tops == {"promptartisan", wheel.name.split("-")[0] + "-0.1.0.dist-info"}
+    names = zipfile.ZipFile(wheel).namelist()
+    for package in ("agent", "tools", "engine", "ui"):
+        assert f"promptartisan/{package}/__init__.py" in names
+
+
+def test_bare_top_level_modules_do_not_import_outside_the_repository(tmp_path: Path) -> None:
+    code = "import importlib.util as u; print([u.find_spec(n) is None for n in " \
+           "('agent', 'tools', 'engine', 'ui')], u.find_spec('promptartisan.agent') is None)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert out == "[True, True, True, True] False"
+
+
+def test_cli_models_tiny_writes_every_model(tmp_path: Path) -> None:
+    from promptartisan.ui.cli import main
+
+    assert main(["models", "tiny", "--out", str(tmp_path)]) == 0
+    written = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
+    assert written == sorted(["instruct-pix2pix", "clipseg", "groundingdino", "sam", "clip",
+                              "pickscore"])
