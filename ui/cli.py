@@ -15,6 +15,10 @@ from promptartisan.settings import Settings, SettingsError, load_settings
 
 COMMAND_MODULES = [
     "promptartisan.ui.cli_models",
+    "promptartisan.ui.cli_bench",
+    "promptartisan.ui.cli_ground",
+    "promptartisan.ui.cli_chat",
+    "promptartisan.ui.cli_eval",
 ]
 
 

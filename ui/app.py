@@ -1,0 +1,176 @@
+"""The Chainlit app: a thin adapter that feeds Chainlit's events to a `ChatController` and shows
+what the controller emits with Chainlit's messages, steps, images and buttons.
+
+Started by `promptartisan chat` (`chainlit run` on this file). The controller's calls block
+(a turn runs a diffusion model), so they run in a worker thread (`cl.make_async`); the emitter
+posts back to the event loop with `cl.run_sync`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+import chainlit as cl
+from chainlit.input_widget import Select, Slider, Switch, TextInput
+from chainlit.utils import utc_now
+
+from promptartisan.settings import Settings, load_settings
+from promptartisan.ui.handlers import (
+    ActionButton,
+    ChatController,
+    Picture,
+    StepUpdate,
+    Upload,
+)
+from promptartisan.ui.render import png_bytes
+
+ACTION_NAMES = ("undo", "redo", "reset", "masks", "compare", "download", "export", "answer",
+                "use_tiny", "resume")
+CONTROLLER = "controller"
+SESSION_IDS = "session_ids"  # kept in the user session so a data layer can resume the chat
+
+
+class ChainlitEmitter:
+    """The controller's `Emitter`, called from its worker thread."""
+
+    def __init__(self) -> None:
+        self._steps: dict[str, cl.Step] = {}
+
+    def text(self, text: str, actions: Sequence[ActionButton] = ()) -> None:
+        self._send(cl.Message(content=text, actions=_actions(actions)).send())
+
+    def pictures(self, text: str, pictures: Sequence[Picture],
+                 actions: Sequence[ActionButton] = ()) -> None:
+        self._send(cl.Message(content=text, elements=_images(pictures),
+                              actions=_actions(actions)).send())
+
+    def file(self, text: str, path: Path) -> None:
+        element = cl.File(name=path.name, path=str(path), display="inline")
+        self._send(cl.Message(content=text, elements=[element]).send())
+
+    def ask(self, question: str, choices: Sequence[str],
+            pictures: Sequence[Picture] = ()) -> None:
+        buttons = [ActionButton("answer", choice, {"text": choice}) for choice in choices]
+        self._send(cl.Message(content=question, elements=_images(pictures),
+                              actions=_actions(buttons)).send())
+
+    def error(self, text: str, actions: Sequence[ActionButton] = ()) -> None:
+        self._send(cl.Message(content=f"⚠️ {text}", actions=_actions(actions)).send())
+
+    def step(self, update: StepUpdate) -> None:
+        step = self._steps.get(update.key)
+        if step is None:
+            step = cl.Step(name=update.title, type="tool", default_open=True, show_input=False)
+            step.start = utc_now()
+            self._steps[update.key] = step
+            self._send(step.send())
+        step.output = update.text
+        step.elements = _images(update.pictures)
+        step.is_error = update.failed
+        if update.done:
+            step.end = utc_now()
+        self._send(step.update())
+        step.elements = []  # sent once; don't resend (or keep) the images on later updates
+
+    @staticmethod
+    def _send(coroutine: Coroutine[Any, Any, Any]) -> None:
+        cl.run_sync(coroutine)
+
+
+def _actions(buttons: Sequence[ActionButton]) -> list[cl.Action]:
+    return [cl.Action(name=button.name, label=button.label, payload=dict(button.payload))
+            for button in buttons]
+
+
+def _images(pictures: Sequence[Picture]) -> list[cl.Image]:
+    return [cl.Image(name=picture.name, content=png_bytes(picture.image), display="inline",
+                     size="large", mime="image/png") for picture in pictures]
+
+
+def settings_panel(settings: Settings) -> cl.ChatSettings:
+    """The ⚙ panel; widget ids are the Settings fields they change."""
+    from promptartisan.agent.planners import SPEC_FORMS
+
+    return cl.ChatSettings([
+        Slider(id="steps", label="Steps", initial=settings.steps, min=1, max=100, step=1,
+               description="Denoising steps: more is slower and finer."),
+        Slider(id="guidance_scale", label="Text guidance", initial=settings.guidance_scale,
+               min=1, max=20, step=0.5, description="How strongly the edit follows the words."),
+        Slider(id="image_guidance_scale", label="Image guidance",
+               initial=settings.image_guidance_scale, min=0.5, max=5, step=0.1,
+               description="How closely the result keeps to the picture."),
+        TextInput(id="seed", label="Seed", initial="" if settings.seed is None
+                  else str(settings.seed), placeholder="random",
+                  description="A number makes results repeatable; empty means random."),
+        Switch(id="preserve_background", label="Keep the background pixel-exact",
+               initial=settings.preserve_background,
+               description="Pixels far from every mask stay the original's."),
+        TextInput(id="planner", label="Planner", initial=settings.planner,
+                  description=f"Who reads the request: {SPEC_FORMS}."),
+        Select(id="grounding_backend", label="Grounding", values=["auto", "clipseg",
+               "grounded-sam"], initial_value=settings.grounding_backend,
+               description="Finds each region: CLIPSeg (fast on CPU) or Grounded-SAM (GPU)."),
+    ])
+
+
+def _controller() -> ChatController:
+    controller = cl.user_session.get(CONTROLLER)
+    if controller is None:  # a chat whose server restarted: start afresh, sessions are on disk
+        controller = ChatController(load_settings(), ChainlitEmitter())
+        cl.user_session.set(CONTROLLER, controller)
+    return controller
+
+
+async def _begin(session_ids: Sequence[str] = ()) -> ChatController:
+    controller = ChatController(load_settings(), ChainlitEmitter(), session_ids=session_ids)
+    cl.user_session.set(CONTROLLER, controller)
+    cl.user_session.set(SESSION_IDS, list(session_ids))
+    await settings_panel(controller.settings).send()
+    return controller
+
+
+@cl.on_chat_start
+async def on_chat_start() -> None:
+    controller = await _begin()
+    await cl.make_async(controller.start)()
+
+
+@cl.on_chat_resume
+async def on_chat_resume(thread: dict[str, Any]) -> None:
+    """Only with a Chainlit data layer: reopen the chat's sessions from the thread's metadata."""
+    metadata = thread.get("metadata") or {}
+    session_ids = metadata.get(SESSION_IDS) or [] if isinstance(metadata, dict) else []
+    controller = await _begin(session_ids)
+    if session_ids:
+        await cl.make_async(controller.action)("resume", {"session": session_ids[0]})
+
+
+@cl.on_message
+async def on_message(message: cl.Message) -> None:
+    controller = _controller()
+    uploads = [Upload(element.name, path=Path(element.path))
+               for element in message.elements or [] if getattr(element, "path", None)]
+    await cl.make_async(controller.message)(message.content or "", uploads)
+    cl.user_session.set(SESSION_IDS, controller.session_ids)
+
+
+@cl.on_stop
+async def on_stop() -> None:
+    _controller().stop()
+
+
+@cl.on_settings_update
+async def on_settings_update(values: dict[str, Any]) -> None:
+    await cl.make_async(_controller().update_settings)(values)
+
+
+async def on_action(action: cl.Action) -> None:
+    controller = _controller()
+    await cl.make_async(controller.action)(action.name, action.payload or {})
+    cl.user_session.set(SESSION_IDS, controller.session_ids)
+
+
+for _name in ACTION_NAMES:
+    cl.action_callback(_name)(on_action)

@@ -1,0 +1,121 @@
+"""`promptartisan chat`: the chat UI, Chainlit serving ui/app.py.
+
+Chainlit keeps its config, translations and uploaded files in its app root. That root is a
+state folder next to the sessions folder (`<session_dir>/../chainlit`), never the source tree:
+each start copies the committed config from ui/chainlit_app/ there and builds an offline copy
+of Chainlit's frontend (its index.html without the Google Fonts and KaTeX CDN links).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from promptartisan.settings import ENV_PREFIX, Settings
+from promptartisan.ui.cli import settings_from_args
+
+UI_DIR = Path(__file__).resolve().parent
+APP = UI_DIR / "app.py"
+TEMPLATE = UI_DIR / "chainlit_app"
+FRONTEND = "frontend"  # the config's `custom_build`
+# <link> tags that load from another host: fonts and KaTeX's stylesheet.
+EXTERNAL_LINK = re.compile(r"<link\b[^>]*\bhref=\"https?://[^\"]*\"[^>]*>\s*", re.DOTALL)
+
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser("chat", parents=[common], help="open the chat UI (Chainlit)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on")
+    parser.add_argument("--port", type=int, default=8000, help="port to serve on")
+    parser.add_argument("--headless", action="store_true",
+                        help="don't open a browser window")
+    parser.set_defaults(func=_chat)
+
+
+def _chat(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    app_root = prepare_app_root(state_dir(settings))
+    command = [sys.executable, "-m", "chainlit", "run", str(APP), "--host", args.host,
+               "--port", str(args.port)]
+    if args.headless:
+        command.append("--headless")
+    print(f"PromptArtisan chat on http://{args.host}:{args.port}  "
+          f"(sessions: {settings.session_dir}; Chainlit state: {app_root})", flush=True)
+    process = subprocess.Popen(command, cwd=app_root, env=chat_environment(settings, app_root))
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        return 130
+
+
+def state_dir(settings: Settings) -> Path:
+    """Chainlit's app root: beside the sessions, outside the source tree."""
+    return settings.session_dir.expanduser().resolve().parent / "chainlit"
+
+
+def prepare_app_root(root: Path) -> Path:
+    """Write the config and readme, and the offline frontend, into Chainlit's app root."""
+    (root / ".chainlit").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(TEMPLATE / "config.toml", root / ".chainlit" / "config.toml")
+    shutil.copyfile(TEMPLATE / "readme.md", root / "chainlit.md")
+    build_offline_frontend(chainlit_frontend(), root / FRONTEND)
+    return root
+
+
+def chainlit_frontend() -> Path:
+    """Chainlit's built frontend, found without importing chainlit (whose import creates
+    `.files/` in the current folder)."""
+    spec = importlib.util.find_spec("chainlit")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("chainlit is not installed; run `make run` or `pip install -e .`")
+    return Path(next(iter(spec.submodule_search_locations))) / "frontend" / "dist"
+
+
+def build_offline_frontend(dist: Path, out: Path) -> None:
+    """`out`: Chainlit's frontend with every external <link> removed from index.html; the
+    other files are links to (or, where links can't be made, copies of) the originals."""
+    out.mkdir(parents=True, exist_ok=True)
+    index = (dist / "index.html").read_text(encoding="utf-8")
+    (out / "index.html").write_text(EXTERNAL_LINK.sub("", index), encoding="utf-8")
+    for entry in dist.iterdir():
+        target = out / entry.name
+        if entry.name == "index.html":
+            continue
+        if target.is_symlink() or target.is_file():
+            target.unlink()
+        elif target.is_dir():
+            shutil.rmtree(target)
+        try:
+            target.symlink_to(entry, target_is_directory=entry.is_dir())
+        except OSError:
+            if entry.is_dir():
+                shutil.copytree(entry, target)
+            else:
+                shutil.copyfile(entry, target)
+
+
+def chat_environment(settings: Settings, app_root: Path) -> dict[str, str]:
+    """The server's environment: Chainlit's app root, and every setting as a PROMPTARTISAN_*
+    variable (paths absolute, since the server runs in the app root)."""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(ENV_PREFIX)}
+    env["CHAINLIT_APP_ROOT"] = str(app_root)
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, Path):
+            value = value.expanduser().resolve()
+        elif isinstance(value, str) and Path(value).expanduser().is_dir():
+            value = Path(value).expanduser().resolve()  # a model folder relative to here
+        env[ENV_PREFIX + name.upper()] = str(value)
+    return env

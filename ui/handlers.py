@@ -1,0 +1,579 @@
+"""The chat's behaviour without the web framework: one `ChatController` per chat turns UI events
+(a message with files, a button click, a settings change, the stop button) into calls on the
+agent's Editor and Session, and tells an `Emitter` what to show.
+
+Nothing here edits pictures: the agent plans, grounds, edits and keeps the history; this module
+only decides what the person sees, so it can be tested without a browser.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+from promptartisan import models
+from promptartisan.settings import Settings
+from promptartisan.tools.images import InvalidImageError, load_image
+from promptartisan.ui.render import side_by_side
+
+log = logging.getLogger(__name__)
+
+# Seconds a new request waits for a stopped turn to wind down before saying "busy".
+STOP_GRACE_S = 60.0
+RESUME_OFFERS = 3
+HUB_HOST = ("huggingface.co", 443)
+
+STAGE_TITLES = {
+    "planning": "Plan",
+    "grounding": "Grounding",
+    "editing": "Editing",
+    "saving": "Saving",
+}
+
+# Settings the chat's settings panel may change, with how to read the panel's value.
+PANEL_SETTINGS: dict[str, Callable[[Any], Any]] = {
+    "steps": lambda value: int(float(value)),
+    "guidance_scale": float,
+    "image_guidance_scale": float,
+    "seed": lambda value: None if str(value).strip() in ("", "None") else int(str(value)),
+    "preserve_background": bool,
+    "planner": lambda value: str(value).strip(),
+    "grounding_backend": str,
+}
+
+WELCOME = (
+    "**Welcome to PromptArtisan.** Attach a photo with the 📎 button (or drop it here) and say "
+    "what to change, in plain words — several edits in one message are fine:\n\n"
+    "> *make the sky a sunset, turn the dog into a cheetah and put a hat on the man*\n\n"
+    "I'll show what I understood (the plan), where each edit goes (the masks), and the result. "
+    "Then refine with more messages, or use **Undo**, **Redo**, **Reset** and **Compare** under "
+    "each result. Attach several photos with one request to edit them all the same way. "
+    "Tune steps, guidance and the seed in the settings panel (⚙)."
+)
+NEED_IMAGE = (
+    "First attach a photo (📎, or drop it into the chat), with or without a request. "
+    "Then tell me what to change."
+)
+BUSY = "I'm still working on the previous request — wait for it, or press ■ to stop it."
+STOPPED = "Stopped. Nothing was changed; the picture is as it was before this request."
+TINY_NOTE = (
+    "Switched this chat to the **tiny demo models**: they run anywhere in seconds, but their "
+    "weights are random, so results are colourful noise. They show how the chat works, not "
+    "what the real models can do."
+)
+
+
+@dataclass(frozen=True)
+class ActionButton:
+    """A button under a message; a click comes back as `ChatController.action(name, payload)`."""
+
+    name: str
+    label: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Picture:
+    """An image to show, with the file name the browser offers when it is saved."""
+
+    name: str
+    image: Image.Image
+
+
+@dataclass(frozen=True)
+class StepUpdate:
+    """The state of one visible step of a turn (plan, grounding, editing). The first update with
+    a `key` opens the step; later ones replace its text (and add `pictures`); `done` closes it."""
+
+    key: str
+    title: str
+    text: str
+    pictures: tuple[Picture, ...] = ()
+    done: bool = False
+    failed: bool = False
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file the person attached: a path on the server or its bytes."""
+
+    name: str
+    path: Path | None = None
+    data: bytes | None = None
+
+
+class Emitter(Protocol):
+    """What the controller can show. Each call is one visible change in the chat."""
+
+    def text(self, text: str, actions: Sequence[ActionButton] = ()) -> None: ...
+
+    def pictures(self, text: str, pictures: Sequence[Picture],
+                 actions: Sequence[ActionButton] = ()) -> None: ...
+
+    def file(self, text: str, path: Path) -> None: ...
+
+    def ask(self, question: str, choices: Sequence[str],
+            pictures: Sequence[Picture] = ()) -> None: ...
+
+    def step(self, update: StepUpdate) -> None: ...
+
+    def error(self, text: str, actions: Sequence[ActionButton] = ()) -> None: ...
+
+
+class EditorLike(Protocol):
+    def turn(self, session: Any, text: str, image: Any = None, mask: Any = None,
+             plan: Any = None, on_event: Any = None, cancel: Any = None) -> Any: ...
+
+
+def default_editor(settings: Settings) -> EditorLike:
+    from promptartisan.agent.editor import Editor
+
+    return Editor(settings)
+
+
+def default_sessions() -> Any:
+    from promptartisan.agent.session import Session
+
+    return Session
+
+
+def required_models(settings: Settings) -> list[str]:
+    """The models an edit needs with these settings: the engine and the grounding backend."""
+    grounding = settings.resolved_grounding_backend()
+    return ["instruct-pix2pix", *(["clipseg"] if grounding == "clipseg"
+                                  else ["groundingdino", "sam"])]
+
+
+def missing_models(settings: Settings) -> list[str]:
+    """Required models that are neither a local folder nor in the Hugging Face cache."""
+    if settings.tiny:
+        return []
+    present = {row["name"] for row in models.cached(settings) if row["present"]}
+    return [name for name in required_models(settings) if name not in present]
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether models could be downloaded now (offline mode counts as no)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    try:
+        with socket.create_connection(HUB_HOST, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+class ChatController:
+    """One chat: its settings, its editor, and the sessions (one per picture) it works on.
+
+    Every method is synchronous and may block for minutes (a turn runs the diffusion model), so
+    the web adapter calls them from a worker thread. `stop` may be called from any thread.
+    """
+
+    def __init__(self, settings: Settings, emitter: Emitter,
+                 editor_factory: Callable[[Settings], EditorLike] = default_editor,
+                 sessions: Any = None, session_ids: Sequence[str] = ()) -> None:
+        self.settings = settings
+        self.emitter = emitter
+        self._editor_factory = editor_factory
+        self._editor: EditorLike | None = None
+        self._sessions = sessions if sessions is not None else default_sessions()
+        self.session_ids: list[str] = list(session_ids)
+        self._cancel = threading.Event()
+        self._busy = threading.Lock()
+
+    # ----- events -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """The welcome: what to do, whether the models are here, and earlier chats to resume."""
+        self.emitter.text(WELCOME)
+        self._report_models()
+        earlier = self._sessions.list(self.settings.session_dir)[-RESUME_OFFERS:]
+        if earlier and not self.session_ids:
+            buttons = [ActionButton("resume", f"Continue {info.id} ({info.versions} versions)",
+                                    {"session": info.id}) for info in reversed(earlier)]
+            self.emitter.text("Or continue where you left off:", buttons)
+
+    def message(self, text: str, uploads: Sequence[Upload] = ()) -> None:
+        """A message from the person: maybe new pictures, maybe a request, maybe both."""
+        if not self._acquire():
+            return
+        try:
+            self._message(text.strip(), uploads)
+        finally:
+            self._busy.release()
+
+    def action(self, name: str, payload: dict[str, Any]) -> None:
+        """A click on one of the buttons this controller made."""
+        if name == "answer":
+            self.message(str(payload.get("text", "")))
+            return
+        if name == "use_tiny":
+            self.use_tiny()
+            return
+        handlers: dict[str, Callable[[Any], None]] = {
+            "undo": lambda s: self._move(s, "undo"),
+            "redo": lambda s: self._move(s, "redo"),
+            "reset": lambda s: self._move(s, "reset"),
+            "masks": self._show_masks,
+            "compare": self._compare,
+            "download": self._download,
+            "export": self._export,
+            "resume": self._resume,
+        }
+        if name not in handlers:
+            self.emitter.error(f"Unknown action {name!r}.")
+            return
+        if not self._acquire():
+            return
+        try:
+            session = self._open(str(payload.get("session", "")))
+            if session is not None:
+                handlers[name](session)
+        except Exception as exc:  # any failure becomes a message; the chat goes on
+            self._report_exception(exc)
+        finally:
+            self._busy.release()
+
+    def update_settings(self, values: dict[str, Any]) -> None:
+        """Values from the settings panel; they apply from the next request on."""
+        changes = {}
+        try:
+            for name, value in values.items():
+                if name in PANEL_SETTINGS:
+                    changes[name] = PANEL_SETTINGS[name](value)
+            updated = Settings.model_validate({**self.settings.model_dump(), **changes})
+            if updated.planner != self.settings.planner:
+                from promptartisan.agent.planners import load_planner
+
+                load_planner(updated.planner, updated)
+        except (ValueError, TypeError) as exc:
+            self.emitter.error(f"Those settings can't be used: {exc}. The previous ones stay.")
+            return
+        if updated != self.settings:
+            self.settings = updated
+            self._editor = None
+            shown = ", ".join(f"{name} = {getattr(updated, name)}" for name in PANEL_SETTINGS)
+            self.emitter.text(f"Settings updated: {shown}.")
+
+    def use_tiny(self) -> None:
+        """Go on with the tiny demo models (when the real ones are missing)."""
+        self.settings = self.settings.model_copy(update={"tiny": True})
+        self._editor = None
+        self.emitter.text(TINY_NOTE)
+
+    def stop(self) -> None:
+        """The stop button: the running turn ends after its current step."""
+        self._cancel.set()
+
+    # ----- messages -----------------------------------------------------------------------
+
+    def _acquire(self) -> bool:
+        """One request at a time; a request right after a stop waits for the stopped one."""
+        if self._busy.acquire(timeout=STOP_GRACE_S if self._cancel.is_set() else 0):
+            self._cancel.clear()
+            return True
+        self.emitter.text(BUSY)
+        return False
+
+    def _message(self, text: str, uploads: Sequence[Upload]) -> None:
+        if uploads:
+            sessions = self._create_sessions(uploads)
+            if not sessions:
+                return
+            self.session_ids = [session.id for session in sessions]
+            if not text:
+                count = len(sessions)
+                what = "this photo" if count == 1 else f"these {count} photos"
+                self.emitter.text(f"Got {what}. What should I change?")
+                return
+        if not text:
+            return
+        if not self.session_ids:
+            self.emitter.error(NEED_IMAGE)
+            return
+        sessions = [s for s in (self._open(i) for i in self.session_ids) if s is not None]
+        if sessions:
+            self._run_turns(text, sessions)
+
+    def _create_sessions(self, uploads: Sequence[Upload]) -> list[Any]:
+        """A session per readable upload; each unreadable one gets its own message."""
+        sessions = []
+        for upload in uploads:
+            try:
+                source = upload.path if upload.path is not None else upload.data
+                image = load_image(source, self.settings.max_pixels)  # type: ignore[arg-type]
+                sessions.append(self._sessions.create(self.settings.session_dir, image,
+                                                      max_pixels=self.settings.max_pixels))
+            except InvalidImageError as exc:
+                self.emitter.error(f"I can't use **{upload.name}**: {exc}. Attach a photo "
+                                   "(PNG, JPEG, WebP…) instead.")
+        return sessions
+
+    def _run_turns(self, text: str, sessions: list[Any]) -> None:
+        """The request on the first picture; in a batch, its plan then goes to every other
+        picture unchanged, so one request is planned once."""
+        batch = len(sessions) > 1
+        first = self._turn(sessions[0], text, label="Image 1" if batch else "")
+        if first is None or not batch or first.kind not in ("edit", "undo", "redo", "reset"):
+            return
+        for number, session in enumerate(sessions[1:], start=2):
+            if self._cancel.is_set():
+                self.emitter.text(STOPPED)
+                return
+            result = self._turn(session, text, plan=first.plan, label=f"Image {number}")
+            if result is None or result.kind == "cancelled":
+                return
+
+    def _turn(self, session: Any, text: str, plan: Any = None, label: str = "") -> Any:
+        """One Editor turn with its steps shown as they happen, then its result."""
+        progress = TurnProgress(self.emitter, label)
+        try:
+            editor = self._get_editor()
+            result = editor.turn(session, text, plan=plan, on_event=progress.event,
+                                 cancel=self._cancel)
+        except Exception as exc:  # any failure becomes a message; the chat goes on
+            progress.close(failed=True)
+            self._report_exception(exc)
+            return None
+        progress.finish(result)
+        self._show_result(session, result, label)
+        return result
+
+    def _show_result(self, session: Any, result: Any, label: str) -> None:
+        prefix = f"**{label}** · " if label else ""
+        if result.kind == "clarify":
+            candidates = ([Picture("candidates.png", result.overlay)]
+                          if result.overlay is not None else [])
+            self.emitter.ask(prefix + result.message, list(result.choices or []), candidates)
+        elif result.kind == "chat":
+            self.emitter.text(prefix + result.message)
+        elif result.kind == "error":
+            self.emitter.error(prefix + result.message)
+        elif result.kind == "cancelled":
+            self.emitter.text(prefix + STOPPED)
+        else:
+            self._show_version(session, prefix + result.message, result.image)
+
+    def _show_version(self, session: Any, text: str, image: Image.Image | None = None) -> None:
+        """The current version inline, with the history and export buttons."""
+        version = session.current
+        image = image if image is not None else session.image(version)
+        self.emitter.pictures(text, [Picture(f"{session.id}-v{version:04d}.png", image)],
+                              history_buttons(session.id, version))
+
+    # ----- buttons ------------------------------------------------------------------------
+
+    def _move(self, session: Any, kind: str) -> None:
+        from promptartisan.agent.plan import Plan
+
+        result = self._get_editor().turn(session, kind, plan=Plan(action=kind),
+                                         cancel=self._cancel)
+        self._show_result(session, result, "")
+
+    def _show_masks(self, session: Any) -> None:
+        version = session.current
+        regions = session.regions(version)
+        if not regions:
+            self.emitter.text(f"Version {version} was not made by an edit, so it has no masks.")
+            return
+        from promptartisan.tools.grounding import Grounding, overlay
+
+        groundings = [Grounding(mask=session.mask(version, region["k"]),
+                                score=region["score"] if region["score"] is not None else 1.0,
+                                boxes=np.asarray(region["boxes"], dtype=float).reshape(-1, 4),
+                                label=region["target"], group=region["group"])
+                      for region in regions]
+        base = session.image(session.version(version).parent)
+        picture = overlay(base, groundings, labels=[region["target"] for region in regions])
+        listing = "\n".join(f"{i}. **{region['target']}** — {region['prompt']}"
+                            for i, region in enumerate(regions, start=1))
+        self.emitter.pictures(f"Where each edit of version {version} went:\n\n{listing}",
+                              [Picture(f"{session.id}-v{version:04d}-masks.png", picture)])
+
+    def _compare(self, session: Any) -> None:
+        version = session.version(session.current)
+        if version.parent is None:
+            self.emitter.text("This is the original picture; there is nothing to compare yet.")
+            return
+        picture = side_by_side(session.image(version.parent), session.image(version.id),
+                               (f"before (version {version.parent})",
+                                f"after (version {version.id})"))
+        self.emitter.pictures(f"Version {version.parent} → version {version.id}:",
+                              [Picture(f"{session.id}-compare-v{version.id:04d}.png", picture)])
+
+    def _download(self, session: Any) -> None:
+        version = session.version(session.current)
+        self.emitter.file(f"Version {version.id} as PNG:", version.file)
+
+    def _export(self, session: Any) -> None:
+        out = Path(tempfile.mkdtemp(prefix="promptartisan-export-")) / f"{session.id}.zip"
+        session.export(out)
+        self.emitter.file("The whole session — every version, its masks and how it was made:",
+                          out)
+
+    def _resume(self, session: Any) -> None:
+        self.session_ids = [session.id]
+        self._show_version(session, f"Continuing session {session.id}, at version "
+                                    f"{session.current}. What next?")
+
+    # ----- helpers ------------------------------------------------------------------------
+
+    def _get_editor(self) -> EditorLike:
+        if self._editor is None:
+            self._editor = self._editor_factory(self.settings)
+        return self._editor
+
+    def _open(self, session_id: str) -> Any:
+        from promptartisan.agent.session import SessionError
+
+        try:
+            return self._sessions.open(session_id, self.settings.session_dir)
+        except SessionError as exc:
+            self.emitter.error(f"That picture's history can't be opened: {exc}.")
+            return None
+
+    def _report_models(self) -> None:
+        missing = missing_models(self.settings)
+        if not missing:
+            return
+        names = ", ".join(f"`{name}`" for name in missing)
+        if hub_reachable():
+            self.emitter.text(f"The models {names} aren't on this machine yet; the first edit "
+                              "downloads them (several GB), or run `promptartisan models "
+                              "download` beforehand.")
+            return
+        self.emitter.error(
+            f"The models {names} aren't on this machine and the Hugging Face hub can't be "
+            "reached, so real edits can't run. To fix it, run `promptartisan models download` "
+            "where there is internet (or copy the model folders here and point "
+            "`PROMPTARTISAN_INSTRUCT_PIX2PIX` etc. at them), then restart the chat. "
+            "Meanwhile you can try the flow with the tiny demo models.",
+            [ActionButton("use_tiny", "Use the tiny demo models")],
+        )
+
+    def _report_exception(self, exc: Exception) -> None:
+        if isinstance(exc, models.MissingModelError):
+            self.emitter.error(f"A model is missing: {exc}",
+                               [ActionButton("use_tiny", "Use the tiny demo models")])
+        elif isinstance(exc, InvalidImageError):
+            self.emitter.error(f"That picture can't be used: {exc}")
+        elif _is_out_of_memory(exc):
+            self.emitter.error(
+                "Ran out of memory on this request. Try fewer edits at once, fewer steps in "
+                "the settings panel, or a smaller picture; the chat and every version are fine.")
+        elif isinstance(exc, models.ModelError):
+            self.emitter.error(f"A model can't be loaded: {exc}")
+        else:
+            log.exception("chat request failed")
+            self.emitter.error(f"Something went wrong: {exc}. Every version so far is kept; "
+                               "try again or rephrase the request.")
+
+
+class TurnProgress:
+    """Turns the Editor's progress events into visible steps, then fills the plan and grounding
+    steps with what the turn found."""
+
+    def __init__(self, emitter: Emitter, label: str = "") -> None:
+        self.emitter = emitter
+        self.label = label
+        self.open: dict[str, str] = {}  # stage → the last text shown
+        self.closed: set[str] = set()
+
+    def title(self, stage: str) -> str:
+        title = STAGE_TITLES.get(stage, stage.capitalize())
+        return f"{self.label} · {title}" if self.label else title
+
+    def key(self, stage: str) -> str:
+        return f"{self.label}/{stage}"
+
+    def event(self, event: Any) -> None:
+        """Editor's on_event: a new stage closes the earlier ones."""
+        stage = event.stage
+        for earlier in [s for s in self.open if s != stage and s not in self.closed]:
+            self._update(earlier, self.open[earlier], done=True)
+        text = event.message or ""
+        if event.total:
+            text = f"{text}\n\n{progress_bar(event.step or 0, event.total)}".strip()
+        self._update(stage, text)
+
+    def finish(self, result: Any) -> None:
+        """Show the plan and the masks the turn used, and close every step."""
+        plan = getattr(result, "plan", None)
+        if plan is not None and plan.instructions:
+            self._update("planning", plan_text(plan), done=True)
+        if getattr(result, "overlay", None) is not None:
+            self._update("grounding", grounding_text(plan, result.groundings), done=True,
+                         pictures=(Picture("masks.png", result.overlay),))
+        self.close(failed=result.kind in ("error", "cancelled"))
+
+    def close(self, failed: bool = False) -> None:
+        for stage in [s for s in self.open if s not in self.closed]:
+            self._update(stage, self.open[stage], done=True, failed=failed)
+
+    def _update(self, stage: str, text: str, done: bool = False, failed: bool = False,
+                pictures: tuple[Picture, ...] = ()) -> None:
+        self.open[stage] = text
+        if done:
+            self.closed.add(stage)
+        self.emitter.step(StepUpdate(self.key(stage), self.title(stage), text, pictures, done,
+                                     failed))
+
+
+def history_buttons(session_id: str, version: int) -> list[ActionButton]:
+    payload = {"session": session_id, "version": version}
+    return [ActionButton(name, label, payload) for name, label in (
+        ("undo", "↶ Undo"), ("redo", "↷ Redo"), ("reset", "⟲ Reset"),
+        ("masks", "Show masks"), ("compare", "Compare"), ("download", "Download PNG"),
+        ("export", "Export session"))]
+
+
+def plan_text(plan: Any) -> str:
+    """Each instruction with the region it targets, as Markdown."""
+    lines = []
+    for number, instruction in enumerate(plan.instructions, start=1):
+        group = f" *(group {instruction.group})*" if instruction.group is not None else ""
+        lines.append(f"{number}. **{instruction.target}** → {instruction.instruction}{group}")
+    if getattr(plan, "note", None):
+        lines.append(f"\n_{plan.note}_")
+    return "\n".join(lines)
+
+
+def grounding_text(plan: Any, groundings: Sequence[Any] | None) -> str:
+    """Which target was found where (and how sure the grounder was)."""
+    if plan is None or not groundings:
+        return "The masks of this edit:"
+    lines = []
+    for instruction, grounding in zip(plan.instructions, groundings, strict=False):
+        if grounding is None:
+            lines.append(f"- **{instruction.target}**: nothing found")
+        else:
+            score = getattr(grounding, "score", None)
+            sure = f" (score {score:.2f})" if isinstance(score, float) else ""
+            lines.append(f"- **{instruction.target}**: found{sure}")
+    return "\n".join(lines)
+
+
+def progress_bar(step: int, total: int, width: int = 20) -> str:
+    filled = round(width * min(step, total) / total) if total else 0
+    return f"`{'█' * filled}{'░' * (width - filled)}` step {step} of {total}"
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    try:
+        import torch
+    except ImportError:
+        return False
+    return isinstance(exc, torch.OutOfMemoryError)
