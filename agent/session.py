@@ -1,0 +1,502 @@
+"""A session: one folder per picture holding every version, each turn's masks, and one SQLite
+database recording how each version was made.
+
+Layout::
+
+    ROOT/SESSION_ID/
+        session.sqlite        turns, plans, regions, parameters, the version tree, the pointer
+        versions/NNNN.png     version NNNN (0000 is the upload)
+        masks/NNNN-K.png      mask K of the turn that made version NNNN
+
+Crash safety: an image or mask is written to a dot-named temporary file, synced and renamed
+onto its final name, and only then does the row that references it commit, all while the
+turn holds the database's write lock. A process killed at any point leaves either the whole
+version or no row at all; `Session.open` sweeps temporaries and unreferenced files left
+behind. Undo, redo and reset move the pointer; nothing is ever deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image
+
+from promptartisan.tools.images import DEFAULT_MAX_PIXELS, load_image
+
+DB_NAME = "session.sqlite"
+VERSIONS = "versions"
+MASKS = "masks"
+ORIGINAL = 0
+
+Move = Literal["undo", "redo", "reset"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS turns (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created REAL NOT NULL,
+    text TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    message TEXT NOT NULL,
+    plan TEXT,
+    version_before INTEGER NOT NULL,
+    version_after INTEGER NOT NULL,
+    seconds REAL
+);
+CREATE TABLE IF NOT EXISTS versions (
+    id INTEGER PRIMARY KEY,
+    parent INTEGER REFERENCES versions(id),
+    turn_id INTEGER REFERENCES turns(id),
+    file TEXT NOT NULL,
+    created REAL NOT NULL,
+    seed INTEGER,
+    provenance TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS regions (
+    version_id INTEGER NOT NULL REFERENCES versions(id),
+    k INTEGER NOT NULL,
+    target TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    grp INTEGER,
+    ord INTEGER NOT NULL,
+    mask_file TEXT NOT NULL,
+    source TEXT NOT NULL,
+    score REAL,
+    label TEXT,
+    boxes TEXT NOT NULL,
+    PRIMARY KEY (version_id, k)
+);
+"""
+
+
+class SessionError(ValueError):
+    """A session can't be found or used; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class RegionRecord:
+    """One region of an edit: its mask at the image's size and where the mask came from."""
+
+    mask: np.ndarray
+    prompt: str
+    target: str
+    group: int | None = None
+    order: int = 0
+    source: str = "grounding"  # grounding | user | whole-image | choice
+    score: float | None = None
+    label: str | None = None
+    boxes: list[list[float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Version:
+    id: int
+    parent: int | None
+    turn_id: int | None
+    file: Path
+    created: float
+    seed: int | None
+    provenance: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Turn:
+    id: int
+    created: float
+    text: str
+    kind: str
+    message: str
+    plan: dict[str, Any] | None
+    version_before: int
+    version_after: int
+    seconds: float | None
+
+
+@dataclass(frozen=True)
+class PendingRequest:
+    """A question the agent asked and is waiting on; the next message is read as its answer.
+
+    kind: "clarify" (the planner asked), "locate" (a target wasn't found) or "which" (a target
+    matched several instances). `data` holds what the answer needs (the plan, candidates)."""
+
+    text: str
+    question: str
+    kind: str = "clarify"
+    choices: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    id: str
+    folder: Path
+    created: float
+    versions: int
+    current: int
+    turns: int
+
+
+def _version_file(number: int) -> str:
+    return f"{VERSIONS}/{number:04d}.png"
+
+
+def _mask_file(number: int, k: int) -> str:
+    return f"{MASKS}/{number:04d}-{k}.png"
+
+
+def _write_png(image: Image.Image, final: Path) -> None:
+    """Write `image` under `final` atomically: a synced dot-named temporary, then a rename."""
+    temporary = final.with_name(f".{final.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            image.save(handle, format="PNG")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, final)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _mask_image(mask: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.asarray(mask, dtype=bool).astype(np.uint8) * 255, mode="L")
+
+
+class Session:
+    """One picture's history. Safe to use from several threads; each write is one transaction."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.id = self.folder.name
+        self._db = self.folder / DB_NAME
+        self._lock = threading.RLock()
+
+    # ----- creating, opening, listing -------------------------------------------------------
+
+    @classmethod
+    def create(cls, root: str | Path, image: Image.Image | str | Path | bytes,
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> Session:
+        """A new session whose version 0 is `image`. The folder appears whole or not at all."""
+        original = load_image(image, max_pixels)
+        root = Path(root)
+        root.mkdir(parents=True, exist_ok=True)
+        session_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+        staging = root / f".creating-{session_id}"
+        (staging / VERSIONS).mkdir(parents=True)
+        (staging / MASKS).mkdir()
+        _write_png(original, staging / _version_file(ORIGINAL))
+        now = time.time()
+        with sqlite3.connect(staging / DB_NAME) as conn:
+            conn.executescript(SCHEMA)
+            conn.execute(
+                "INSERT INTO versions (id, parent, turn_id, file, created, seed, provenance) "
+                "VALUES (?, NULL, NULL, ?, ?, NULL, ?)",
+                (ORIGINAL, _version_file(ORIGINAL), now,
+                 json.dumps({"kind": "upload", "size": list(original.size)})),
+            )
+            conn.executemany("INSERT INTO state (key, value) VALUES (?, ?)",
+                             [("current", str(ORIGINAL)), ("created", repr(now))])
+        conn.close()
+        os.replace(staging, root / session_id)
+        return cls(root / session_id)
+
+    @classmethod
+    def open(cls, session_id: str, root: str | Path) -> Session:
+        """Reopen a session, e.g. after a crash: temporaries and files no row references are
+        swept; every finished version is there."""
+        folder = Path(root) / session_id
+        if not session_id or "/" in session_id or session_id.startswith(".") \
+                or not (folder / DB_NAME).is_file():
+            raise SessionError(f"no session {session_id!r} in {root}")
+        session = cls(folder)
+        session._sweep()
+        return session
+
+    @staticmethod
+    def list(root: str | Path) -> list[SessionInfo]:
+        """Every session under `root`, oldest first."""
+        root = Path(root)
+        if not root.is_dir():
+            return []
+        infos = []
+        for folder in root.iterdir():
+            if folder.name.startswith(".") or not (folder / DB_NAME).is_file():
+                continue
+            infos.append(Session(folder).info())
+        return sorted(infos, key=lambda info: (info.created, info.id))
+
+    def info(self) -> SessionInfo:
+        with self._read() as conn:
+            versions = conn.execute("SELECT COUNT(*) FROM versions").fetchone()[0]
+            turns = conn.execute("SELECT COUNT(*) FROM turns").fetchone()[0]
+        return SessionInfo(self.id, self.folder, float(self._state("created")), versions,
+                           self.current, turns)
+
+    # ----- reading ------------------------------------------------------------------------
+
+    @property
+    def current(self) -> int:
+        """The version the next edit starts from."""
+        return int(self._state("current"))
+
+    @property
+    def pending(self) -> PendingRequest | None:
+        """The question awaiting an answer, if any."""
+        value = self._state("pending", None)
+        return None if value is None else PendingRequest(**json.loads(value))
+
+    def image(self, version: int | None = None) -> Image.Image:
+        """The pixels of `version` (default: the current one)."""
+        record = self.version(self.current if version is None else version)
+        with Image.open(record.file) as image:
+            return image.convert("RGB")
+
+    def version(self, number: int) -> Version:
+        with self._read() as conn:
+            row = conn.execute("SELECT * FROM versions WHERE id = ?", (number,)).fetchone()
+        if row is None:
+            raise SessionError(f"session {self.id} has no version {number}")
+        return self._version(row)
+
+    def versions(self) -> list[Version]:
+        with self._read() as conn:
+            rows = conn.execute("SELECT * FROM versions ORDER BY id").fetchall()
+        return [self._version(row) for row in rows]
+
+    def regions(self, number: int) -> list[dict[str, Any]]:
+        """The regions that made version `number`, each with its mask file's path."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT * FROM regions WHERE version_id = ? ORDER BY k",
+                                (number,)).fetchall()
+        return [{"k": row["k"], "target": row["target"], "prompt": row["prompt"],
+                 "group": row["grp"], "order": row["ord"],
+                 "mask_file": str(self.folder / row["mask_file"]), "source": row["source"],
+                 "score": row["score"], "label": row["label"], "boxes": json.loads(row["boxes"])}
+                for row in rows]
+
+    def mask(self, number: int, k: int) -> np.ndarray:
+        with Image.open(self.folder / _mask_file(number, k)) as image:
+            return np.asarray(image.convert("L")) > 127
+
+    def turns(self) -> list[Turn]:
+        with self._read() as conn:
+            rows = conn.execute("SELECT * FROM turns ORDER BY id").fetchall()
+        return [Turn(row["id"], row["created"], row["text"], row["kind"], row["message"],
+                     json.loads(row["plan"]) if row["plan"] else None, row["version_before"],
+                     row["version_after"], row["seconds"]) for row in rows]
+
+    def recent_messages(self, limit: int = 6) -> list[str]:
+        """The user's last `limit` messages, oldest first: the planner's context."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT text FROM turns WHERE text != '' ORDER BY id DESC "
+                                "LIMIT ?", (limit,)).fetchall()
+        return [row["text"] for row in reversed(rows)]
+
+    def children(self, number: int) -> list[int]:
+        with self._read() as conn:
+            rows = conn.execute("SELECT id FROM versions WHERE parent = ? ORDER BY id",
+                                (number,)).fetchall()
+        return [row["id"] for row in rows]
+
+    # ----- writing ------------------------------------------------------------------------
+
+    def add_version(self, image: Image.Image, regions: list[RegionRecord],
+                    provenance: dict[str, Any], text: str, message: str,
+                    plan: dict[str, Any] | None = None, parent: int | None = None,
+                    seed: int | None = None, seconds: float | None = None,
+                    kind: str = "edit") -> int:
+        """Store a new version (child of `parent`, default the current one), its masks and the
+        turn that made it (`kind`: edit or upload), make it current and clear any pending
+        question. Returns its number."""
+        with self._lock, self._transaction() as conn:
+            parent = self._current(conn) if parent is None else parent
+            number = conn.execute("SELECT COALESCE(MAX(id), -1) + 1 FROM versions").fetchone()[0]
+            _write_png(image.convert("RGB"), self.folder / _version_file(number))
+            for k, region in enumerate(regions):
+                _write_png(_mask_image(region.mask), self.folder / _mask_file(number, k))
+            now = time.time()
+            turn_id = self._insert_turn(conn, now, text, kind, message, plan, parent, number,
+                                        seconds)
+            record = {**provenance, "parent": parent, "seed": seed, "regions": [
+                {**_region_json(region), "mask_file": _mask_file(number, k)}
+                for k, region in enumerate(regions)]}
+            conn.execute(
+                "INSERT INTO versions (id, parent, turn_id, file, created, seed, provenance) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (number, parent, turn_id, _version_file(number), now, seed, json.dumps(record)),
+            )
+            conn.executemany(
+                "INSERT INTO regions (version_id, k, target, prompt, grp, ord, mask_file, "
+                "source, score, label, boxes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(number, k, r.target, r.prompt, r.group, r.order, _mask_file(number, k),
+                  r.source, r.score, r.label, json.dumps(r.boxes))
+                 for k, r in enumerate(regions)],
+            )
+            self._set_state(conn, "current", str(number))
+            conn.execute("DELETE FROM state WHERE key = 'pending'")
+        return number
+
+    def record_turn(self, text: str, kind: str, message: str,
+                    plan: dict[str, Any] | None = None,
+                    pending: PendingRequest | None = None, seconds: float | None = None) -> None:
+        """Record a turn that made no version (a question, a chat reply). `pending` becomes the
+        question awaiting an answer; None clears it."""
+        with self._lock, self._transaction() as conn:
+            current = self._current(conn)
+            self._insert_turn(conn, time.time(), text, kind, message, plan, current, current,
+                              seconds)
+            if pending is None:
+                conn.execute("DELETE FROM state WHERE key = 'pending'")
+            else:
+                self._set_state(conn, "pending", json.dumps(asdict(pending)))
+
+    def move(self, kind: Move, text: str = "", plan: dict[str, Any] | None = None
+             ) -> tuple[int, int]:
+        """Undo (to the parent), redo (to the most recent child) or reset (to the upload).
+        Returns (before, after); equal when there was nowhere to go. Deletes nothing."""
+        with self._lock, self._transaction() as conn:
+            before = self._current(conn)
+            if kind == "undo":
+                row = conn.execute("SELECT parent FROM versions WHERE id = ?",
+                                   (before,)).fetchone()
+                after = before if row["parent"] is None else row["parent"]
+            elif kind == "redo":
+                row = conn.execute("SELECT MAX(id) AS child FROM versions WHERE parent = ?",
+                                   (before,)).fetchone()
+                after = before if row["child"] is None else row["child"]
+            else:
+                after = ORIGINAL
+            message = _move_message(kind, before, after)
+            self._insert_turn(conn, time.time(), text, kind, message, plan, before, after, None)
+            self._set_state(conn, "current", str(after))
+            conn.execute("DELETE FROM state WHERE key = 'pending'")
+        return before, after
+
+    def export(self, out: str | Path) -> Path:
+        """A zip with every version, its masks and its provenance (JSON), and the session's
+        tree and turns; written to a temporary and renamed."""
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        temporary = out.with_name(f".{out.name}.{secrets.token_hex(4)}.tmp")
+        versions = self.versions()
+        summary = {
+            "id": self.id, "created": float(self._state("created")), "current": self.current,
+            "versions": [{"id": v.id, "parent": v.parent, "file": _version_file(v.id),
+                          "turn_id": v.turn_id, "created": v.created} for v in versions],
+            "turns": [asdict(turn) for turn in self.turns()],
+        }
+        try:
+            with zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as archive:
+                archive.writestr("session.json", json.dumps(summary, indent=2))
+                for version in versions:
+                    archive.write(version.file, _version_file(version.id))
+                    provenance = {"id": version.id, "parent": version.parent,
+                                  **version.provenance}
+                    archive.writestr(f"provenance/{version.id:04d}.json",
+                                     json.dumps(provenance, indent=2))
+                    for region in self.regions(version.id):
+                        name = Path(region["mask_file"]).relative_to(self.folder)
+                        archive.write(region["mask_file"], str(name))
+            os.replace(temporary, out)
+        finally:
+            temporary.unlink(missing_ok=True)
+        return out
+
+    # ----- internals ----------------------------------------------------------------------
+
+    def _sweep(self) -> None:
+        """Remove temporaries and files no committed row references. Runs under the write
+        lock, so no writer is half-way through a turn meanwhile."""
+        with self._lock, self._transaction() as conn:
+            referenced = {row[0] for row in conn.execute("SELECT file FROM versions")}
+            referenced |= {row[0] for row in conn.execute("SELECT mask_file FROM regions")}
+            for folder in (VERSIONS, MASKS):
+                for path in (self.folder / folder).iterdir():
+                    if f"{folder}/{path.name}" not in referenced:
+                        path.unlink(missing_ok=True)
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self._db, timeout=30)
+        conn.row_factory = sqlite3.Row
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction holding SQLite's write lock from its first statement."""
+        conn = sqlite3.connect(self._db, timeout=30, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    def _state(self, key: str, *default: str | None) -> Any:
+        with self._read() as conn:
+            row = conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            if default:
+                return default[0]
+            raise SessionError(f"session {self.id} is damaged: no {key!r} in its state")
+        return row["value"]
+
+    @staticmethod
+    def _current(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("SELECT value FROM state WHERE key = 'current'").fetchone()[0])
+
+    @staticmethod
+    def _set_state(conn: sqlite3.Connection, key: str, value: str) -> None:
+        conn.execute("INSERT INTO state (key, value) VALUES (?, ?) "
+                     "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
+    @staticmethod
+    def _insert_turn(conn: sqlite3.Connection, created: float, text: str, kind: str,
+                     message: str, plan: dict[str, Any] | None, before: int, after: int,
+                     seconds: float | None) -> int:
+        cursor = conn.execute(
+            "INSERT INTO turns (created, text, kind, message, plan, version_before, "
+            "version_after, seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (created, text, kind, message, json.dumps(plan) if plan is not None else None,
+             before, after, seconds),
+        )
+        return int(cursor.lastrowid)
+
+    def _version(self, row: sqlite3.Row) -> Version:
+        return Version(row["id"], row["parent"], row["turn_id"], self.folder / row["file"],
+                       row["created"], row["seed"], json.loads(row["provenance"]))
+
+
+def _region_json(region: RegionRecord) -> dict[str, Any]:
+    return {"target": region.target, "prompt": region.prompt, "group": region.group,
+            "order": region.order, "source": region.source, "score": region.score,
+            "label": region.label, "boxes": region.boxes}
+
+
+def _move_message(kind: Move, before: int, after: int) -> str:
+    if before == after:
+        return {"undo": "Nothing to undo: this is the original image.",
+                "redo": "Nothing to redo.",
+                "reset": "This is already the original image."}[kind]
+    return {"undo": f"Undone: back to version {after}.",
+            "redo": f"Redone: version {after}.",
+            "reset": "Back to the original image (every version is kept)."}[kind]

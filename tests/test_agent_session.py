@@ -1,0 +1,119 @@
+"""Sessions: the version tree, undo/redo/reset/branch, pending questions, provenance, export."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from promptartisan.agent.session import PendingRequest, RegionRecord, Session, SessionError
+
+
+def tinted(image: Image.Image, value: int) -> Image.Image:
+    return Image.fromarray((np.asarray(image).astype(np.int16) + value).clip(0, 255)
+                           .astype(np.uint8))
+
+
+def add(session: Session, image: Image.Image, value: int) -> int:
+    mask = np.zeros((image.size[1], image.size[0]), dtype=bool)
+    mask[: value % image.size[1] + 1] = True
+    region = RegionRecord(mask=mask, prompt=f"tint {value}", target="top", group=1,
+                          boxes=[[0.0, 0.0, 4.0, 4.0]])
+    return session.add_version(tinted(image, value), [region], {"kind": "edit", "steps": 3},
+                               text=f"tint {value}", message="done", plan={"action": "edit"},
+                               seed=value)
+
+
+def test_create_stores_the_upload_as_version_zero(tmp_path: Path,
+                                                  small_photo: Image.Image) -> None:
+    session = Session.create(tmp_path, small_photo)
+    assert session.current == 0
+    assert np.array_equal(np.asarray(session.image()), np.asarray(small_photo))
+    assert [info.id for info in Session.list(tmp_path)] == [session.id]
+    assert [p.name for p in tmp_path.iterdir()] == [session.id]  # no staging left behind
+
+
+def test_undo_redo_reset_move_the_pointer_and_an_edit_after_undo_branches(
+        tmp_path: Path, small_photo: Image.Image) -> None:
+    session = Session.create(tmp_path, small_photo)
+    assert add(session, small_photo, 10) == 1
+    assert add(session, small_photo, 20) == 2
+    assert session.move("undo") == (2, 1)
+    assert session.move("undo") == (1, 0)
+    assert session.move("undo") == (0, 0)  # nowhere to go
+    assert session.turns()[-1].message.startswith("Nothing to undo")
+    assert session.move("redo") == (0, 1)
+    assert session.move("redo") == (1, 2)
+    assert session.move("redo") == (2, 2)
+    assert session.move("reset") == (2, 0)
+    assert session.move("redo") == (0, 1)
+    assert add(session, small_photo, 30) == 3  # an edit on version 1: a branch beside 2
+    assert session.version(3).parent == 1 and session.children(1) == [2, 3]
+    assert session.move("undo") == (3, 1)
+    assert session.move("redo") == (1, 3)  # the most recent child
+    assert np.array_equal(np.asarray(session.image(2)), np.asarray(tinted(small_photo, 20)))
+    assert all(v.file.is_file() for v in session.versions())  # nothing deleted
+    reopened = Session.open(session.id, tmp_path)
+    assert reopened.current == 3 and len(reopened.versions()) == 4
+
+
+def test_every_version_records_what_made_it(tmp_path: Path, small_photo: Image.Image) -> None:
+    session = Session.create(tmp_path, small_photo)
+    number = add(session, small_photo, 5)
+    version = session.version(number)
+    assert version.seed == 5 and version.parent == 0
+    assert version.provenance["steps"] == 3 and version.provenance["seed"] == 5
+    (region,) = version.provenance["regions"]
+    assert region["prompt"] == "tint 5" and region["mask_file"] == "masks/0001-0.png"
+    stored = session.regions(number)[0]
+    assert stored["group"] == 1 and stored["boxes"] == [[0.0, 0.0, 4.0, 4.0]]
+    mask = session.mask(number, 0)
+    assert mask.shape == (48, 64) and mask[:6].all() and not mask[6:].any()
+    (turn,) = session.turns()
+    assert turn.text == "tint 5" and turn.version_before == 0 and turn.version_after == 1
+
+
+def test_a_pending_question_survives_reopening_and_an_edit_clears_it(
+        tmp_path: Path, small_photo: Image.Image) -> None:
+    session = Session.create(tmp_path, small_photo)
+    pending = PendingRequest("change the dog", "What should the dog become?", "which",
+                             ["the left one", "the right one"], {"index": 0})
+    session.record_turn("change the dog", "clarify", pending.question, pending=pending)
+    assert Session.open(session.id, tmp_path).pending == pending
+    assert session.recent_messages() == ["change the dog"]
+    add(session, small_photo, 1)
+    assert session.pending is None
+
+
+def test_export_holds_every_version_with_its_provenance(tmp_path: Path,
+                                                        small_photo: Image.Image) -> None:
+    session = Session.create(tmp_path / "sessions", small_photo)
+    add(session, small_photo, 7)
+    archive = session.export(tmp_path / "out" / "export.zip")
+    with zipfile.ZipFile(archive) as zipped:
+        names = set(zipped.namelist())
+        assert {"session.json", "versions/0000.png", "versions/0001.png", "masks/0001-0.png",
+                "provenance/0000.json", "provenance/0001.json"} <= names
+        provenance = json.loads(zipped.read("provenance/0001.json"))
+        tree = json.loads(zipped.read("session.json"))
+    assert provenance["seed"] == 7 and provenance["parent"] == 0
+    assert [v["parent"] for v in tree["versions"]] == [None, 0]
+
+
+def test_opening_sweeps_temporaries_and_unreferenced_files(tmp_path: Path,
+                                                           small_photo: Image.Image) -> None:
+    session = Session.create(tmp_path, small_photo)
+    (session.folder / "versions" / ".0001.png.123-ab.tmp").write_bytes(b"half")
+    (session.folder / "versions" / "0001.png").write_bytes(b"never committed")
+    Session.open(session.id, tmp_path)
+    assert sorted(p.name for p in (session.folder / "versions").iterdir()) == ["0000.png"]
+
+
+@pytest.mark.parametrize("name", ["nope", "", "../x", ".hidden"])
+def test_opening_an_unknown_session_is_a_clear_error(tmp_path: Path, name: str) -> None:
+    with pytest.raises(SessionError, match="no session"):
+        Session.open(name, tmp_path)
