@@ -1,0 +1,97 @@
+"""SequentialBaseline: what a user does without PromptArtisan, one InstructPix2Pix pass per
+instruction, each on the previous output. The reference for comparisons and the benchmark."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import StableDiffusionInstructPix2PixPipeline
+
+from promptartisan.engine.pipeline import PromptArtisanPipeline, PromptArtisanPipelineOutput
+from promptartisan.engine.regions import Region, prepare_regions
+
+
+class _Stopped(Exception):
+    """Raised from a stock pass's callback to end it: the stock loop has no interrupt check."""
+
+
+class SequentialBaseline:
+    """One pass per region, in the regions' order (lowest `order` first, so the top layer is
+    applied last). `masked=False`: stock InstructPix2Pix on the whole image with each prompt, as
+    a user would run it. `masked=True`: each pass is a PromptArtisan pass with that one region
+    (routing, blending and paste-back alike), isolating what the single pass changes.
+
+    It shares `pipe`'s components. The callback sees `pipe` and a step counted across passes, and
+    stops the run with `pipe.interrupt_run()` as for the single pass.
+    """
+
+    def __init__(self, pipe: PromptArtisanPipeline, masked: bool = False) -> None:
+        self.pipe = pipe
+        self.masked = masked
+        self.stock = StableDiffusionInstructPix2PixPipeline(
+            **pipe.components, safety_checker=None, feature_extractor=None,
+            requires_safety_checker=False)
+        self.stock.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
+
+    def __call__(
+        self,
+        image: PIL.Image.Image | np.ndarray,
+        regions: Sequence[Region],
+        num_inference_steps: int = 20,
+        guidance_scale: float = 7.5,
+        image_guidance_scale: float = 1.5,
+        generator: torch.Generator | None = None,
+        callback_on_step_end: Callable[..., dict[str, Any]] | None = None,
+        max_regions: int = 8,
+        **masked_kwargs: Any,
+    ) -> PromptArtisanPipelineOutput:
+        """Edit `image` region by region; `masked_kwargs` go to each masked pass."""
+        size = image.size if isinstance(image, PIL.Image.Image) else image.shape[1::-1]
+        regions = prepare_regions(regions, size, max_regions)[0]
+        self.pipe._interrupt = False
+        current = image
+        for index, region in enumerate(sorted(regions, key=lambda r: r.order)):
+            offset = index * num_inference_steps
+            common = {"num_inference_steps": num_inference_steps,
+                      "guidance_scale": guidance_scale,
+                      "image_guidance_scale": image_guidance_scale, "generator": generator}
+            if self.masked:
+                output = self.pipe(current, [region], **common, **masked_kwargs,
+                                   callback_on_step_end=self._shifted(callback_on_step_end,
+                                                                      offset))
+                if output.interrupted:
+                    return output
+                current = output.images[0]
+                continue
+            try:
+                current = self.stock(prompt=region.prompt, image=current, **common,
+                                     callback_on_step_end=self._stopping(callback_on_step_end,
+                                                                         offset)).images[0]
+            except _Stopped:
+                return PromptArtisanPipelineOutput(images=[], interrupted=True)
+        return PromptArtisanPipelineOutput(images=[current], interrupted=False)
+
+    def _shifted(self, callback: Callable[..., dict[str, Any]] | None, offset: int
+                 ) -> Callable[..., dict[str, Any]] | None:
+        if callback is None:
+            return None
+        return lambda pipe, step, timestep, tensors: callback(pipe, offset + step, timestep,
+                                                              tensors)
+
+    def _stopping(self, callback: Callable[..., dict[str, Any]] | None, offset: int
+                  ) -> Callable[..., dict[str, Any]] | None:
+        if callback is None:
+            return None
+
+        def call(_stock: Any, step: int, timestep: torch.Tensor, tensors: dict[str, Any]
+                 ) -> dict[str, Any]:
+            tensors = callback(self.pipe, offset + step, timestep, tensors)
+            if self.pipe.interrupt:
+                raise _Stopped
+            return tensors
+
+        return call
