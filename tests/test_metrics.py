@@ -125,7 +125,7 @@ def test_background_ignores_edits_inside_the_dilated_masks(image: np.ndarray) ->
 
 def test_default_dilation_scales_with_the_image() -> None:
     assert default_dilation((512, 384)) == 15
-    assert default_dilation((40, 30)) == 2
+    assert default_dilation((40, 30)) == 8
     assert SSIM_RADIUS == 5
 
 

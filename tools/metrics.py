@@ -123,9 +123,10 @@ def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
 
 
 def default_dilation(size: tuple[int, int]) -> int:
-    """3 % of the long side (15 px at 512): the engine edits on an 8× latent grid and feathers
-    its paste-back, so pixels just outside a mask may legitimately change."""
-    return max(2, round(0.03 * max(size)))
+    """3 % of the long side (15 px at 512), at least 8 px: the engine edits on an 8× latent grid
+    and feathers its paste-back over 8 px, so pixels just outside a mask may legitimately
+    change."""
+    return max(8, round(0.03 * max(size)))
 
 
 def background_mask(masks: Sequence[np.ndarray], dilation: int) -> np.ndarray:
