@@ -1,0 +1,531 @@
+"""One chat turn, start to finish: plan → a question | a move in the history | ground every
+target → the engine once with all regions → store the version.
+
+The engine and the grounder are loaded once per process and shared by every Editor and
+session; `DEVICE_LOCK` lets one model run on the device at a time, so concurrent turns queue
+rather than interleave. A turn that fails or is cancelled stores nothing.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import math
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from PIL import Image
+
+from promptartisan.agent.clarify import (
+    not_found_question,
+    pick_choice,
+    position_choices,
+    which_question,
+)
+from promptartisan.agent.plan import Instruction, Plan
+from promptartisan.agent.session import PendingRequest, RegionRecord, Session
+from promptartisan.settings import Settings
+from promptartisan.tools.images import from_working_size, load_image, to_working_size
+
+if TYPE_CHECKING:
+    from promptartisan.agent.planners import Planner
+    from promptartisan.tools.grounding import Grounder, Grounding
+
+log = logging.getLogger(__name__)
+
+DEVICE_LOCK = threading.Lock()
+"""Held while a model runs on the device (grounding, the engine), across the whole process."""
+
+ENGINE_FEATHER = 8
+"""Paste-back feather radius at working size; at the upload's size it scales with the image.
+Pixels farther than that from every mask are the upload's own, bit for bit."""
+
+Stage = Literal["planning", "grounding", "editing", "saving"]
+Kind = Literal["edit", "clarify", "undo", "redo", "reset", "chat", "error", "cancelled"]
+
+_shared_models: dict[tuple[Any, ...], Any] = {}
+_shared_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    stage: Stage
+    message: str
+    step: int | None = None
+    total: int | None = None
+
+
+@dataclass
+class TurnResult:
+    """What a turn did. `version_id` and `image` are the current version after the turn;
+    `choices` are the answers offered with a question; `masks` the regions edited."""
+
+    kind: Kind
+    message: str
+    plan: Plan | None = None
+    version_id: int | None = None
+    image: Image.Image | None = None
+    overlay: Image.Image | None = None
+    groundings: list[Grounding] = field(default_factory=list)
+    choices: list[str] = field(default_factory=list)
+    masks: list[np.ndarray] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """An edit at the source's size, with everything that made it."""
+
+    image: Image.Image
+    seed: int
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Question:
+    """Grounding could not decide where instruction `index` applies."""
+
+    kind: Literal["locate", "which"]
+    index: int
+    text: str
+    choices: list[str] = field(default_factory=list)
+    candidates: list[list[float]] = field(default_factory=list)
+    grounding: Grounding | None = None
+
+
+@dataclass(frozen=True)
+class Located:
+    regions: list[RegionRecord]
+    groundings: list[Grounding]
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to act on this turn: the request text (merged with a pending one), its plan,
+    boxes the person already chose for some instructions (index → boxes), and which
+    instruction the person's mask belongs to, if any."""
+
+    text: str
+    plan: Plan
+    chosen: dict[str, list[list[float]]] = field(default_factory=dict)
+    mask_index: int | None = None
+
+
+class Cancelled(Exception):
+    """The person cancelled the turn."""
+
+
+def _ignore(event: ProgressEvent) -> None:
+    """The default progress listener."""
+
+
+def shared_model(key: tuple[Any, ...], load: Callable[[], Any]) -> Any:
+    """One instance per key in this process, loaded on first use."""
+    with _shared_lock:
+        if key not in _shared_models:
+            _shared_models[key] = load()
+        return _shared_models[key]
+
+
+class Editor:
+    """Runs chat turns against sessions. `planner`, `grounder` and `pipeline` default to the
+    settings' choices (the last two shared process-wide); pass objects to use others."""
+
+    def __init__(self, settings: Settings, planner: Planner | None = None,
+                 grounder: Grounder | None = None, pipeline: Any = None) -> None:
+        self.settings = settings
+        self._planner = planner
+        self._grounder = grounder
+        self._pipeline = pipeline
+
+    @property
+    def planner(self) -> Planner:
+        if self._planner is None:
+            from promptartisan.agent.planners import load_planner
+
+            self._planner = load_planner(self.settings.planner, self.settings)
+        return self._planner
+
+    @property
+    def grounder(self) -> Grounder:
+        if self._grounder is None:
+            from promptartisan.tools.grounding import load_grounder
+
+            s = self.settings
+            backend, device = s.resolved_grounding_backend(), s.resolved_device()
+            key = ("grounder", backend, device, s.clipseg, s.groundingdino, s.sam, s.tiny,
+                   str(s.tiny_dir))
+            self._grounder = shared_model(
+                key, lambda: load_grounder(backend, device=device, settings=s))
+        return self._grounder
+
+    @property
+    def pipeline(self) -> Any:
+        if self._pipeline is None:
+            from promptartisan import models
+            from promptartisan.engine import PromptArtisanPipeline
+
+            s = self.settings
+            device, dtype = s.resolved_device(), s.resolved_dtype()
+            key = ("engine", s.instruct_pix2pix, s.tiny, str(s.tiny_dir), device, str(dtype))
+            self._pipeline = shared_model(key, lambda: _quiet(models.load(
+                PromptArtisanPipeline, "instruct-pix2pix", s, torch_dtype=dtype).to(device)))
+        return self._pipeline
+
+    # ----- the turn -----------------------------------------------------------------------
+
+    def turn(self, session: Session, text: str, image: Any = None, mask: Any = None,
+             plan: Plan | None = None, on_event: Callable[[ProgressEvent], None] | None = None,
+             cancel: threading.Event | None = None) -> TurnResult:
+        """Answer one message. `image`: a new upload (stored as a version first); `mask`: the
+        region the person drew or clicked, which replaces grounding for a one-instruction
+        edit; `plan`: skip planning. Never raises for bad input or a failing model: the
+        result is then kind "error" and the session is as it was."""
+        started = time.monotonic()
+        try:
+            result = self._turn(session, text.strip(), image, mask, plan, on_event or _ignore,
+                                cancel or threading.Event())
+        except Cancelled:
+            result = self._unchanged(session, "cancelled", "Cancelled; nothing was changed.")
+        except Exception as exc:  # a turn must not crash the conversation
+            log.exception("turn failed in session %s", session.id)
+            result = self._unchanged(session, "error", _friendly(exc))
+        result.seconds = time.monotonic() - started
+        return result
+
+    def _turn(self, session: Session, text: str, image: Any, mask: Any, plan: Plan | None,
+              emit: Callable[[ProgressEvent], None], cancel: threading.Event) -> TurnResult:
+        if image is not None:
+            upload = load_image(image, self.settings.max_pixels)
+            number = session.add_version(upload, [], {"kind": "upload", "size": list(upload.size)},
+                                         text="", message="New image uploaded.", kind="upload")
+            if not text and plan is None:
+                return TurnResult("edit", f"New image uploaded as version {number}.",
+                                  version_id=number, image=upload)
+        _check(cancel)
+        emit(ProgressEvent("planning", "Reading the request…"))
+        request = self._understand(session, text, plan, mask is not None)
+        plan = request.plan
+        plan_json = plan.model_dump(mode="json")
+        _check(cancel)
+        if plan.action == "clarify":
+            question = plan.question or "Could you say more about what to change?"
+            session.record_turn(request.text, "clarify", question, plan_json,
+                                pending=PendingRequest(request.text, question))
+            return self._unchanged(session, "clarify", question, plan)
+        if plan.action == "chat":
+            reply = plan.reply or "I edit pictures: tell me what to change."
+            session.record_turn(request.text, "chat", reply, plan_json)
+            return self._unchanged(session, "chat", reply, plan)
+        if plan.action in ("undo", "redo", "reset"):
+            session.move(plan.action, request.text, plan_json)
+            message = session.turns()[-1].message
+            return self._unchanged(session, plan.action, _with_note(message, plan), plan)
+        return self._edit(session, request, mask, emit, cancel)
+
+    def _understand(self, session: Session, text: str, plan: Plan | None,
+                    has_mask: bool) -> Request:
+        """The request this message makes, read as the answer to a pending question if any."""
+        if plan is not None:
+            return Request(text, plan)
+        pending = session.pending
+        context = session.recent_messages()
+        if pending is not None and pending.kind in ("which", "locate") and has_mask:
+            return Request(pending.text, Plan.model_validate(pending.data["plan"]),
+                           pending.data["chosen"], mask_index=pending.data["index"])
+        if pending is not None and pending.kind == "which":
+            pick = pick_choice(text, pending.choices)
+            if pick is not None:
+                candidates = pending.data["candidates"]
+                boxes = candidates if isinstance(pick, str) else [candidates[pick]]
+                chosen = {**pending.data["chosen"], str(pending.data["index"]): boxes}
+                return Request(pending.text, Plan.model_validate(pending.data["plan"]), chosen)
+        if pending is not None and pending.kind == "locate":
+            own = self.planner.plan(text, context)
+            if own.action in ("edit", "undo", "redo", "reset"):
+                return Request(text, own)
+            rephrased = _retarget(Plan.model_validate(pending.data["plan"]),
+                                  pending.data["index"], text)
+            return Request(pending.text, rephrased, pending.data["chosen"])
+        if pending is not None and pending.kind == "clarify":
+            from promptartisan.agent.rules_planner import merge_answer
+
+            text = merge_answer(pending.text, pending.question, text)
+        return Request(text, self.planner.plan(text, context))
+
+    def _edit(self, session: Session, request: Request, mask: Any,
+              emit: Callable[[ProgressEvent], None], cancel: threading.Event) -> TurnResult:
+        plan = request.plan
+        parent = session.current
+        source = session.image(parent)
+        emit(ProgressEvent("grounding", "Finding where to edit…"))
+        mask_index = request.mask_index
+        if mask_index is None and len(plan.instructions) == 1:
+            mask_index = 0
+        masks = {mask_index: mask} if mask is not None and mask_index is not None else {}
+        located = self.locate(source, plan.instructions, request.chosen, masks)
+        if isinstance(located, Question):
+            return self._ask_where(session, request, source, located)
+        _check(cancel)
+        rendered = self.render(source, located.regions, emit, cancel)
+        _check(cancel)
+        emit(ProgressEvent("saving", "Saving the new version…"))
+        provenance = {"kind": "edit", "request": request.text,
+                      "plan": plan.model_dump(mode="json"), **rendered.parameters}
+        message = _edit_message(plan, located.regions, ignored_mask=mask is not None
+                                and not masks)
+        number = session.add_version(rendered.image, located.regions, provenance,
+                                     text=request.text, message=message,
+                                     plan=plan.model_dump(mode="json"), parent=parent,
+                                     seed=rendered.seed)
+        return TurnResult("edit", f"{message} (version {number})", plan, number, rendered.image,
+                          self._overlay(source, located.groundings), located.groundings,
+                          masks=[region.mask for region in located.regions])
+
+    def _ask_where(self, session: Session, request: Request, source: Image.Image,
+                   question: Question) -> TurnResult:
+        """Store the question (it survives a restart) and return it with its choices."""
+        plan_json = request.plan.model_dump(mode="json")
+        pending = PendingRequest(
+            request.text, question.text, question.kind, question.choices,
+            {"plan": plan_json, "index": question.index, "chosen": request.chosen,
+             "candidates": question.candidates})
+        session.record_turn(request.text, "clarify", question.text, plan_json, pending=pending)
+        result = self._unchanged(session, "clarify", question.text, request.plan)
+        result.choices = question.choices
+        if question.grounding is not None:
+            result.groundings = [question.grounding]
+            result.overlay = self._overlay(source, [question.grounding])
+        return result
+
+    def _unchanged(self, session: Session, kind: Kind, message: str,
+                   plan: Plan | None = None) -> TurnResult:
+        """A result that shows the session's current version."""
+        try:
+            number: int | None = session.current
+            image: Image.Image | None = session.image(number)
+        except Exception:  # the error being reported may be that the session is unreadable
+            log.exception("session %s unreadable", session.id)
+            number, image = None, None
+        return TurnResult(kind, message, plan, number, image)
+
+    # ----- grounding ----------------------------------------------------------------------
+
+    def locate(self, image: Image.Image, instructions: list[Instruction],
+               chosen: dict[str, list[list[float]]] | None = None,
+               masks: dict[int, Any] | None = None) -> Located | Question:
+        """A region (mask at the image's size) for every instruction, or the question to ask
+        when a target is not found or matches several instances. `masks` maps instruction
+        index → the person's own mask, `chosen` index → boxes the person chose; either
+        replaces grounding for that instruction."""
+        from promptartisan.tools.grounding import full_grounding
+        from promptartisan.tools.phrases import parse
+
+        chosen, masks = chosen or {}, masks or {}
+        found: dict[int, tuple[Grounding, str]] = {}
+        for index, instruction in enumerate(instructions):
+            if index in masks:
+                found[index] = (_grounding_of(fit_mask(masks[index], image.size),
+                                              "your selection"), "user")
+            elif str(index) in chosen:
+                with DEVICE_LOCK:
+                    selected = self.grounder.segment(image, boxes=chosen[str(index)])
+                found[index] = (selected, "choice")
+            elif parse(instruction.target).whole:
+                found[index] = (full_grounding(image.size, instruction.target), "whole-image")
+        remaining = [i for i in range(len(instructions)) if i not in found]
+        if remaining:
+            with DEVICE_LOCK:
+                groundings = self.grounder.ground(image, [instructions[i].target
+                                                          for i in remaining])
+            for index, grounding in zip(remaining, groundings, strict=True):
+                target = instructions[index].target
+                if grounding is None or not grounding.mask.any():
+                    return Question("locate", index, not_found_question(target))
+                if grounding.ambiguous:
+                    candidates = [[float(v) for v in box] for box in grounding.candidates]
+                    return Question("which", index, which_question(target, len(candidates)),
+                                    position_choices(len(candidates)), candidates, grounding)
+                found[index] = (grounding, "grounding")
+        regions = []
+        for index, instruction in enumerate(instructions):
+            grounding, source = found[index]
+            if not grounding.mask.any():
+                raise ValueError(f"the region for \"{instruction.target}\" is empty")
+            regions.append(RegionRecord(
+                mask=fit_mask(grounding.mask, image.size), prompt=instruction.instruction,
+                target=instruction.target, group=instruction.group, order=index, source=source,
+                score=float(grounding.score), label=grounding.label,
+                boxes=np.asarray(grounding.boxes, dtype=float).reshape(-1, 4).tolist()))
+        return Located(regions, [found[i][0] for i in range(len(instructions))])
+
+    def _overlay(self, image: Image.Image, groundings: list[Grounding]) -> Image.Image:
+        from promptartisan.tools import overlay
+
+        return overlay(image, groundings)
+
+    # ----- editing ------------------------------------------------------------------------
+
+    def render(self, source: Image.Image, regions: list[RegionRecord],
+               on_event: Callable[[ProgressEvent], None] | None = None,
+               cancel: threading.Event | None = None, seed: int | None = None) -> Rendered:
+        """Every region in one engine call at working size, then back at the source's size:
+        the result enters the original upload through the feathered union of the masks, so
+        pixels away from them are the source's own. Raises Cancelled when cancelled."""
+        import torch
+
+        from promptartisan.engine import Region
+
+        s = self.settings
+        emit, cancel = on_event or _ignore, cancel or threading.Event()
+        seed = seed if seed is not None else s.seed if s.seed is not None \
+            else secrets.randbelow(2**31)
+        work = to_working_size(source, s.working_size)
+        engine_regions = [Region(mask=fit_mask(r.mask, work.size), prompt=r.prompt,
+                                 group=r.group, order=r.order) for r in regions]
+
+        def on_step(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]
+                    ) -> dict[str, Any]:
+            emit(ProgressEvent("editing", f"Editing: step {step + 1} of {s.steps}", step + 1,
+                               s.steps))
+            if cancel.is_set():
+                pipe.interrupt_run()
+            return kwargs
+
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        emit(ProgressEvent("editing", "Waiting for the engine…", 0, s.steps))
+        with DEVICE_LOCK:
+            _check(cancel)
+            pipe = self.pipeline
+            output = pipe(image=work, regions=engine_regions, num_inference_steps=s.steps,
+                          guidance_scale=s.guidance_scale,
+                          image_guidance_scale=s.image_guidance_scale, generator=generator,
+                          preserve_background=s.preserve_background, feather=ENGINE_FEATHER,
+                          callback_on_step_end=on_step)
+        if output.interrupted:
+            raise Cancelled
+        result = from_working_size(output.images[0], source.size)
+        feather = math.ceil(ENGINE_FEATHER * max(source.size) / max(work.size))
+        if s.preserve_background:
+            union = np.logical_or.reduce([r.mask for r in regions])
+            result = paste(source, result, union, feather)
+        parameters = {
+            "size": list(source.size), "working_size": list(work.size), "steps": s.steps,
+            "guidance_scale": s.guidance_scale, "image_guidance_scale": s.image_guidance_scale,
+            "preserve_background": s.preserve_background, "feather_px": feather, "seed": seed,
+            "generator": "torch.Generator('cpu').manual_seed(seed)",
+            "device": s.resolved_device(), "dtype": str(s.resolved_dtype()),
+            "models": {"engine": str(getattr(pipe, "name_or_path", None) or s.instruct_pix2pix),
+                       "engine_class": type(pipe).__name__,
+                       "grounder": type(self._grounder).__name__ if self._grounder else None,
+                       "grounding_backend": s.grounding_backend, "clipseg": s.clipseg,
+                       "groundingdino": s.groundingdino, "sam": s.sam, "tiny": s.tiny},
+            "packages": _package_versions(),
+        }
+        return Rendered(result, seed, parameters)
+
+
+# ----- helpers --------------------------------------------------------------------------------
+
+
+def _quiet(pipe: Any) -> Any:
+    """No tqdm bar of the engine's own: progress goes out as ProgressEvents."""
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _check(cancel: threading.Event) -> None:
+    if cancel.is_set():
+        raise Cancelled
+
+
+def fit_mask(mask: Any, size: tuple[int, int]) -> np.ndarray:
+    """A bool mask (height, width) = `size` from a PIL image or an array of any size: bool,
+    0–1 floats or 0–255 integers; channels are merged."""
+    if isinstance(mask, Image.Image):
+        array = np.asarray(mask.convert("L")) > 127
+    else:
+        array = np.asarray(mask)
+        if array.ndim == 3:
+            array = array.max(axis=-1)
+        if array.dtype != bool:
+            array = array > (0.5 if np.issubdtype(array.dtype, np.floating) else 127)
+    if array.ndim != 2:
+        raise ValueError(f"a mask must be a picture or an HxW array, got shape {array.shape}")
+    if array.shape != (size[1], size[0]):
+        scaled = Image.fromarray(array.astype(np.uint8) * 255).resize(
+            size, Image.Resampling.BILINEAR)
+        array = np.asarray(scaled) > 127
+    return array
+
+
+def paste(source: Image.Image, result: Image.Image, mask: np.ndarray,
+          radius: int) -> Image.Image:
+    """`result` on `mask`, `source` farther than `radius` from it, a linear seam between;
+    where the weight is 0 the source's pixels come through unchanged."""
+    from promptartisan.engine.regions import feather_mask
+
+    alpha = feather_mask(mask, radius).astype(np.float64)[..., None]
+    base = np.asarray(source.convert("RGB"), dtype=np.float64)
+    edit = np.asarray(result.convert("RGB"), dtype=np.float64)
+    blended = np.rint(base + (edit - base) * alpha)
+    return Image.fromarray(np.clip(blended, 0, 255).astype(np.uint8))
+
+
+def _grounding_of(mask: np.ndarray, label: str) -> Grounding:
+    from promptartisan.tools.grounding import Grounding
+    from promptartisan.tools.masks import box_of
+
+    return Grounding(mask=mask, score=1.0, boxes=box_of(mask)[None], label=label)
+
+
+def _retarget(plan: Plan, index: int, answer: str) -> Plan:
+    """`plan` with instruction `index` aimed at the phrase the person answered with."""
+    phrase = answer.strip().rstrip(".!")
+    for lead in ("it's ", "it is ", "i mean ", "try "):
+        if phrase.lower().startswith(lead):
+            phrase = phrase[len(lead):]
+    instructions = list(plan.instructions)
+    instructions[index] = instructions[index].model_copy(update={"target": phrase})
+    return plan.model_copy(update={"instructions": instructions})
+
+
+def _edit_message(plan: Plan, regions: list[RegionRecord], ignored_mask: bool) -> str:
+    done = "; ".join(f"{r.prompt} ({r.target})" for r in regions)
+    message = f"Done in one pass: {done}"
+    if ignored_mask:
+        message += ". Your mask was not used: it applies to a request with one instruction"
+    return _with_note(message, plan)
+
+
+def _with_note(message: str, plan: Plan) -> str:
+    return f"{message}. {plan.note}" if plan.note else message
+
+
+def _friendly(error: BaseException) -> str:
+    from promptartisan.models import ModelError
+    from promptartisan.tools.images import InvalidImageError
+
+    if isinstance(error, InvalidImageError):
+        reason = f"that image can't be used: {error}"
+    elif isinstance(error, ModelError):
+        reason = str(error)
+    else:
+        reason = f"{error}" if isinstance(error, ValueError) else \
+            f"{type(error).__name__}: {error}"
+    return f"Sorry, that didn't work ({reason}). Nothing was changed."
+
+
+def _package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in ("promptartisan", "torch", "diffusers", "transformers"):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
