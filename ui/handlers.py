@@ -66,6 +66,10 @@ NEED_IMAGE = (
 )
 BUSY = "I'm still working on the previous request — wait for it, or press ■ to stop it."
 STOPPED = "Stopped. Nothing was changed; the picture is as it was before this request."
+OUT_OF_MEMORY = (
+    "Ran out of memory on this request. Try fewer edits at once, fewer steps in the settings "
+    "panel, or a smaller picture. Nothing was changed, and the chat goes on."
+)
 TINY_NOTE = (
     "Switched this chat to the **tiny demo models**: they run anywhere in seconds, but their "
     "weights are random, so results are colourful noise. They show how the chat works, not "
@@ -287,14 +291,27 @@ class ChatController:
         return False
 
     def _message(self, text: str, uploads: Sequence[Upload]) -> None:
-        if uploads:
-            sessions = self._create_sessions(uploads)
-            if not sessions:
+        images = self._read_uploads(uploads)
+        if uploads and not images:
+            return
+        if len(images) == 1 and len(self.session_ids) == 1:
+            # One new picture in a one-picture chat: a new version of the same session, so
+            # Undo can step back to the earlier picture.
+            session = self._open(self.session_ids[0])
+            if session is not None:
+                self._turn(session, text, image=images[0])
+                return
+        if images:
+            try:
+                sessions = [self._sessions.create(self.settings.session_dir, image,
+                                                  max_pixels=self.settings.max_pixels)
+                            for image in images]
+            except Exception as exc:  # a full disk, an unwritable folder: say so, go on
+                self._report_exception(exc)
                 return
             self.session_ids = [session.id for session in sessions]
             if not text:
-                count = len(sessions)
-                what = "this photo" if count == 1 else f"these {count} photos"
+                what = "this photo" if len(sessions) == 1 else f"these {len(sessions)} photos"
                 self.emitter.text(f"Got {what}. What should I change?")
                 return
         if not text:
@@ -306,41 +323,43 @@ class ChatController:
         if sessions:
             self._run_turns(text, sessions)
 
-    def _create_sessions(self, uploads: Sequence[Upload]) -> list[Any]:
-        """A session per readable upload; each unreadable one gets its own message."""
-        sessions = []
+    def _read_uploads(self, uploads: Sequence[Upload]) -> list[Image.Image]:
+        """The readable uploads as pictures; each unreadable one gets its own message."""
+        images = []
         for upload in uploads:
             try:
                 source = upload.path if upload.path is not None else upload.data
-                image = load_image(source, self.settings.max_pixels)  # type: ignore[arg-type]
-                sessions.append(self._sessions.create(self.settings.session_dir, image,
-                                                      max_pixels=self.settings.max_pixels))
+                images.append(load_image(source, self.settings.max_pixels))  # type: ignore[arg-type]
             except InvalidImageError as exc:
                 self.emitter.error(f"I can't use **{upload.name}**: {exc}. Attach a photo "
                                    "(PNG, JPEG, WebP…) instead.")
-        return sessions
+        return images
 
     def _run_turns(self, text: str, sessions: list[Any]) -> None:
-        """The request on the first picture; in a batch, its plan then goes to every other
-        picture unchanged, so one request is planned once."""
+        """The request on the first picture; in a batch its plan then goes unchanged to every
+        other picture, so one request is planned once. An answer goes to the picture that
+        asked."""
         batch = len(sessions) > 1
-        first = self._turn(sessions[0], text, label="Image 1" if batch else "")
-        if first is None or not batch or first.kind not in ("edit", "undo", "redo", "reset"):
+        labels = [f"Image {number}" if batch else "" for number in range(1, len(sessions) + 1)]
+        asking = next((i for i, s in enumerate(sessions) if s.pending is not None), 0)
+        first = self._turn(sessions[asking], text, label=labels[asking])
+        if asking != 0 or first is None or first.kind not in ("edit", "undo", "redo", "reset"):
             return
-        for number, session in enumerate(sessions[1:], start=2):
+        for session, label in zip(sessions[1:], labels[1:], strict=True):
             if self._cancel.is_set():
                 self.emitter.text(STOPPED)
                 return
-            result = self._turn(session, text, plan=first.plan, label=f"Image {number}")
+            result = self._turn(session, text, plan=first.plan, label=label)
             if result is None or result.kind == "cancelled":
                 return
 
-    def _turn(self, session: Any, text: str, plan: Any = None, label: str = "") -> Any:
+    def _turn(self, session: Any, text: str, plan: Any = None, image: Image.Image | None = None,
+              label: str = "") -> Any:
         """One Editor turn with its steps shown as they happen, then its result."""
         progress = TurnProgress(self.emitter, label)
         try:
             editor = self._get_editor()
-            result = editor.turn(session, text, plan=plan, on_event=progress.event,
+            result = editor.turn(session, text, image=image, plan=plan, on_event=progress.event,
                                  cancel=self._cancel)
         except Exception as exc:  # any failure becomes a message; the chat goes on
             progress.close(failed=True)
@@ -359,7 +378,7 @@ class ChatController:
         elif result.kind == "chat":
             self.emitter.text(prefix + result.message)
         elif result.kind == "error":
-            self.emitter.error(prefix + result.message)
+            self._report_failed_turn(prefix + result.message)
         elif result.kind == "cancelled":
             self.emitter.text(prefix + STOPPED)
         else:
@@ -387,7 +406,7 @@ class ChatController:
         if not regions:
             self.emitter.text(f"Version {version} was not made by an edit, so it has no masks.")
             return
-        from promptartisan.tools.grounding import Grounding, overlay
+        from promptartisan.tools import Grounding, overlay
 
         groundings = [Grounding(mask=session.mask(version, region["k"]),
                                 score=region["score"] if region["score"] is not None else 1.0,
@@ -462,6 +481,15 @@ class ChatController:
             [ActionButton("use_tiny", "Use the tiny demo models")],
         )
 
+    def _report_failed_turn(self, message: str) -> None:
+        """The Editor reports failures as text; add what the person can do about them."""
+        if "OutOfMemoryError" in message or "out of memory" in message.lower():
+            self.emitter.error(OUT_OF_MEMORY)
+        elif not self.settings.tiny and missing_models(self.settings):
+            self.emitter.error(message, [ActionButton("use_tiny", "Use the tiny demo models")])
+        else:
+            self.emitter.error(message)
+
     def _report_exception(self, exc: Exception) -> None:
         if isinstance(exc, models.MissingModelError):
             self.emitter.error(f"A model is missing: {exc}",
@@ -469,9 +497,7 @@ class ChatController:
         elif isinstance(exc, InvalidImageError):
             self.emitter.error(f"That picture can't be used: {exc}")
         elif _is_out_of_memory(exc):
-            self.emitter.error(
-                "Ran out of memory on this request. Try fewer edits at once, fewer steps in "
-                "the settings panel, or a smaller picture; the chat and every version are fine.")
+            self.emitter.error(OUT_OF_MEMORY)
         elif isinstance(exc, models.ModelError):
             self.emitter.error(f"A model can't be loaded: {exc}")
         else:

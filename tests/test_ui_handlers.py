@@ -1,0 +1,603 @@
+"""The chat's behaviour without a browser: a ChatController driving the real Editor and Session
+(with a scripted planner, a box grounder and a fake engine injected, or with the tiny models),
+shown through a recording emitter."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from promptartisan.agent.editor import Editor, fit_mask
+from promptartisan.agent.plan import Instruction, Plan
+from promptartisan.agent.session import Session
+from promptartisan.models import MissingModelError
+from promptartisan.settings import Settings
+from promptartisan.tools.grounding import Grounding
+from promptartisan.ui import handlers
+from promptartisan.ui.handlers import (
+    BUSY,
+    NEED_IMAGE,
+    OUT_OF_MEMORY,
+    STOPPED,
+    ActionButton,
+    ChatController,
+    Picture,
+    StepUpdate,
+    Upload,
+)
+
+TWO_EDITS = "make the sky a sunset and put a hat on the man"
+VAGUE = "change something"
+
+
+@dataclass
+class Shown:
+    """One thing the controller showed."""
+
+    kind: str  # text | pictures | file | ask | error | step
+    text: str
+    actions: list[ActionButton] = field(default_factory=list)
+    pictures: list[Picture] = field(default_factory=list)
+    choices: list[str] = field(default_factory=list)
+    path: Path | None = None
+    step: StepUpdate | None = None
+
+
+class RecordingEmitter:
+    """Keeps everything the controller shows, in order. Thread-safe."""
+
+    def __init__(self) -> None:
+        self.shown: list[Shown] = []
+        self._lock = threading.Lock()
+
+    def _add(self, item: Shown) -> None:
+        with self._lock:
+            self.shown.append(item)
+
+    def text(self, text: str, actions: Sequence[ActionButton] = ()) -> None:
+        self._add(Shown("text", text, list(actions)))
+
+    def pictures(self, text: str, pictures: Sequence[Picture],
+                 actions: Sequence[ActionButton] = ()) -> None:
+        self._add(Shown("pictures", text, list(actions), list(pictures)))
+
+    def file(self, text: str, path: Path) -> None:
+        self._add(Shown("file", text, path=path))
+
+    def ask(self, question: str, choices: Sequence[str],
+            pictures: Sequence[Picture] = ()) -> None:
+        self._add(Shown("ask", question, pictures=list(pictures), choices=list(choices)))
+
+    def error(self, text: str, actions: Sequence[ActionButton] = ()) -> None:
+        self._add(Shown("error", text, list(actions)))
+
+    def step(self, update: StepUpdate) -> None:
+        self._add(Shown("step", update.text, pictures=list(update.pictures), step=update))
+
+    def of(self, kind: str) -> list[Shown]:
+        with self._lock:
+            return [item for item in self.shown if item.kind == kind]
+
+    def last(self, kind: str) -> Shown:
+        items = self.of(kind)
+        assert items, f"nothing of kind {kind!r} shown; shown: {self.shown}"
+        return items[-1]
+
+    def steps(self) -> dict[str, StepUpdate]:
+        """The last update of every step, by key."""
+        return {item.step.key: item.step for item in self.of("step") if item.step}
+
+    def clear(self) -> None:
+        with self._lock:
+            self.shown.clear()
+
+
+class ScriptedPlanner:
+    """Plans by lookup; an answer to a question is merged by the Editor before it gets here."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def plan(self, text: str, context: list[str]) -> Plan:
+        self.calls.append(text)
+        if text == VAGUE:
+            return Plan(action="clarify", question="What should I change, and how?")
+        if "sky" in text and "hat" in text:
+            return Plan(action="edit", instructions=[
+                Instruction(target="the sky", instruction="make the sky a sunset"),
+                Instruction(target="the man", instruction="put a hat on the man")])
+        if "car" in text:
+            return Plan(action="edit", instructions=[
+                Instruction(target="the car", instruction="make the car red")])
+        if "sky" in text or "sunset" in text:
+            return Plan(action="edit", instructions=[
+                Instruction(target="the sky", instruction="make the sky a sunset")])
+        return Plan(action="chat", reply="I edit pictures: tell me what to change.")
+
+
+BOXES = {"the sky": (0.0, 0.0, 1.0, 0.4), "the man": (0.3, 0.4, 0.7, 1.0)}
+CARS = [(0.05, 0.6, 0.3, 0.9), (0.6, 0.6, 0.95, 0.9)]
+
+
+def _mask(size: tuple[int, int], box: tuple[float, float, float, float]) -> np.ndarray:
+    width, height = size
+    mask = np.zeros((height, width), dtype=bool)
+    x0, y0, x1, y1 = box
+    mask[round(y0 * height):round(y1 * height), round(x0 * width):round(x1 * width)] = True
+    return mask
+
+
+def _pixels(box: tuple[float, ...], size: tuple[int, int]) -> list[float]:
+    return [box[0] * size[0], box[1] * size[1], box[2] * size[0], box[3] * size[1]]
+
+
+class BoxGrounder:
+    """Known phrases land on fixed boxes; "the car" matches two cars; the rest find nothing."""
+
+    def ground(self, image: Image.Image, phrases: list[str]) -> list[Grounding | None]:
+        found: list[Grounding | None] = []
+        for phrase in phrases:
+            if phrase == "the car":
+                found.append(Grounding(
+                    mask=_mask(image.size, CARS[0]), score=0.9,
+                    boxes=np.array([_pixels(CARS[0], image.size)]), label=phrase,
+                    ambiguous=True, candidates=[np.array(_pixels(b, image.size)) for b in CARS]))
+            elif phrase in BOXES:
+                mask = _mask(image.size, BOXES[phrase])
+                found.append(Grounding(mask=mask, score=0.8, label=phrase,
+                                       boxes=np.array([_pixels(BOXES[phrase], image.size)])))
+            else:
+                found.append(None)
+        return found
+
+    def segment(self, image: Image.Image, points: Any = None, labels: Any = None,
+                boxes: Any = None) -> Grounding:
+        mask = np.zeros((image.size[1], image.size[0]), dtype=bool)
+        for x0, y0, x1, y1 in boxes:
+            mask[int(y0):int(y1), int(x0):int(x1)] = True
+        return Grounding(mask=mask, score=1.0, boxes=np.array(boxes), label="chosen")
+
+
+class FakeEngine:
+    """The engine's call contract: a step callback per step, `interrupt_run`, and an output with
+    `images` and `interrupted`. Inverts the colours inside every region. With `hold`, it keeps
+    stepping until interrupted (to test the stop button); `editing` is set at the first step."""
+
+    def __init__(self, hold: bool = False, error: BaseException | None = None) -> None:
+        self.hold = hold
+        self.error = error
+        self.editing = threading.Event()
+        self._interrupted = False
+
+    def interrupt_run(self) -> None:
+        self._interrupted = True
+
+    def __call__(self, image: Image.Image, regions: list[Any], num_inference_steps: int,
+                 callback_on_step_end: Any = None, **kwargs: Any) -> SimpleNamespace:
+        if self.error is not None:
+            raise self.error
+        self._interrupted = False
+        deadline = time.monotonic() + 10
+        step = 0
+        while step < num_inference_steps or (self.hold and time.monotonic() < deadline):
+            if callback_on_step_end is not None:
+                callback_on_step_end(self, min(step, num_inference_steps - 1), 1000 - step, {})
+            self.editing.set()
+            if self._interrupted:
+                return SimpleNamespace(images=[], interrupted=True)
+            step += 1
+            if self.hold:
+                time.sleep(0.01)
+        pixels = np.asarray(image.convert("RGB")).copy()
+        for region in regions:
+            inside = fit_mask(region.mask, image.size)
+            pixels[inside] = 255 - pixels[inside]
+        return SimpleNamespace(images=[Image.fromarray(pixels)], interrupted=False)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(session_dir=tmp_path / "sessions", tiny_dir=tmp_path / "tiny", device="cpu",
+                    dtype="float32", steps=3, working_size=64)
+
+
+@pytest.fixture(autouse=True)
+def models_present(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real models count as present unless a test says otherwise: no cache scans."""
+    monkeypatch.setattr(handlers, "missing_models", lambda settings: [])
+
+
+@dataclass
+class Chat:
+    controller: ChatController
+    emitter: RecordingEmitter
+    planner: ScriptedPlanner
+    engine: FakeEngine
+
+
+def make_chat(settings: Settings, engine: FakeEngine | None = None) -> Chat:
+    emitter, planner, engine = RecordingEmitter(), ScriptedPlanner(), engine or FakeEngine()
+
+    def editor(chat_settings: Settings) -> Editor:
+        return Editor(chat_settings, planner=planner, grounder=BoxGrounder(), pipeline=engine)
+
+    return Chat(ChatController(settings, emitter, editor_factory=editor), emitter, planner,
+                engine)
+
+
+@pytest.fixture
+def chat(settings: Settings) -> Chat:
+    return make_chat(settings)
+
+
+def upload(image: Image.Image, name: str = "photo.png") -> Upload:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return Upload(name, data=buffer.getvalue())
+
+
+def buttons(item: Shown) -> dict[str, dict[str, Any]]:
+    return {button.name: button.payload for button in item.actions}
+
+
+# ----- welcome and models -------------------------------------------------------------------
+
+
+def test_welcome_says_what_to_do(chat: Chat) -> None:
+    chat.controller.start()
+    welcome = chat.emitter.shown[0]
+    assert welcome.kind == "text" and "Attach a photo" in welcome.text
+    assert not chat.emitter.of("error")
+
+
+def test_missing_models_offer_the_tiny_ones(chat: Chat, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(handlers, "missing_models", lambda settings: ["instruct-pix2pix"])
+    monkeypatch.setattr(handlers, "hub_reachable", lambda: False)
+    chat.controller.start()
+    warning = chat.emitter.last("error")
+    assert "promptartisan models download" in warning.text and "instruct-pix2pix" in warning.text
+    assert "use_tiny" in buttons(warning)
+    chat.controller.action("use_tiny", {})
+    assert chat.controller.settings.tiny
+    assert "tiny demo models" in chat.emitter.last("text").text
+
+
+def test_missing_models_reachable_hub_only_informs(chat: Chat,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(handlers, "missing_models", lambda settings: ["clipseg"])
+    monkeypatch.setattr(handlers, "hub_reachable", lambda: True)
+    chat.controller.start()
+    assert not chat.emitter.of("error")
+    assert any("downloads them" in item.text for item in chat.emitter.of("text"))
+
+
+def test_required_models_follow_the_grounding_backend() -> None:
+    assert handlers.required_models(Settings(grounding_backend="clipseg")) == [
+        "instruct-pix2pix", "clipseg"]
+    assert handlers.required_models(Settings(grounding_backend="grounded-sam")) == [
+        "instruct-pix2pix", "groundingdino", "sam"]
+
+
+# ----- uploads and the first request --------------------------------------------------------
+
+
+def test_message_before_any_image_asks_for_one(chat: Chat) -> None:
+    chat.controller.message(TWO_EDITS)
+    assert chat.emitter.last("error").text == NEED_IMAGE
+    assert not chat.planner.calls
+
+
+def test_bad_upload_is_explained_and_the_chat_goes_on(chat: Chat, small_photo: Image.Image,
+                                                     tmp_path: Path) -> None:
+    chat.controller.message(TWO_EDITS, [Upload("notes.png", data=b"this is not a picture")])
+    error = chat.emitter.last("error")
+    assert "notes.png" in error.text and "not an image" in error.text
+    assert chat.controller.session_ids == [] and not chat.planner.calls
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    chat.controller.message("", [Upload("empty.jpg", path=empty)])
+    assert "empty" in chat.emitter.last("error").text
+    chat.controller.message(TWO_EDITS, [upload(small_photo)])
+    assert chat.emitter.last("pictures").text.startswith("Done in one pass")
+
+
+def test_upload_without_text_asks_what_to_change(chat: Chat, small_photo: Image.Image) -> None:
+    chat.controller.message("", [upload(small_photo)])
+    assert chat.emitter.last("text").text == "Got this photo. What should I change?"
+    assert len(chat.controller.session_ids) == 1
+    assert [info.id for info in Session.list(chat.controller.settings.session_dir)] == \
+        chat.controller.session_ids
+
+
+def test_a_turn_shows_plan_masks_progress_and_result(chat: Chat,
+                                                     small_photo: Image.Image) -> None:
+    chat.controller.message(TWO_EDITS, [upload(small_photo)])
+    steps = chat.emitter.steps()
+    assert [step.title for step in steps.values()] == ["Plan", "Grounding", "Editing", "Saving"]
+    assert all(step.done and not step.failed for step in steps.values())
+    plan = steps["/planning"].text
+    assert "**the sky** → make the sky a sunset" in plan
+    assert "**the man** → put a hat on the man" in plan
+    grounding = steps["/grounding"]
+    assert "**the sky**: found" in grounding.text and len(grounding.pictures) == 1
+    assert grounding.pictures[0].image.size == small_photo.size
+    editing = [item.step for item in chat.emitter.of("step")
+               if item.step and item.step.key == "/editing"]
+    assert any("step 3 of 3" in step.text for step in editing)
+    result = chat.emitter.last("pictures")
+    assert set(buttons(result)) == {"undo", "redo", "reset", "masks", "compare", "download",
+                                    "export"}
+    session = Session.open(chat.controller.session_ids[0], chat.controller.settings.session_dir)
+    assert session.current == 1
+    assert np.array_equal(np.asarray(result.pictures[0].image), np.asarray(session.image(1)))
+
+
+def test_a_new_upload_in_a_one_picture_chat_is_a_new_version(chat: Chat,
+                                                             small_photo: Image.Image) -> None:
+    chat.controller.message("", [upload(small_photo)])
+    first = list(chat.controller.session_ids)
+    chat.controller.message("", [upload(small_photo.rotate(180))])
+    assert chat.controller.session_ids == first
+    session = Session.open(first[0], chat.controller.settings.session_dir)
+    assert session.current == 1
+    chat.controller.action("undo", {"session": first[0]})
+    assert session.current == 0
+
+
+# ----- questions ----------------------------------------------------------------------------
+
+
+def test_a_vague_request_gets_a_question_and_the_answer_an_edit(
+        chat: Chat, small_photo: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("promptartisan.agent.rules_planner", reason="merges answers")
+    chat.controller.message(VAGUE, [upload(small_photo)])
+    question = chat.emitter.last("ask")
+    assert "What should I change" in question.text
+    chat.controller.message("make the sky a sunset")
+    assert chat.emitter.last("pictures").text.startswith("Done in one pass")
+
+
+def test_which_of_two_gets_choices_as_buttons_and_a_click_answers(
+        chat: Chat, small_photo: Image.Image) -> None:
+    chat.controller.message("make the car red", [upload(small_photo)])
+    question = chat.emitter.last("ask")
+    assert question.choices == ["the left one", "the right one", "all of them"]
+    assert len(question.pictures) == 1  # the candidates, drawn
+    chat.controller.action("answer", {"text": "the right one"})
+    result = chat.emitter.last("pictures")
+    assert result.text.startswith("Done in one pass")
+    session = Session.open(chat.controller.session_ids[0], chat.controller.settings.session_dir)
+    region = session.regions(session.current)[0]
+    assert region["source"] == "choice" and region["boxes"][0][0] > small_photo.width / 2
+
+
+def test_nothing_found_is_a_question_not_a_failure(chat: Chat, small_photo: Image.Image) -> None:
+    chat.controller.message("make the sky a sunset", [upload(small_photo)])
+    chat.emitter.clear()
+    chat.planner.plan = lambda text, context: Plan(action="edit", instructions=[  # type: ignore
+        Instruction(target="the unicorn", instruction="make the unicorn blue")])
+    chat.controller.message("make the unicorn blue")
+    assert "couldn't find" in chat.emitter.last("ask").text
+    assert not chat.emitter.of("error")
+
+
+# ----- history buttons ----------------------------------------------------------------------
+
+
+def test_history_buttons(chat: Chat, small_photo: Image.Image) -> None:
+    chat.controller.message(TWO_EDITS, [upload(small_photo)])
+    payload = buttons(chat.emitter.last("pictures"))["undo"]
+    session_id = payload["session"]
+    session = Session.open(session_id, chat.controller.settings.session_dir)
+    edited = np.asarray(session.image(1))
+
+    chat.controller.action("undo", payload)
+    assert session.current == 0
+    shown = chat.emitter.last("pictures")
+    assert "Undone" in shown.text
+    assert np.array_equal(np.asarray(shown.pictures[0].image), np.asarray(session.image(0)))
+
+    chat.controller.action("redo", payload)
+    assert session.current == 1
+    assert np.array_equal(np.asarray(chat.emitter.last("pictures").pictures[0].image), edited)
+
+    chat.controller.action("masks", payload)
+    masks = chat.emitter.last("pictures")
+    assert "**the sky** — make the sky a sunset" in masks.text
+    assert masks.pictures[0].image.size == small_photo.size
+
+    chat.controller.action("compare", payload)
+    compare = chat.emitter.last("pictures").pictures[0].image
+    assert compare.width > 2 * small_photo.width and compare.height > small_photo.height
+
+    chat.controller.action("download", payload)
+    download = chat.emitter.last("file")
+    assert download.path == session.version(1).file and download.path.is_file()
+
+    chat.controller.action("export", payload)
+    export = chat.emitter.last("file").path
+    assert export is not None
+    with zipfile.ZipFile(export) as archive:
+        assert {"session.json", "versions/0000.png", "versions/0001.png"} <= set(
+            archive.namelist())
+
+    chat.controller.action("reset", payload)
+    assert session.current == 0
+    chat.controller.action("compare", payload)
+    assert "original" in chat.emitter.last("text").text
+    chat.controller.action("masks", payload)
+    assert "no masks" in chat.emitter.last("text").text
+    assert not chat.emitter.of("error")
+
+
+def test_an_unknown_session_in_a_button_is_explained(chat: Chat) -> None:
+    chat.controller.action("undo", {"session": "no-such-session"})
+    assert "can't be opened" in chat.emitter.last("error").text
+
+
+def test_earlier_sessions_are_offered_for_resuming(settings: Settings,
+                                                  small_photo: Image.Image) -> None:
+    earlier = Session.create(settings.session_dir, small_photo)
+    chat = make_chat(settings)
+    chat.controller.start()
+    offer = chat.emitter.last("text")
+    assert offer.actions and offer.actions[0].payload == {"session": earlier.id}
+    chat.controller.action("resume", offer.actions[0].payload)
+    assert chat.controller.session_ids == [earlier.id]
+    assert "Continuing session" in chat.emitter.last("pictures").text
+    chat.controller.message("make the sky a sunset")
+    assert Session.open(earlier.id, settings.session_dir).current == 1
+
+
+# ----- batch --------------------------------------------------------------------------------
+
+
+def test_several_uploads_are_one_batch_planned_once(chat: Chat, small_photo: Image.Image) -> None:
+    photos = [upload(small_photo, "a.png"), upload(small_photo.rotate(90, expand=True), "b.png"),
+              upload(small_photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT), "c.png")]
+    chat.controller.message(TWO_EDITS, photos)
+    assert chat.planner.calls == [TWO_EDITS]
+    assert len(chat.controller.session_ids) == 3
+    results = chat.emitter.of("pictures")
+    assert [r.text.split(" · ")[0] for r in results] == ["**Image 1**", "**Image 2**",
+                                                         "**Image 3**"]
+    assert [buttons(r)["undo"]["session"] for r in results] == chat.controller.session_ids
+    for session_id in chat.controller.session_ids:
+        assert Session.open(session_id, chat.controller.settings.session_dir).current == 1
+    titles = {step.title for step in chat.emitter.steps().values()}
+    assert {"Image 1 · Plan", "Image 2 · Editing", "Image 3 · Grounding"} <= titles
+
+    # A follow-up goes to the whole batch; Undo on one result moves only that picture.
+    chat.controller.message("make the sky a sunset")
+    assert chat.planner.calls == [TWO_EDITS, "make the sky a sunset"]
+    chat.controller.action("undo", {"session": chat.controller.session_ids[1]})
+    currents = [Session.open(i, chat.controller.settings.session_dir).current
+                for i in chat.controller.session_ids]
+    assert currents == [2, 1, 2]
+
+
+def test_a_batch_with_a_bad_file_edits_the_good_ones(chat: Chat,
+                                                     small_photo: Image.Image) -> None:
+    chat.controller.message(TWO_EDITS, [upload(small_photo), Upload("x.png", data=b"junk"),
+                                        upload(small_photo.rotate(180))])
+    assert "x.png" in chat.emitter.last("error").text
+    assert len(chat.emitter.of("pictures")) == 2
+
+
+# ----- failures -----------------------------------------------------------------------------
+
+
+def test_an_exception_inside_the_turn_is_reported_and_the_chat_goes_on(
+        settings: Settings, small_photo: Image.Image) -> None:
+    chat = make_chat(settings, FakeEngine(error=RuntimeError("the engine exploded")))
+    chat.controller.message(TWO_EDITS, [upload(small_photo)])
+    error = chat.emitter.last("error")
+    assert "the engine exploded" in error.text and "Nothing was changed" in error.text
+    assert all(step.done for step in chat.emitter.steps().values())
+    session_id = chat.controller.session_ids[0]
+    assert Session.open(session_id, settings.session_dir).current == 0
+    chat.engine.error = None
+    chat.controller.message(TWO_EDITS)
+    assert chat.emitter.last("pictures").text.startswith("Done in one pass")
+
+
+def test_an_exception_outside_the_editor_is_reported(settings: Settings,
+                                                     small_photo: Image.Image) -> None:
+    emitter = RecordingEmitter()
+
+    def broken(chat_settings: Settings) -> Editor:
+        raise RuntimeError("no editor today")
+
+    controller = ChatController(settings, emitter, editor_factory=broken)
+    controller.message(TWO_EDITS, [upload(small_photo)])
+    assert "no editor today" in emitter.last("error").text
+    assert all(step.done for step in emitter.steps().values())
+
+
+def test_a_missing_model_is_explained_with_the_tiny_offer(
+        settings: Settings, small_photo: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(handlers, "missing_models", lambda settings: ["instruct-pix2pix"])
+    chat = make_chat(settings, FakeEngine(error=MissingModelError(
+        "Model 'instruct-pix2pix' is not on this machine; run `promptartisan models download`")))
+    chat.controller.message(TWO_EDITS, [upload(small_photo)])
+    error = chat.emitter.last("error")
+    assert "promptartisan models download" in error.text and "use_tiny" in buttons(error)
+
+
+def test_out_of_memory_is_a_friendly_message(settings: Settings,
+                                             small_photo: Image.Image) -> None:
+    import torch
+
+    chat = make_chat(settings, FakeEngine(error=torch.OutOfMemoryError("CUDA out of memory")))
+    chat.controller.message(TWO_EDITS, [upload(small_photo)])
+    assert chat.emitter.last("error").text == OUT_OF_MEMORY
+
+
+def test_bad_settings_are_refused_and_good_ones_apply(chat: Chat) -> None:
+    chat.controller.update_settings({"steps": 0})
+    assert "can't be used" in chat.emitter.last("error").text
+    assert chat.controller.settings.steps == 3
+    chat.controller.update_settings({"planner": "nonsense"})
+    assert chat.controller.settings.planner == "rules"
+    chat.controller.update_settings({"steps": 12.0, "guidance_scale": 5, "seed": "42",
+                                     "preserve_background": False, "grounding_backend": "clipseg",
+                                     "image_guidance_scale": 1.2})
+    updated = chat.controller.settings
+    assert (updated.steps, updated.guidance_scale, updated.seed, updated.preserve_background,
+            updated.grounding_backend) == (12, 5.0, 42, False, "clipseg")
+    chat.controller.update_settings({"seed": ""})
+    assert chat.controller.settings.seed is None
+
+
+# ----- stop and busy ------------------------------------------------------------------------
+
+
+def test_stop_ends_the_turn_and_changes_nothing(settings: Settings,
+                                               small_photo: Image.Image) -> None:
+    chat = make_chat(settings, FakeEngine(hold=True))
+    chat.controller.message("", [upload(small_photo)])
+    turn = threading.Thread(target=chat.controller.message, args=(TWO_EDITS,))
+    turn.start()
+    assert chat.engine.editing.wait(10), "the turn never reached the engine"
+    chat.controller.message("make the sky a sunset")  # while busy: refused, politely
+    assert chat.emitter.last("text").text == BUSY
+    chat.controller.stop()
+    turn.join(10)
+    assert not turn.is_alive()
+    assert chat.emitter.last("text").text == STOPPED
+    assert chat.emitter.steps()["/editing"].failed
+    session = Session.open(chat.controller.session_ids[0], settings.session_dir)
+    assert session.current == 0 and len(session.versions()) == 1
+    chat.engine.hold = False
+    chat.controller.message(TWO_EDITS)  # the next request runs normally
+    assert session.current == 1
+
+
+# ----- the real Editor with the tiny models -------------------------------------------------
+
+
+def test_a_turn_through_the_real_editor_and_tiny_models(tiny_settings: Settings,
+                                                        small_photo: Image.Image) -> None:
+    pytest.importorskip("promptartisan.agent.rules_planner", reason="the default planner")
+    emitter = RecordingEmitter()
+    controller = ChatController(tiny_settings.model_copy(update={"working_size": 64}), emitter)
+    controller.message("make it look like a painting", [upload(small_photo)])
+    assert not emitter.of("error"), emitter.of("error")
+    result = emitter.last("pictures")
+    assert result.text.startswith("Done in one pass") and result.pictures[0].image.size == \
+        small_photo.size
+    steps = emitter.steps()
+    assert "painting" in steps["/planning"].text and steps["/grounding"].pictures
+    controller.action("undo", buttons(result)["undo"])
+    assert "Undone" in emitter.last("pictures").text
