@@ -1,0 +1,275 @@
+"""The offline rules planner: phrasing families, pronouns, groups, clarification merging, and
+the public corpus scored the way `shared/corpus/score_planner.py` scores it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from promptartisan.agent.plan import Plan
+from promptartisan.agent.rules_planner import RulesPlanner, merge_answer
+
+CORPUS = Path(__file__).parent / "data" / "planner_requests.jsonl"
+SHARED_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "planner_requests.jsonl"
+WHOLE = {"image", "whole image", "entire image", "the image", "whole", "*", "everything",
+         "scene", "whole photo", "entire photo", "photo", "picture"}
+
+
+# --- the corpus scorer's matching -------------------------------------------------------
+
+
+def target_ok(expected: list[str], got: str) -> bool:
+    got = (got or "").lower().strip()
+    for word in expected:
+        if word == "*":
+            if got in WHOLE or "whole" in got or "entire" in got:
+                return True
+        elif word.lower() in got:
+            return True
+    return False
+
+
+def edit_ok(expected: list[list[str]], instruction: dict) -> bool:
+    text = " ".join(str(instruction.get(k, "")) for k in ("instruction", "target")).lower()
+    return all(any(w.lower() in text for w in alts) for alts in expected)
+
+
+def instructions_match(expected: list[dict], got: list[dict]) -> bool:
+    """Greedy bipartite match: every expected instruction pairs with a distinct predicted one."""
+    if len(expected) != len(got):
+        return False
+    used: set[int] = set()
+    for want in expected:
+        for index, have in enumerate(got):
+            if index not in used and target_ok(want["target"], have.get("target")) \
+                    and edit_ok(want["edit"], have):
+                used.add(index)
+                break
+        else:
+            return False
+    return True
+
+
+def case_ok(case: dict, plan: Plan) -> bool:
+    expect = case["expect"]
+    allowed = expect["action"] if isinstance(expect["action"], list) else [expect["action"]]
+    if plan.action not in allowed:
+        return False
+    if plan.action == "edit":
+        got = [i.model_dump() for i in plan.instructions]
+        return instructions_match(expect["instructions"], got)
+    return True
+
+
+@pytest.fixture(scope="module")
+def planner() -> RulesPlanner:
+    return RulesPlanner()
+
+
+# --- the public corpus ------------------------------------------------------------------
+
+
+def _score(path: Path, planner: RulesPlanner) -> tuple[int, int, list[str]]:
+    cases = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    failures = []
+    for case in cases:
+        plan = planner.plan(case["user"], case["context"])
+        if not case_ok(case, plan):
+            failures.append(f"{case['id']}: {case['user']!r} -> {plan.model_dump_json()}")
+    return len(cases) - len(failures), len(cases), failures
+
+
+def test_public_corpus_copy(planner: RulesPlanner) -> None:
+    correct, total, failures = _score(CORPUS, planner)
+    assert correct / total >= 0.95, "\n".join(failures)
+
+
+def test_shared_corpus(planner: RulesPlanner) -> None:
+    if not SHARED_CORPUS.is_file():
+        pytest.skip(f"no shared corpus at {SHARED_CORPUS} (a clean clone has only the copy)")
+    correct, total, failures = _score(SHARED_CORPUS, planner)
+    assert correct / total >= 0.95, "\n".join(failures)
+
+
+# --- phrasing families ------------------------------------------------------------------
+# (user, context, action, [(target words, [[edit alternatives], …]), …])
+
+E = "edit"
+CASES: list[tuple[str, list[str], str, list[tuple[list[str], list[list[str]]]]]] = [
+    # make / turn / change / paint
+    ("make the car red", [], E, [(["car"], [["red"]])]),
+    ("Make The Car RED!", [], E, [(["car"], [["red"]])]),
+    ("make the red car blue", [], E, [(["red car"], [["blue"]])]),
+    ("please make the walls light blue", [], E, [(["wall"], [["light blue"]])]),
+    ("can you make the grass greener?", [], E, [(["grass"], [["greener"]])]),
+    ("could you turn the sky purple please", [], E, [(["sky"], [["purple"]])]),
+    ("turn the dog into a wolf", [], E, [(["dog"], [["wolf"]])]),
+    ("change the car to red", [], E, [(["car"], [["red"]])]),
+    ("change the background to a beach", [], E, [(["background"], [["beach"]])]),
+    ("change the color of the car to green", [], E, [(["car"], [["green"]])]),
+    ("change her hair color to blonde", [], E, [(["hair"], [["blonde"]])]),
+    ("paint the fence white", [], E, [(["fence"], [["white"]])]),
+    ("dye his hair pink", [], E, [(["hair"], [["pink"]])]),
+    ("transform the cat into a lion", [], E, [(["cat"], [["lion"]])]),
+    ("convert the bicycle into a motorbike", [], E, [(["bicycle"], [["motorbike"]])]),
+    ("make the man smile", [], E, [(["man"], [["smile"]])]),
+    ("make the dog look like a cartoon", [], E, [(["dog"], [["cartoon"]])]),
+    ("make the car wet and muddy", [], E, [(["car"], [["wet"], ["muddy"]])]),
+    ("make the car red, shiny and new", [], E, [(["car"], [["red"], ["shiny"], ["new"]])]),
+    ("make the dog a bit bigger", [], E, [(["dog"], [["bigger"]])]),
+    ("make the man in a suit taller", [], E, [(["man in a suit"], [["taller"]])]),
+    ("dog -> wolf", [], E, [(["dog"], [["wolf"]])]),
+    ("brighten the sky", [], E, [(["sky"], [["bright"]])]),
+    ("blur the background", [], E, [(["background"], [["blur"]])]),
+    ("increase the contrast", [], E, [(["*"], [["contrast"]])]),
+    # replace / swap
+    ("replace the dog with a cat", [], E, [(["dog"], [["cat"]])]),
+    ("swap the sandwich for a burger", [], E, [(["sandwich"], [["burger"]])]),
+    ("substitute a vase for the bottle", [], E, [(["bottle"], [["vase"]])]),
+    ("could you replace the clouds with a starry sky?", [], E, [(["cloud"], [["star"]])]),
+    # add / put / give
+    ("add a rainbow over the mountains", [], E, [(["sky"], [["rainbow"]])]),
+    ("add a rainbow", [], E, [(["sky"], [["rainbow"]])]),
+    ("add snow on the ground", [], E, [(["ground"], [["snow"]])]),
+    ("add a hat to the dog", [], E, [(["dog"], [["hat"]])]),
+    ("add sunglasses", [], E, [(["face"], [["sunglasses"]])]),
+    ("add a man in a red suit", [], E, [(["*"], [["man"]])]),
+    ("add a hat and a scarf to the snowman", [], E, [(["snowman"], [["hat"], ["scarf"]])]),
+    ("hang a painting on the wall", [], E, [(["wall"], [["painting"]])]),
+    ("put sunglasses on the cat", [], E, [(["cat"], [["sunglasses"]])]),
+    ("put the dog on the moon", [], E, [(["background"], [["moon"]])]),
+    ("give the girl red hair", [], E, [(["hair"], [["red"]])]),
+    ("give the dog a bow tie", [], E, [(["dog"], [["bow tie"]])]),
+    ("give him a mustache", [], E, [(["man"], [["mustache"]])]),
+    ("draw a mustache on the man", [], E, [(["man"], [["mustache"]])]),
+    ("add some birds in the sky", [], E, [(["sky"], [["bird"]])]),
+    ("more clouds", [], E, [(["sky"], [["cloud"]])]),
+    # remove
+    ("remove the car", [], E, [(["car"], [["remove"]])]),
+    ("erase the person on the left", [], E, [(["person on the left"], [["remove"]])]),
+    ("get rid of the trash can", [], E, [(["trash can"], [["remove"]])]),
+    ("delete the power lines from the photo", [], E, [(["power lines"], [["remove"]])]),
+    ("take the hat off the man", [], E, [(["hat"], [["remove"]])]),
+    ("remove the cup and the plate", [], E,
+     [(["cup"], [["remove"]]), (["plate"], [["remove"]])]),
+    ("remove the salt and pepper", [], E, [(["salt and pepper"], [["remove"]])]),
+    ("no people please", [], E, [(["people"], [["remove"]])]),
+    ("the car should be removed", [], E, [(["car"], [["remove"]])]),
+    # should / want / let
+    ("the sky should be orange", [], E, [(["sky"], [["orange"]])]),
+    ("the sky should look stormy", [], E, [(["sky"], [["stormy"]])]),
+    ("I want the dress to be green", [], E, [(["dress"], [["green"]])]),
+    ("i'd like the car to look like a race car", [], E, [(["car"], [["race car"]])]),
+    ("let the flowers be yellow", [], E, [(["flower"], [["yellow"]])]),
+    ("what if the house was made of candy?", [], E, [(["house"], [["candy"]])]),
+    ("his shirt needs to be white", [], E, [(["shirt"], [["white"]])]),
+    # multi-clause
+    ("make the sky pink, the grass blue and the house yellow", [], E,
+     [(["sky"], [["pink"]]), (["grass"], [["blue"]]), (["house"], [["yellow"]])]),
+    ("Make the sky darker. Then add a moon.", [], E,
+     [(["sky"], [["dark"]]), (["sky"], [["moon"]])]),
+    ("remove the car; make the road wet", [], E,
+     [(["car"], [["remove"]]), (["road"], [["wet"]])]),
+    ("turn the apple into an orange and also make the table wooden", [], E,
+     [(["apple"], [["orange"]]), (["table"], [["wooden"]])]),
+    ("replace the chair with a sofa and the lamp with a plant", [], E,
+     [(["chair"], [["sofa"]]), (["lamp"], [["plant"]])]),
+    ("make the car black and white and add a rainbow", [], E,
+     [(["car"], [["black and white"]]), (["sky"], [["rainbow"]])]),
+    ("make the left shoe red and the right one blue", [], E,
+     [(["left shoe"], [["red"]]), (["right shoe"], [["blue"]])]),
+    ("make the sky red but keep the clouds", [], E, [(["sky"], [["red"]])]),
+    # shared changes and plurals
+    ("turn the cat and the dog into tigers", [], E,
+     [(["cat"], [["tiger"]]), (["dog"], [["tiger"]])]),
+    ("make the sea and the sky darker", [], E, [(["sea"], [["dark"]]), (["sky"], [["dark"]])]),
+    ("make every balloon gold", [], E, [(["every balloon"], [["gold"]])]),
+    ("paint all the apples green", [], E, [(["apples"], [["green"]])]),
+    ("turn the apples into pears", [], E, [(["apples"], [["pear"]])]),
+    # whole image
+    ("make it look like a pencil sketch", [], E, [(["*"], [["sketch"]])]),
+    ("as a watercolor", [], E, [(["*"], [["watercolor"]])]),
+    ("in anime style please", [], E, [(["*"], [["anime"]])]),
+    ("van gogh style", [], E, [(["*"], [["van gogh"]])]),
+    ("make it black and white", [], E, [(["*"], [["black and white"]])]),
+    ("turn the photo into an oil painting", [], E, [(["*"], [["oil painting"]])]),
+    ("make it night", [], E, [(["*"], [["night"]])]),
+    ("at sunset", [], E, [(["*"], [["sunset"]])]),
+    ("make it rain", [], E, [(["*"], [["rain"]])]),
+    ("make it foggy", [], E, [(["*"], [["fog"]])]),
+    ("change the season to autumn", [], E, [(["*"], [["autumn"]])]),
+    ("make it look like it's winter", [], E, [(["*"], [["winter"]])]),
+    ("let it snow", [], E, [(["*"], [["snow"]])]),
+    ("make the whole picture brighter", [], E, [(["*"], [["bright"]])]),
+    ("make it look like a pencil sketch", ["make the shirt red"], E, [(["*"], [["sketch"]])]),
+    # pronouns from earlier turns
+    ("make it darker", [], E, [(["*"], [["dark"]])]),
+    ("make it darker", ["make the shirt red"], E, [(["shirt"], [["dark"]])]),
+    ("now make them bigger", ["make the balloons red"], E, [(["balloons"], [["bigger"]])]),
+    ("remove it", ["add a hat to the dog", "make the car blue"], E, [(["car"], [["remove"]])]),
+    ("make it bigger", ["make the car blue", "undo"], E, [(["car"], [["bigger"]])]),
+    ("a bit brighter", ["make the lamp yellow"], E, [(["lamp"], [["brighter"]])]),
+    ("give her a crown", ["make the woman's dress red"], E, [(["woman"], [["crown"]])]),
+    # vague → clarify
+    ("change something", [], "clarify", []),
+    ("make it nicer", [], "clarify", []),
+    ("make it look better", [], "clarify", []),
+    ("edit the picture", [], "clarify", []),
+    ("change the dog", [], "clarify", []),
+    ("fix it", [], "clarify", []),
+    ("improve this", [], "clarify", []),
+    ("can you do something with the sky?", [], "clarify", []),
+    ("make the sky prettier", [], "clarify", []),
+    ("replace the car", [], "clarify", []),
+    ("add something", [], "clarify", []),
+    ("change the color of the car", [], "clarify", []),
+    ("make them blue", [], "clarify", []),
+    ("make the sky blue and change the dog", [], "clarify", []),
+    ("banana", [], "clarify", []),
+    # history
+    ("undo", [], "undo", []),
+    ("Undo that.", ["make the shirt red"], "undo", []),
+    ("go back", [], "undo", []),
+    ("revert", [], "undo", []),
+    ("forget that", [], "undo", []),
+    ("never mind", [], "undo", []),
+    ("oops, undo the last edit please", [], "undo", []),
+    ("I don't like it", [], "undo", []),
+    ("redo", [], "redo", []),
+    ("put it back", ["make the car red", "undo"], "redo", []),
+    ("put it back", ["remove the car"], "undo", []),
+    ("start over", [], "reset", []),
+    ("back to the original", [], "reset", []),
+    ("reset", [], "reset", []),
+    ("let's start again from scratch", [], "reset", []),
+    ("undo everything", [], "reset", []),
+    # chat
+    ("hi", [], "chat", []),
+    ("hello there!", [], "chat", []),
+    ("thanks!", [], "chat", []),
+    ("thank you, that looks great", [], "chat", []),
+    ("what can you do?", [], "chat", []),
+    ("how do I undo?", [], "chat", []),
+    ("can you crop the image?", [], "chat", []),
+    ("help", [], "chat", []),
+]
+
+
+@pytest.mark.parametrize(("user", "context", "action", "expected"), CASES,
+                         ids=[f"{i:03d}-{c[0][:40]}" for i, c in enumerate(CASES)])
+def test_phrasing(planner: RulesPlanner, user: str, context: list[str], action: str,
+                  expected: list[tuple[list[str], list[list[str]]]]) -> None:
+    plan = planner.plan(user, context)
+    case = {"expect": {"action": action,
+                       "instructions": [{"target": t, "edit": e} for t, e in expected]}}
+    assert case_ok(case, plan), plan.model_dump_json()
+    if action == "clarify":
+        assert plan.question and "?" in plan.question
+    if action == "chat":
+        assert plan.reply
+
+
+def test_case_count() -> None:
+    assert len(CASES) >= 80
