@@ -134,7 +134,8 @@ def write_tiny_groundingdino(out: Path) -> None:
         encoder_n_points=2, decoder_n_points=2, max_text_len=256,
     )
     GroundingDinoForObjectDetection(config).save_pretrained(out, safe_serialization=True)
-    image_processor = GroundingDinoImageProcessor(size={"shortest_edge": 64, "longest_edge": 96})
+    image_processor = GroundingDinoImageProcessor(
+        size={"shortest_edge": 128, "longest_edge": 192})
     tokenizer = BertTokenizer(vocab=vocab, do_lower_case=True, model_max_length=256)
     processor = GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer)
     processor.save_pretrained(out)
