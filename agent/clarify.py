@@ -13,7 +13,7 @@ import numpy as np
 
 ALL = "all of them"
 _ALL_WORDS = {"all", "both", "every", "each", "everything", "them"}
-_ORDINALS = {"first": 0, "1st": 0, "one": 0, "1": 0, "second": 1, "2nd": 1, "two": 1, "2": 1,
+_ORDINALS = {"first": 0, "1st": 0, "1": 0, "second": 1, "2nd": 1, "two": 1, "2": 1,
              "third": 2, "3rd": 2, "three": 2, "3": 2, "fourth": 3, "4th": 3, "four": 3, "4": 3,
              "fifth": 4, "5th": 4, "five": 4, "5": 4, "sixth": 5, "6th": 5, "six": 5, "6": 5}
 _ORDINAL_NAMES = ["1st", "2nd", "3rd", "4th", "5th", "6th", "7th", "8th", "9th", "10th"]
