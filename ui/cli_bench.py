@@ -52,13 +52,13 @@ def _engine(args: argparse.Namespace) -> int:
     if args.size < 64 or args.size % 8 or args.steps < 1 or args.repeat < 1:
         raise ValueError("--size must be a multiple of 8, at least 64; --steps, --repeat ≥ 1")
     settings = settings_from_args(args)
+    device, dtype = settings.resolved_device(), settings.resolved_dtype()
     if args.arch == "tiny":
         pipe = models.load(PromptArtisanPipeline, "instruct-pix2pix",
-                           settings.model_copy(update={"tiny": True}))
+                           settings.model_copy(update={"tiny": True}), dtype=dtype)
     else:
-        pipe = benchmark.sd15_pipeline()
-    device, dtype = settings.resolved_device(), settings.resolved_dtype()
-    pipe = pipe.to(device=device, dtype=dtype)
+        pipe = benchmark.sd15_pipeline().to(dtype=dtype)
+    pipe = pipe.to(device)
     print(f"bench engine: {args.arch}, {args.size} px, {args.steps} steps, {device} "
           f"{str(dtype).removeprefix('torch.')}, {benchmark.thread_note()}")
     rows = benchmark.run(pipe, args.regions, size=args.size, steps=args.steps,

@@ -1,0 +1,179 @@
+"""The attention processors at processor level, on a real attention layer of the tiny UNet:
+cross-attention routing, self-attention group blocking, the eDiff-I boost."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import box_mask
+from diffusers import UNet2DConditionModel
+from diffusers.models.attention_processor import AttnProcessor2_0
+
+from promptartisan import models
+from promptartisan.engine.attention import (
+    AttentionControl,
+    GroupSelfAttnProcessor,
+    RoutedCrossAttnProcessor,
+    boosted_logits,
+)
+from promptartisan.engine.regions import label_maps
+from promptartisan.settings import Settings
+
+SHAPE = (6, 8)  # an attention resolution: 48 pixels
+SIZE = (8, 6)
+CHUNK = 77
+LEFT = box_mask(SIZE, (0, 0, 4, 4))
+RIGHT = box_mask(SIZE, (4, 0, 8, 4))
+BOTTOM_LEFT = box_mask(SIZE, (0, 4, 3, 6))
+
+
+@pytest.fixture(scope="module")
+def block(tiny_dir: Path) -> torch.nn.Module:
+    settings = Settings(tiny=True, tiny_dir=tiny_dir, device="cpu", dtype="float32")
+    unet = models.load(UNet2DConditionModel, "instruct-pix2pix", settings, subfolder="unet")
+    return unet.down_blocks[0].attentions[0].transformer_blocks[0]
+
+
+def control_for(masks: list[np.ndarray], orders: list[int], groups: list[int],
+                boost: float = 0.0, sigma: float = 0.0) -> AttentionControl:
+    maps = label_maps(torch.from_numpy(np.stack(masks)), orders, groups, [SHAPE])
+    words = torch.zeros(len(masks) + 1, CHUNK, dtype=torch.bool)
+    for k in range(len(masks)):
+        words[k, 1:4 + k] = True  # SOT at 0, then 3 + k words, then EOT/PAD
+    control = AttentionControl(maps, words, boost, "cpu", torch.float32)
+    control.sigma = sigma
+    return control
+
+
+def context(prompts: list[torch.Tensor], null: torch.Tensor) -> torch.Tensor:
+    """The pipeline's batch: [c_1, …, c_n, c_null] for the text row, c_null tiled for the two
+    guidance rows."""
+    text = torch.cat([*prompts, null], dim=1)
+    return torch.cat([text, null.repeat(2, len(prompts) + 1, 1)])
+
+
+def pixels(mask: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(mask.flatten()).nonzero().squeeze(1)
+
+
+def stock(attn: torch.nn.Module, hidden: torch.Tensor, ctx: torch.Tensor | None = None
+          ) -> torch.Tensor:
+    return AttnProcessor2_0()(attn, hidden, ctx)
+
+
+def inputs(seed: int, n: int) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(3, 48, 16, generator=gen)
+    prompts = [torch.randn(1, CHUNK, 32, generator=gen) for _ in range(n)]
+    return hidden, prompts, torch.randn(1, CHUNK, 32, generator=gen)
+
+
+def test_region_pixels_read_only_their_prompt_background_only_the_null(block) -> None:
+    attn = block.attn2
+    hidden, prompts, null = inputs(0, 2)
+    out = RoutedCrossAttnProcessor(control_for([LEFT, RIGHT], [0, 0], [1, 2]))(
+        attn, hidden, context(prompts, null))
+    background = ~(LEFT | RIGHT)
+    for mask, ctx in ((LEFT, prompts[0]), (RIGHT, prompts[1]), (background, null)):
+        idx = pixels(mask)
+        expected = stock(attn, hidden[:1, idx], ctx)
+        assert torch.allclose(out[:1, idx], expected, atol=1e-6)
+    assert torch.allclose(out[1:], stock(attn, hidden[1:], null.repeat(2, 1, 1)), atol=1e-6)
+
+
+def test_changing_prompt_j_changes_only_pixels_labeled_j(block) -> None:
+    attn = block.attn2
+    proc = RoutedCrossAttnProcessor(control_for([LEFT, RIGHT], [0, 0], [1, 2], 0.3, 5.0))
+    hidden, prompts, null = inputs(1, 2)
+    base = proc(attn, hidden, context(prompts, null))
+    background = pixels(~(LEFT | RIGHT))
+    for j, (own, other) in enumerate(((LEFT, RIGHT), (RIGHT, LEFT))):
+        changed = list(prompts)
+        changed[j] = prompts[j] + torch.randn_like(prompts[j])
+        out = proc(attn, hidden, context(changed, null))
+        assert torch.equal(out[:1, pixels(other)], base[:1, pixels(other)])
+        assert torch.equal(out[:1, background], base[:1, background])
+        assert torch.equal(out[1:], base[1:])
+        assert (out[:1, pixels(own)] - base[:1, pixels(own)]).abs().amax() > 1e-4
+    rewritten = [p + torch.randn_like(p) for p in prompts]  # no prompt reaches the background
+    out = proc(attn, hidden, context(rewritten, null))
+    assert torch.equal(out[:1, background], base[:1, background])
+
+
+def test_overlap_is_routed_to_the_higher_order(block) -> None:
+    attn = block.attn2
+    wide = box_mask(SIZE, (2, 0, 8, 4))  # overlaps LEFT on columns 2–3
+    overlap = pixels(LEFT & wide)
+    hidden, prompts, null = inputs(2, 2)
+    for orders, winner in (([1, 0], 0), ([0, 1], 1)):
+        proc = RoutedCrossAttnProcessor(control_for([LEFT, wide], orders, [1, 2]))
+        out = proc(attn, hidden, context(prompts, null))
+        assert torch.allclose(out[:1, overlap], stock(attn, hidden[:1, overlap], prompts[winner]),
+                              atol=1e-6)
+        loser = list(prompts)
+        loser[1 - winner] = prompts[1 - winner] * 3
+        assert torch.equal(proc(attn, hidden, context(loser, null))[:1, overlap], out[:1, overlap])
+
+
+def test_self_attention_is_blocked_between_groups_only(block) -> None:
+    attn = block.attn1
+    # LEFT and BOTTOM_LEFT share group 1; RIGHT is group 2.
+    proc = GroupSelfAttnProcessor(control_for([LEFT, RIGHT, BOTTOM_LEFT], [0, 0, 0], [1, 2, 1]))
+    hidden = torch.randn(3, 48, 16, generator=torch.Generator().manual_seed(3))
+    base = proc(attn, hidden)
+    left = pixels(LEFT)
+
+    def perturbed(mask: np.ndarray) -> torch.Tensor:
+        changed = hidden.clone()
+        changed[:, pixels(mask)] += 3 * torch.randn_like(changed[:, pixels(mask)])
+        return proc(attn, changed)
+
+    assert torch.allclose(perturbed(RIGHT)[:, left], base[:, left], atol=1e-6)
+    assert (perturbed(BOTTOM_LEFT)[:, left] - base[:, left]).abs().amax() > 1e-4
+    background = ~(LEFT | RIGHT | BOTTOM_LEFT)
+    assert (perturbed(background)[:, left] - base[:, left]).abs().amax() > 1e-4
+    assert (perturbed(RIGHT)[:, pixels(background)] - base[:, pixels(background)]).abs().amax() \
+        > 1e-4
+
+
+def test_self_attention_is_plain_with_one_group(block) -> None:
+    attn = block.attn1
+    control = control_for([LEFT, RIGHT], [0, 0], [1, 1])
+    assert control.self_masks[48] is None
+    hidden = torch.randn(3, 48, 16, generator=torch.Generator().manual_seed(4))
+    assert torch.allclose(GroupSelfAttnProcessor(control)(attn, hidden), stock(attn, hidden),
+                          atol=1e-6)
+
+
+def test_boost_raises_word_logits_only() -> None:
+    gen = torch.Generator().manual_seed(5)
+    query, key = torch.randn(1, 4, 10, 8, generator=gen), torch.randn(1, 4, CHUNK, 8, generator=gen)
+    words = torch.zeros(CHUNK, dtype=torch.bool)
+    words[1:6] = True
+    plain = boosted_logits(query, key, words, 0.0, 8**-0.5)
+    boosted = boosted_logits(query, key, words, 0.5, 8**-0.5)
+    assert torch.equal(boosted[..., ~words], plain[..., ~words])  # SOT, EOT and PAD untouched
+    assert (boosted[..., words] > plain[..., words]).all()
+    mass = boosted.softmax(-1)[..., words].sum(-1)
+    assert (mass > plain.softmax(-1)[..., words].sum(-1)).all()
+
+
+def test_boost_scales_with_noise_level_and_reaches_region_pixels_only(block) -> None:
+    attn = block.attn2
+    hidden, prompts, null = inputs(6, 2)
+    ctx = context(prompts, null)
+    off = RoutedCrossAttnProcessor(control_for([LEFT, RIGHT], [0, 0], [1, 2]))(attn, hidden, ctx)
+    control = control_for([LEFT, RIGHT], [0, 0], [1, 2], boost=0.3, sigma=0.0)
+    assert control.boost_weight() == 0.0
+    assert torch.equal(RoutedCrossAttnProcessor(control)(attn, hidden, ctx), off)
+    control.sigma = 5.0
+    assert control.boost_weight() == pytest.approx(0.3 * math.log(6.0))
+    on = RoutedCrossAttnProcessor(control)(attn, hidden, ctx)
+    background = pixels(~(LEFT | RIGHT))
+    assert torch.equal(on[:1, background], off[:1, background]) and torch.equal(on[1:], off[1:])
+    for mask in (LEFT, RIGHT):
+        assert (on[:1, pixels(mask)] - off[:1, pixels(mask)]).abs().amax() > 1e-5

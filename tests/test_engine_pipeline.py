@@ -1,0 +1,223 @@
+"""The pipeline end to end on the tiny random-weight InstructPix2Pix: the equivalence anchor, one
+UNet call per step for any n, latent blending, paste-back, processors restored, stopping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import box_mask
+from diffusers import StableDiffusionInstructPix2PixPipeline
+from PIL import Image
+from scipy.ndimage import distance_transform_edt
+
+from promptartisan import models
+from promptartisan.engine import PromptArtisanPipeline, Region, RegionError, SequentialBaseline
+from promptartisan.settings import Settings
+
+SIZE = (64, 48)
+PROMPTS = ["make it red", "turn it into a cat", "add snow", "make it gold", "add a hat",
+           "make it glow", "turn it into wood", "add flowers"]
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_dir: Path) -> PromptArtisanPipeline:
+    settings = Settings(tiny=True, tiny_dir=tiny_dir, device="cpu", dtype="float32")
+    pipe = models.load(PromptArtisanPipeline, "instruct-pix2pix", settings, dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def grid(n: int) -> list[Region]:
+    """n disjoint 16×16 boxes on the latent grid (multiples of 8 pixels)."""
+    return [Region(box_mask(SIZE, (16 * (k % 4), 16 * (k // 4), 16 * (k % 4) + 16,
+                                   16 * (k // 4) + 16)), PROMPTS[k]) for k in range(n)]
+
+
+def seed(value: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(value)
+
+
+def count_unet_calls(pipe: PromptArtisanPipeline
+                     ) -> tuple[list[int], torch.utils.hooks.RemovableHandle]:
+    calls = [0]
+
+    def hook(*_: object) -> None:
+        calls[0] += 1
+
+    handle = pipe.unet.register_forward_pre_hook(hook)
+    return calls, handle
+
+
+def test_one_full_region_equals_stock_instruct_pix2pix(tiny_settings: Settings,
+                                                       small_photo: Image.Image) -> None:
+    ours = models.load(PromptArtisanPipeline, "instruct-pix2pix", tiny_settings,
+                       dtype=torch.float32)
+    stock = models.load(StableDiffusionInstructPix2PixPipeline, "instruct-pix2pix",
+                        tiny_settings, dtype=torch.float32)
+    for p in (ours, stock):
+        p.set_progress_bar_config(disable=True)
+    full = Region(np.ones((48, 64), dtype=bool), "turn the sky into a sunset")
+    edited = ours(small_photo, [full], num_inference_steps=3, attention_boost=0, blend_steps=0,
+                  preserve_background=False, generator=seed(), output_type="np").images
+    expected = stock("turn the sky into a sunset", small_photo, num_inference_steps=3,
+                     generator=seed(), output_type="np").images
+    assert edited.shape == expected.shape == (1, 48, 64, 3)
+    assert np.abs(edited - expected).max() <= 1e-4
+    assert np.abs(expected - np.asarray(small_photo) / 255).max() > 0.05  # it did edit
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 8])
+def test_single_pass_runs_the_unet_once_per_step_for_any_n(pipe, small_photo, n: int) -> None:
+    calls, handle = count_unet_calls(pipe)
+    try:
+        pipe(small_photo, grid(n), num_inference_steps=2, generator=seed())
+        single = calls[0]
+        calls[0] = 0
+        SequentialBaseline(pipe)(small_photo, grid(n), num_inference_steps=2, generator=seed())
+        sequential = calls[0]
+    finally:
+        handle.remove()
+    assert single == 2
+    assert sequential == 2 * n
+
+
+def test_masked_baseline_runs_one_masked_pass_per_region(pipe, small_photo) -> None:
+    calls, handle = count_unet_calls(pipe)
+    try:
+        out = SequentialBaseline(pipe, masked=True)(small_photo, grid(3), num_inference_steps=2,
+                                                    generator=seed(), feather=0)
+    finally:
+        handle.remove()
+    assert calls[0] == 6 and not out.interrupted
+    union = np.any([r.mask for r in grid(3)], axis=0)
+    assert np.array_equal(np.asarray(out.images[0])[~union], np.asarray(small_photo)[~union])
+
+
+def test_blend_steps_hold_the_background_to_the_noised_source(pipe, small_photo) -> None:
+    regions = [Region(box_mask(SIZE, (16, 8, 40, 32)), "make it red")]
+    noise = torch.randn(1, 4, 6, 8, generator=seed(1))
+    seen = []
+
+    def keep(_pipe, step, timestep, tensors):
+        seen.append(tensors["latents"].clone())
+        return tensors
+
+    pipe(small_photo, regions, num_inference_steps=4, blend_steps=2, latents=noise,
+         generator=seed(), callback_on_step_end=keep, output_type="latent")
+    pixels = pipe.image_processor.preprocess(small_photo)
+    source = pipe.vae.encode(pixels).latent_dist.mode() * pipe.vae.config.scaling_factor
+    outside = torch.ones(6, 8, dtype=torch.bool)
+    outside[1:4, 2:5] = False
+    timesteps = pipe.scheduler.timesteps
+    for step, latents in enumerate(seen):
+        noised = (pipe.scheduler.add_noise(source, noise, timesteps[step + 1:step + 2])
+                  if step + 1 < len(timesteps) else source)
+        gap = (latents - noised)[..., outside].abs().amax()
+        if step < 2:
+            assert gap <= 1e-6
+            assert (latents - noised)[..., ~outside].abs().amax() > 1e-3  # the region is free
+        else:
+            assert gap > 1e-3
+
+
+def test_pixels_farther_than_feather_are_the_source_bit_for_bit(pipe, photo) -> None:
+    photo = photo.resize((60, 45))  # not a multiple of 8: the result is resized back
+    masks = [box_mask((60, 45), (5, 5, 20, 18)), box_mask((60, 45), (30, 20, 47, 40))]
+    regions = [Region(mask, prompt) for mask, prompt in zip(masks, PROMPTS, strict=False)]
+    source = np.asarray(photo)
+    far = distance_transform_edt(~(masks[0] | masks[1])) > 4
+    kept = np.asarray(pipe(photo, regions, num_inference_steps=2, feather=4, generator=seed())
+                      .images[0])
+    assert kept.shape == source.shape
+    assert np.array_equal(kept[far], source[far])
+    assert np.abs(kept[~far].astype(int) - source[~far]).max() > 10  # the regions were edited
+    loose = np.asarray(pipe(photo, regions, num_inference_steps=2, feather=4, generator=seed(),
+                            preserve_background=False).images[0])
+    assert not np.array_equal(loose[far], source[far])  # without paste-back they drift
+
+
+def test_processors_are_restored_and_the_unet_is_plain_again(pipe, small_photo) -> None:
+    stock = StableDiffusionInstructPix2PixPipeline(**pipe.components, safety_checker=None,
+                                                   feature_extractor=None,
+                                                   requires_safety_checker=False)
+    stock.set_progress_bar_config(disable=True)
+    before = stock("add snow", small_photo, num_inference_steps=2, generator=seed(),
+                   output_type="np").images
+    processors = pipe.unet.attn_processors
+    pipe(small_photo, grid(3), num_inference_steps=2, generator=seed())
+    assert all(pipe.unet.attn_processors[name] is proc for name, proc in processors.items())
+
+    def fail(*_):
+        raise RuntimeError("callback failed")
+
+    with pytest.raises(RuntimeError, match="callback failed"):
+        pipe(small_photo, grid(2), num_inference_steps=2, callback_on_step_end=fail)
+    assert all(pipe.unet.attn_processors[name] is proc for name, proc in processors.items())
+    after = stock("add snow", small_photo, num_inference_steps=2, generator=seed(),
+                  output_type="np").images
+    assert np.array_equal(before, after)
+
+
+def test_a_callback_stops_the_run_cleanly(pipe, small_photo) -> None:
+    steps = []
+
+    def stop_at_one(p, step, timestep, tensors):
+        steps.append(step)
+        if step == 1:
+            p.interrupt_run()
+        return tensors
+
+    calls, handle = count_unet_calls(pipe)
+    try:
+        out = pipe(small_photo, grid(2), num_inference_steps=5, callback_on_step_end=stop_at_one)
+        assert out.interrupted and out.images == [] and steps == [0, 1] and calls[0] == 2
+        calls[0] = 0
+        again = pipe(small_photo, grid(2), num_inference_steps=2)  # the flag does not stick
+        assert not again.interrupted and len(again.images) == 1 and calls[0] == 2
+        for masked in (False, True):
+            calls[0], steps[:] = 0, []
+            out = SequentialBaseline(pipe, masked=masked)(
+                small_photo, grid(3), num_inference_steps=2,
+                callback_on_step_end=lambda p, s, t, k: (p.interrupt_run() if s == 2 else None,
+                                                         steps.append(s), k)[-1])
+            assert out.interrupted and out.images == [] and steps == [0, 1, 2]
+            assert calls[0] == 3  # stopped in the second pass
+    finally:
+        handle.remove()
+
+
+def test_bad_inputs_fail_before_any_model_runs(pipe, small_photo) -> None:
+    calls, handle = count_unet_calls(pipe)
+    good = grid(1)[0].mask
+    try:
+        with pytest.raises(RegionError, match="empty prompt"):
+            pipe(small_photo, [Region(good, " ")])
+        with pytest.raises(RegionError, match="more than the limit of 8"):
+            pipe(small_photo, grid(8) + grid(1))
+        with pytest.raises(RegionError, match="more than the limit of 2"):
+            pipe(small_photo, grid(3), max_regions=2)
+        with pytest.raises(RegionError, match="aspect ratios differ"):
+            pipe(small_photo, [Region(np.ones((64, 64), bool), "a")])
+        with pytest.raises(RegionError, match="every region's mask is empty"), \
+                pytest.warns(UserWarning, match="empty mask"):
+            pipe(small_photo, [Region(np.zeros((48, 64), bool), "a")])
+        with pytest.raises(ValueError, match="PIL image or an"):
+            pipe("photo.png", grid(1))
+        with pytest.raises(ValueError, match="blend_steps"):
+            pipe(small_photo, grid(1), blend_steps=-1)
+        with pytest.raises(ValueError, match="callback tensors"):
+            pipe(small_photo, grid(1), callback_on_step_end_tensor_inputs=["noise_pred"])
+    finally:
+        handle.remove()
+    assert calls[0] == 0
+
+
+def test_overlong_prompt_is_truncated_with_a_warning_naming_it(pipe, small_photo) -> None:
+    long = "make the " + " and ".join(["very bright red"] * 30) + " balloon"
+    region = Region(grid(1)[0].mask, long)
+    with pytest.warns(UserWarning, match=r"region 1's prompt 'make the very bright red.*tokens"):
+        out = pipe(small_photo, [region], num_inference_steps=1)
+    assert len(out.images) == 1
