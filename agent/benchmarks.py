@@ -302,6 +302,11 @@ def _polygons(polygons: Any, size: tuple[int, int], report: Report) -> np.ndarra
                 break
             points.append((float(x), float(y)))
         else:
+            xs, ys = np.array(points).T
+            if abs(np.dot(xs, np.roll(ys, 1)) - np.dot(ys, np.roll(xs, 1))) / 2 < 1:
+                report(f"polygon {number} encloses no area")
+                ok = False
+                continue
             draw.polygon(points, fill=255, outline=255)
     return np.asarray(canvas) >= 128 if ok else None
 
