@@ -32,6 +32,7 @@ def normalize(text: str) -> str:
     """Lower case, plain quotes, one space, shorthand spelled out: the form the rules read."""
     text = text.translate(_QUOTES).lower().strip()
     text = re.sub(r'["`*_]', "", text)
+    text = re.sub(r"[^\w\s'.,!?;:&/+()=>-]", " ", text)  # emoji and other symbols
     text = re.sub(r"\s*(?:->|=>)\s*", " into ", text)
     text = re.sub(r"(?<=\w)\s*&\s*(?=\w)", " and ", text)
     words = [SHORTHAND.get(word, word) for word in text.split()]
@@ -110,9 +111,7 @@ ADJECTIVES = {
     "blurry", "blurred", "focused", "detailed", "crisp", "soft", "hard", "smooth", "rough",
     # texture and material
     "fluffy", "furry", "hairy", "curly", "straight", "wavy", "spiky", "silky", "fuzzy",
-    "wooden", "metal", "metallic", "glass", "marble", "stone", "crystal", "chrome", "plastic",
-    "paper", "ice", "lego", "clay", "velvet", "silk", "leather", "denim", "fur", "woolen",
-    "knitted", "brass", "steel", "concrete", "brick",
+    "wooden", "metallic", "woolen", "knitted",
     # pattern
     "striped", "checkered", "checked", "plaid", "spotted", "dotted", "polka-dot", "floral",
     "patterned", "tie-dye", "camouflage", "camo", "tartan", "paisley",
@@ -125,6 +124,14 @@ ADJECTIVES = {
     "gothic", "medieval", "robotic", "mechanical", "cartoonish", "pixelated", "abstract",
     "psychedelic", "sunlit", "moonlit", "shadowy", "haunted", "fiery", "burning", "wintery",
 }
+
+#: Materials: a change as the last word ("make the table marble"), a noun elsewhere
+#: ("the wine glass").
+MATERIALS = {"metal", "glass", "marble", "stone", "crystal", "chrome", "plastic", "paper", "ice",
+             "lego", "clay", "velvet", "silk", "leather", "denim", "fur", "brass", "steel",
+             "concrete", "brick", "wood", "gold", "silver", "diamond", "candy", "chocolate",
+             "lava", "water", "fire", "snow", "sand", "rubber", "cardboard", "porcelain",
+             "ceramic", "jelly", "cotton", "wool", "bamboo", "granite", "rust", "moss"}
 
 #: Adjectives that ask for "better" without saying how: the request needs a question.
 VAGUE_ADJECTIVES = {
@@ -146,7 +153,7 @@ VAGUE_WORDS = VAGUE_ADJECTIVES | {
 INTENSIFIERS = {
     "more", "less", "much", "very", "really", "super", "even", "slightly", "extra", "way",
     "too", "twice", "so", "fully", "completely", "totally", "entirely", "a", "bit", "little",
-    "lot", "somewhat", "quite", "rather", "kind", "sort", "of", "tad", "bit", "abit",
+    "lot", "somewhat", "quite", "rather", "kind", "sort", "of", "tad", "abit",
     "all", "overall", "as", "well", "like", "look", "looks", "just", "in", "general",
     "somehow", "maybe", "the",
 }
@@ -168,12 +175,13 @@ def _comparative_stems(word: str) -> list[str]:
     return []
 
 
-def is_adjective(word: str) -> bool:
+def is_adjective(word: str, last: bool = True) -> bool:
     """Whether a word can be the change in "make X <word>": colours, known adjectives,
-    their comparatives, and the regular adjective endings (-ish, -ed, -ful, -ous)."""
+    their comparatives, and the regular adjective endings (-ish, -ed, -ful, -ous). A material
+    counts only as the `last` word ("make the table marble", not "the wine glass red")."""
     word = word.strip(",")
     known = COLORS | ADJECTIVES | VAGUE_ADJECTIVES
-    if word in known:
+    if word in known or (last and word in MATERIALS):
         return True
     if "-" in word:
         return any(part in known or is_adjective(part) for part in word.split("-") if part)
@@ -187,7 +195,8 @@ def is_adjective(word: str) -> bool:
 def is_change_phrase(words: list[str]) -> bool:
     """Whether words are a graded adjective phrase: "a bit darker", "bright red and shiny"."""
     content = [w for w in words if w not in INTENSIFIERS and w not in {"and", "or", ","}]
-    return bool(content) and all(is_adjective(w) for w in content) and is_adjective(words[-1])
+    return bool(content) and all(is_adjective(w, last=w == words[-1]) for w in content) \
+        and is_adjective(words[-1])
 
 
 def is_vague_change(words: list[str]) -> bool:
@@ -230,8 +239,8 @@ GLOBAL_VOCABULARIES = {"style": STYLES, "season": SEASONS, "time": TIMES_OF_DAY,
 GLOBAL_FILLER = {"a", "an", "the", "of", "in", "into", "as", "like", "at", "during", "to",
                  "look", "looks", "style", "version", "effect", "filter", "mode", "scene",
                  "setting", "time", "please", "more", "very", "really", "heavy", "light",
-                 "photo", "image", "picture", "it", "made", "by", "with", "day", "an",
-                 "old", "classic", "famous", "cute", "dark", "bright", "beautiful", "cold",
+                 "photo", "image", "picture", "it", "made", "by", "with", "day", "old",
+                 "classic", "famous", "cute", "dark", "bright", "beautiful", "cold",
                  "snowy", "rainy", "foggy", "sunny", "stormy", "starry", "clear", "late",
                  "early", "full", "on", "one", "done", "painter", "artist", "theme", "themed",
                  "vibe", "vibes", "feel", "aesthetic", "kind", "sort", "type", "some"}
@@ -368,7 +377,7 @@ def pluralize(noun: str) -> str:
 def with_article(noun_phrase: str) -> str:
     """A bare singular noun phrase with "a"/"an" ("wolf" → "a wolf"); others unchanged."""
     words = noun_phrase.split()
-    if not words or words[0] in DETERMINERS or is_plural(words[-1]) or words[-1] in {
-            "snow", "water", "ice", "fire", "grass", "sand", "gold", "fog", "rain", "smoke"}:
+    if not words or words[0] in DETERMINERS or is_plural(words[-1]) or words[-1] in MATERIALS | {
+            "grass", "fog", "rain", "smoke", "night", "day", "winter", "summer", "autumn"}:
         return noun_phrase
     return ("an " if words[0][0] in "aeiou" else "a ") + noun_phrase

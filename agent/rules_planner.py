@@ -38,7 +38,6 @@ from promptartisan.agent.grammar import (
     DETERMINERS,
     GROUP_QUANTIFIERS,
     IMAGE_WORDS,
-    INTENSIFIERS,
     LANDSCAPE,
     PERSON_PRONOUNS,
     PLURAL_PRONOUNS,
@@ -91,6 +90,8 @@ class Reading:
     verb: str = ""  # leading verb, repeated for elliptic clauses
     change: str = ""  # the change part, shared by coordinated targets
     shared: bool = False  # coordinated targets sharing one change: one group
+    unsupported: str | None = None  # a clause asking for what the editor can't do: why
+    verbless: bool = False  # read by a verbless pattern ("darker", "at sunset")
 
     @property
     def complete(self) -> bool:
@@ -130,6 +131,9 @@ ATTRIBUTE_WORDS = {
 #: Attributes of the whole picture: "change the weather to rain" edits the image.
 GLOBAL_ATTRIBUTES = {"lighting", "style", "season", "time", "weather", "mood"}
 
+UNSUPPORTED = ("I can change what things look like, add and remove them, but I can't move, "
+               "rotate, flip, crop or resize them; to move something, remove it and add it "
+               "where it should be.")
 HELP_REPLY = (
     "I edit photos from plain requests. Tell me what to change and how — for example "
     "\"make the sky a sunset\", \"turn the dog into a cheetah\", \"remove the person on the "
@@ -137,7 +141,7 @@ HELP_REPLY = (
     "it winter\" or \"as a watercolor\". Several edits in one message are applied together "
     "in one pass. Say \"undo\", \"redo\" or \"start over\" to move between versions."
 )
-CHAT_REPLIES: list[tuple[re.Pattern[str], str]] = [(re.compile(pattern), reply) for pattern, reply in [
+CHAT_REPLIES: list[tuple[re.Pattern[str], str]] = [(re.compile(p), reply) for p, reply in [
     (r"\b(?:undo|go back|revert|previous version|history|redo)\b",
      "Say \"undo\" to go back one version, \"redo\" to step forward again, and \"start over\" "
      "to return to the original. Nothing is ever deleted: every version is kept."),
@@ -165,7 +169,8 @@ CHAT_REPLIES: list[tuple[re.Pattern[str], str]] = [(re.compile(pattern), reply) 
      "Glad you like it! Anything else to change? You can always say \"undo\" to step back."),
     (r"^(?:bye|goodbye|see you|see ya|that'?s all|i'?m done|done|that'?s it)\b",
      "Bye! Your versions stay in this session if you want to come back to them."),
-    (r"^(?:ok|okay|k|sure|yes|yeah|yep|no|nope|alright|fine|got it|hmm+|um+|uh+)$",
+    (r"^(?:ok|okay|k|sure|yes|yeah|yep|no|nope|alright|fine|got it|hmm+|um+|uh+|ha(?:ha)+|"
+     r"lol|lmao|hehe|:\)|:d)$",
      "Okay! What would you like to change next?"),
 ]]
 _QUESTION_START = re.compile(r"^(?:what|how|why|who|when|where|which|is|are|do|does|did|can|"
@@ -178,7 +183,7 @@ _UNDO_OBJECT = (r"(?:\s+(?:that|it|this|please|the last (?:one|edit|change|step|
                 r"(?:one|a) step|the [\w' ]+? (?:one|edit|change)|that (?:last )?(?:one|edit|"
                 r"change)|last (?:edit|change|step)|again|now|the change|my last (?:edit|"
                 r"request|change)))*")
-HISTORY_PATTERNS: list[tuple[str, re.Pattern[str]]] = [(action, re.compile(pattern)) for action, pattern in [
+HISTORY_PATTERNS: list[tuple[str, re.Pattern[str]]] = [(action, re.compile(p)) for action, p in [
     ("reset", r"(?:let'?s |please )?(?:start(?:ing)? (?:over|again|fresh|afresh|from scratch)"
               r"|reset|from scratch|clear (?:all|everything)|undo (?:all|everything|"
               r"every(?:thing)? ?(?:edit|change)s?)|(?:remove|discard|drop|scrap|throw away) "
@@ -208,7 +213,7 @@ _LEADING_FILLER = re.compile(
     r"^(?:(?:no|nope|right|yes|yeah|yep|sure)\s*,\s*|(?:and|then|also|now|next|finally|first|"
     r"firstly|secondly|lastly|after that|oh|ok|okay|so|well|alright|um|uh|hmm|ah|actually|"
     r"instead|plus|maybe|perhaps|just|great|cool|nice|perfect|thanks|thank you|hi|hello|"
-    r"hey|wait|oops|"
+    r"hey|yo|wait|oops|"
     r"please|pls|kindly|can you|could you|would you|will you|would you mind|do you mind|"
     r"i'?d like you to|i would like you to|i want you to|i need you to|i'?d love you to|"
     r"go ahead and|try to|try and|let'?s|let us|i'?d like to|i would like to|i want to|"
@@ -217,7 +222,8 @@ _LEADING_FILLER = re.compile(
     r"quickly|also please|lets|now please|i think|i guess|somehow|see if you can)\b[,\s]*)+")
 _TRAILING_FILLER = re.compile(
     r"(?:[,\s]+(?:please|for me|thanks|thank you|if you can|if possible|if you could|too|"
-    r"as well|instead|now|again|real quick|quickly|ok|okay|for once|right now|thx|"
+    r"as well|instead|now|again|real quick|quickly|ok|okay|for once|right now|thx|lol|lmao|"
+    r"haha|hehe|:\)|:d|xd|asap|already|thanks in advance|ty|cheers|"
     r"in (?:the|this|my) (?:image|photo|picture|pic|shot|scene)|"
     r"(?:in|on|of|from) (?:the|this|my) (?:image|photo|picture|shot) (?:please)?))+$")
 _GERUND = {"making": "make", "turning": "turn", "changing": "change", "adding": "add",
@@ -313,7 +319,7 @@ _CHANGE_STARTERS = COMPLEMENT_VERBS | {
     "a", "an", "some", "more", "less", "much", "very", "really", "super", "even", "slightly",
     "extra", "way", "too", "twice", "so", "completely", "totally", "entirely", "fully",
     "into", "like", "all", "somewhat", "quite", "kind", "sort", "bright", "dark", "light",
-    "pale", "deep", "neon", "pure", "almost", "less"}
+    "pale", "deep", "neon", "pure", "almost", "different", "gradient", "ombre"}
 _SUBJECT_PRONOUNS = SINGULAR_PRONOUNS | PLURAL_PRONOUNS | set(PERSON_PRONOUNS) | {
     "everything", "everyone", "everybody"}
 
@@ -335,18 +341,23 @@ def split_subject_change(rest: str) -> tuple[str, str]:
         start += 1
     for index in range(start + 1, len(words)):
         word = words[index]
+        following = words[index + 1:]
+        if word == "the" and following[:1] in (["same"], ["color"], ["shade"]) or (
+                word == "in" and following and is_change_phrase(following)):
+            return _join(words[:index]), _join(words[index:])
         if word in _CHANGE_STARTERS and words[index - 1] not in _PREPOSITIONS | {"and", ","}:
             if word in {"bright", "dark", "light", "pale", "deep", "neon", "pure"} and not (
                     index + 1 < len(words) and is_adjective(words[index + 1])):
                 continue
             return _join(words[:index]), _join(words[index:])
     cut = len(words)
-    while cut - 1 > start and (is_adjective(words[cut - 1])
+    while cut - 1 > start and (is_adjective(words[cut - 1], last=cut == len(words))
                                or (words[cut - 1] in {"and", "or", ","} and cut < len(words))):
         cut -= 1
     if cut < len(words):
         return _join(words[:cut]), _join(words[cut:])
-    if len(words) - start >= 2 and not is_adjective(words[-2]):
+    if len(words) - start >= 2 and not is_adjective(words[-2]) and words[-2] not in (
+            DETERMINERS | _PREPOSITIONS):
         return _join(words[:-1]), words[-1]
     return _join(words), ""
 
@@ -380,7 +391,8 @@ _REPLACE_VERBS = r"replace|swap|switch|exchange|trade|substitute|swap out|switch
 _INTO_VERBS = (r"turn|change|transform|convert|morph|make|switch|alter|modify|edit|shift|"
                r"evolve|mutate|render|recolor|color|paint|redo|reimagine|reshape")
 _CHANGE_VERBS = r"make|turn|paint|color|dye|tint|recolor|shade|render|get|set|keep"
-_ADD_VERBS = (r"add|insert|include|draw|paint|put|place|stick|hang|sprinkle|scatter|throw|"
+_ADD_VERBS = (r"add|insert|write|engrave|carve|spray paint|spray-paint|scribble|print|"
+              r"include|draw|paint|put|place|stick|hang|sprinkle|scatter|throw|"
               r"plant|attach|pop|slap|overlay|create|generate|show|spawn|bring|position|lay|"
               r"set|drop|fill in|introduce|give me|i want|i'?d like|i need|we want|"
               r"there should be|there needs to be|let there be|can there be|have")
@@ -410,8 +422,18 @@ _ADJUSTMENTS = {
 _LEVEL_ATTRIBUTES = (r"brightness|contrast|saturation|exposure|warmth|sharpness|vibrance|"
                      r"vibrancy|colors|color saturation|light|lighting|shadows|highlights|"
                      r"glow|blur|noise|grain|clarity|detail|details|size|color")
-_REMOVED_STATES = {"removed", "gone", "deleted", "erased", "away", "taken out", "eliminated",
-                   "out of the picture", "out", "invisible", "not there", "missing"}
+_OPPOSITES = {
+    "dark": "brighter", "bright": "darker", "light": "darker", "big": "smaller",
+    "large": "smaller", "small": "bigger", "tiny": "bigger", "saturated": "less saturated",
+    "blurry": "sharper", "sharp": "softer", "busy": "simpler", "warm": "cooler",
+    "cold": "warmer", "cool": "warmer", "long": "shorter", "short": "longer", "tall": "shorter",
+    "thin": "thicker", "thick": "thinner", "old": "younger", "young": "older",
+}
+_LOOK_NOUNS = re.compile(r"^(?:a|an|the|some)\s+|\s+(?:feel|look|vibe|vibes|aesthetic|effect|"
+                         r"filter|tone|finish|atmosphere|mood|touch|treatment)$")
+_REMOVED_STATES = {"disappear", "vanish", "go away", "removed", "gone", "deleted", "erased",
+                   "away", "taken out", "eliminated", "out of the picture", "out", "invisible",
+                   "not there", "missing"}
 
 
 class ClauseReader:
@@ -422,10 +444,22 @@ class ClauseReader:
         self.last_head = last_head
         self.patterns: list[tuple[re.Pattern[str], Callable[[re.Match[str]], Reading | None],
                                   bool]] = [
-            (rf"^(?:turn|switch) (?:on|off) (?P<x>.+)$", self._as_is, False),
-            (rf"^(?:turn|switch) (?P<x>.+?) (?:on|off)$", self._as_is, False),
-            (rf"^(?:take|cut|edit|paint|rub|wipe|get|clean|cross|crop|photoshop|scrub) "
-             rf"(?P<x>.+?) (?:out|off|away)(?: (?:of|from|off of|off))?(?: (?P<loc>.+))?$",
+            (r"^(?:turn|switch) (?:on|off) (?P<x>.+)$", self._as_is, False),
+            (r"^(?:set (?P<x>.+?) on fire|set fire to (?P<x2>.+))$", self._on_fire, False),
+            (r"^(?:move|shift|relocate|drag|slide|push|rotate|flip|mirror|crop|resize|rescale|"
+             r"scale|zoom|upscale|straighten|tilt|reposition)\b.*$", self._unsupported, False),
+            (r"^(?:i|we) (?:don'?t|do not) (?:want|need) (?:to see )?(?P<x>.+?)(?: (?:there|"
+             r"here|anymore|any more|at all))?$", self._remove, False),
+            (r"^(?P<x>.+?) (?:shouldn'?t|should not|must not|mustn'?t|doesn'?t need to|don'?t "
+             r"need to|can'?t) be (?:there|here|visible|in it|in the (?:picture|photo|image))$",
+             self._remove, False),
+            (r"^(?:i|we) (?:don'?t|do not) like (?P<x>.+)$", self._dislike, False),
+            (r"^(?:i|we) (?:want|would like|'d like|d like|need|wish|prefer|would love|'d "
+             r"love|'d prefer|would prefer|expect) (?P<x>.+?) to (?:be|look|become|appear|"
+             r"seem|turn|get)(?: like| into)? (?P<y>.+)$", self._should, False),
+            (r"^(?:turn|switch) (?P<x>.+?) (?:on|off)$", self._as_is, False),
+            (r"^(?:take|cut|edit|paint|rub|wipe|get|clean|cross|crop|photoshop|scrub) "
+             r"(?P<x>.+?) (?:out|off|away)(?: (?:of|from|off of|off))?(?: (?P<loc>.+))?$",
              self._remove, False),
             (rf"^(?:{_REMOVE_VERBS}) (?P<x>.+?)(?: (?:from|off|out of|off of) (?P<loc>.+))?$",
              self._remove, False),
@@ -453,16 +487,28 @@ class ClauseReader:
              r"appear|seem|turn|get|go)(?: like| into)? (?P<y>.+)$", self._should, False),
             (r"^(?P<x>.+?) (?:should|must|needs to|need to|could|would) (?P<verb>have|wear|"
              r"hold|carry) (?P<y>.+)$", self._should_have, False),
-            (r"^(?:i|we) (?:want|would like|'d like|d like|need|wish|prefer|would love|'d "
-             r"love|'d prefer|would prefer|expect) (?P<x>.+?) to (?:be|look|become|appear|"
-             r"seem|turn|get)(?: like| into)? (?P<y>.+)$", self._should, False),
             (r"^(?:let|have|can|could|may) (?P<x>.+?) (?:be|look|become|appear|seem|turn)"
              r"(?: like| into)? (?P<y>.+)$", self._should, False),
-            (r"^what if (?P<x>.+?) (?:was|were|is|are|looked|became|turned)(?: like| into)? "
+            (r"^(?:what if|imagine if|if only|(?:i'?d|i would) (?:love|like|prefer) it if|"
+             r"it(?:'?d| would) (?:be|look) (?:nice|cool|great|better|good|fun) if) (?P<x>.+?) "
+             r"(?:was|were|is|are|looked|became|turned|had been)(?: like| into)? "
              r"(?P<y>.+)$", self._should, False),
             (r"^(?:what would|how would) (?P<x>.+?) look(?: like)? (?P<y>.+)$",
              self._should, False),
             (r"^let it (?P<y>.+)$", self._let_it, False),
+            (r"^(?:apply|use|add|put|throw on|slap on|give it) (?:a |an |the |some )?(?P<y>.+?)"
+             r" (?:filter|effect|preset|overlay|look|style|treatment|tint)(?: (?:to|on) "
+             r"(?P<x>.+))?$", self._filter, False),
+            (r"^(?:convert|turn|change|make|switch|transform|render|redo)(?: it| this| "
+             r"everything| the whole thing)? (?:to|into|in) (?P<y>.+)$", self._into_image,
+             False),
+            (r"^(?P<x>.+?) (?:is|are|looks?|seems?|appears?|feels?) (?:way |a bit |a little |"
+             r"much |kind of |slightly |far )?too (?P<y>.+)$", self._too, False),
+            (r"^(?:(?:it|this|that)(?:'s| is) )?(?:way |a bit |a little |much |kind of |slightly"
+             r" |far )?too (?P<y>.+)$", self._too, False),
+            (r"^(?P<x>.+?) (?:is|are|looks?|seems?) not (?P<y>.+?) enough$", self._enough,
+             False),
+            (r"^(?:(?:it|this|that)(?:'s| is) )?not (?P<y>.+?) enough$", self._enough, False),
             (rf"^(?P<verb>{_VAGUE_VERBS})(?: (?P<x>.+?))?(?: up| a bit| a little)?$",
              self._vague_verb, False),
             # verbless pieces: only where a piece stands on its own
@@ -486,6 +532,7 @@ class ClauseReader:
                 reading = handler(match)
                 if reading is not None:
                     reading.source = clause
+                    reading.verbless = needs_verbless
                     return reading
         return None
 
@@ -523,8 +570,12 @@ class ClauseReader:
         bare = [w for w in core if w not in {"whole", "entire", "overall", "full"}]
         if not bare or " ".join(bare) in IMAGE_WORDS:
             return [Phrase(raw, WHOLE_IMAGE, kind="image")]
-        if raw in {"everyone", "everybody"}:
-            return [Phrase("everyone", "people", plural=True)]
+        exception = re.search(r" (?:except|but|apart from|other than|besides) .+$", raw)
+        if exception:
+            kept = self.phrases(raw[: exception.start()])
+            return [replace(p, text=raw if p.target == "people" else p.text) for p in kept]
+        if raw in {"everyone", "everybody", "all the people", "all people"}:
+            return [Phrase(raw, "people", plural=True)]
         if core[-1] in {"one", "ones"} and self.last_head and len(core) > 1:
             noun = pluralize(self.last_head) if core[-1] == "ones" else self.last_head
             core[-1] = noun
@@ -569,11 +620,15 @@ class ClauseReader:
 
     def _change(self, verb: str, subject_text: str, change: str) -> Reading:
         """make/turn/paint X Y, and everything that means it ("X should be Y")."""
+        written = subject_text
         subject_text, attribute = split_attribute(subject_text)
-        subjects = self.phrases(subject_text) if subject_text else [IMPLICIT_IMAGE]
+        subjects = self.phrases(subject_text) if subject_text else [
+            Phrase(written, WHOLE_IMAGE, kind="image") if attribute else IMPLICIT_IMAGE]
         change = change.strip(" ,")
         if change.split()[:1] == ["like"]:
             change = "look " + change
+        if change.split()[:1] == ["in"] and is_change_phrase(change.split()[1:]):
+            change = change[3:]
         if attribute in GLOBAL_ATTRIBUTES and change and subjects[0].kind == "image":
             return self._global(change)
         if change in _REMOVED_STATES:
@@ -658,9 +713,14 @@ class ClauseReader:
         return Reading("", question=f"What should replace {_name(subjects[0])}?",
                        subject=subjects[0], ask="replace", verb="replace")
 
-    def _into(self, match: re.Match[str]) -> Reading:
-        subject_text, target = match["x"], match["y"].strip()
+    def _into(self, match: re.Match[str]) -> Reading | None:
+        if re.search(r"\bfrom \S+$", match["x"]):
+            return None  # "a gradient from pink to purple"
         verb = match.groupdict().get("verb") or "turn"
+        return self._into_parts(verb, match["x"], match["y"].strip())
+
+    def _into_parts(self, verb: str, subject_text: str, target: str) -> Reading:
+        """turn X into Y, change X to Y: a recolor when Y is an adjective, else a new thing."""
         plain, attribute = split_attribute(subject_text)
         if attribute in GLOBAL_ATTRIBUTES or (not attribute and global_kind(plain)
                                               and global_kind(target) and len(plain.split()) <= 2
@@ -669,7 +729,8 @@ class ClauseReader:
                 return self._global(target)
         if is_change_phrase(target.split()) or attribute:
             return self._change(verb, subject_text, target)
-        target = with_article(target) if not is_vague_change(target.split()) else target
+        if not is_vague_change(target.split()) and global_kind(target) in {None, "style"}:
+            target = with_article(target)
         return self._change("turn", subject_text, "into " + target)
 
     def _adjust(self, match: re.Match[str]) -> Reading:
@@ -702,7 +763,7 @@ class ClauseReader:
             return None
         owners = self.phrases(owner_text)
         if all(o.kind == "image" or o.from_pronoun for o in owners) and global_kind(gift):
-            return self._global("look like " + gift if gift.startswith(("a ", "an ")) else gift)
+            return self._global(_LOOK_NOUNS.sub("", gift))
         if is_vague_change(gift.split()):
             return self._ask_change(owners[0], "give", gift)
         part = next((w for w in gift.split() if w in BODY_PARTS), None)
@@ -735,6 +796,11 @@ class ClauseReader:
         if verb in {"get", "set", "keep"} and not re.search(r"\b(?:more|less|er)\b|er$", rest):
             return None
         subject, change = split_subject_change(rest)
+        if verb in {"paint", "color", "dye"} and not change and _is_noun_phrase_start(rest) \
+                and rest.split()[0] not in {"a", "an", "some"} and not _split_location(rest)[2]:
+            subject = self.phrases(rest)[0]
+            return Reading("", question=ASK_ATTRIBUTE["color"].format(x=_name(subject)),
+                           subject=subject, ask="color", verb="make")
         if verb in {"paint", "draw"} and (not change or not is_change_phrase(change.split())):
             return None  # "paint a mural on the wall": an addition
         return self._change(verb, subject, change)
@@ -764,6 +830,11 @@ class ClauseReader:
             where = f" to {place}" if place else ""
             return Reading("", question=f"What should I add{where}?", ask="add", verb="add",
                            subject=self.phrases(place)[0] if place else None)
+        worn = re.fullmatch(r"(?P<x>(?:the|his|her|their|my) .+?) in (?P<y>(?:a|an|some) .+)",
+                            thing)
+        if verb in {"put", "place"} and not place and worn:
+            return self._edits(self.phrases(worn["x"]),
+                               lambda s: f"dress {s.text} in {worn['y']}", verb="dress")
         instruction = f"{verb} {thing}" + (f" {preposition} {place}" if place else "")
         if verb in {"put", "place", "set", "lay", "position", "bring"} and place and (
                 thing.split()[0] in {"the", "his", "her", "its", "their", "my"}):
@@ -811,6 +882,40 @@ class ClauseReader:
         if verb == "have":
             return self._edits(subjects, lambda s: f"give {s.text} {thing}", verb="give")
         return self._edits(subjects, lambda s: f"make {s.text} {verb} {thing}", verb="make")
+
+    def _unsupported(self, match: re.Match[str]) -> Reading:
+        return Reading("", verb="move", unsupported=UNSUPPORTED)
+
+    def _dislike(self, match: re.Match[str]) -> Reading:
+        return self._ask_change(self.phrases(match["x"])[0], "change")
+
+    def _on_fire(self, match: re.Match[str]) -> Reading:
+        subject = match["x"] or match["x2"]
+        return self._edits(self.phrases(subject), lambda s: f"set {s.text} on fire", verb="set")
+
+    def _filter(self, match: re.Match[str]) -> Reading | None:
+        effect = match["y"]
+        if not global_kind(effect) and not is_adjective(effect.split()[-1]):
+            return None
+        if match["x"]:
+            return self._change("make", match["x"], effect)
+        return self._global(effect)
+
+    def _into_image(self, match: re.Match[str]) -> Reading:
+        return self._into_parts("turn", "it", match["y"])
+
+    def _too(self, match: re.Match[str]) -> Reading | None:
+        quality = match["y"]
+        if not is_change_phrase(quality.split()):
+            return None
+        subject = match.groupdict().get("x") or "it"
+        return self._change("make", subject, _OPPOSITES.get(quality, f"less {quality}"))
+
+    def _enough(self, match: re.Match[str]) -> Reading | None:
+        quality = match["y"]
+        if not is_change_phrase(quality.split()):
+            return None
+        return self._change("make", match.groupdict().get("x") or "it", f"more {quality}")
 
     def _let_it(self, match: re.Match[str]) -> Reading | None:
         return self._global(match["y"]) if global_kind(match["y"]) else None
@@ -952,9 +1057,12 @@ class RulesPlanner:
         if questions:
             return Plan(action="clarify", question=questions[0].question), readings
         edits = [r for r in readings if r.complete]
+        unsupported = " ".join(dict.fromkeys(r.unsupported for r in readings if r.unsupported))
         if edits:
-            return Plan(action="edit", instructions=_instructions(edits),
-                        note=_pronoun_note(edits)), readings
+            note = " ".join(n for n in (unsupported, _pronoun_note(edits)) if n) or None
+            return Plan(action="edit", instructions=_instructions(edits), note=note), readings
+        if unsupported:
+            return Plan(action="chat", reply=unsupported), readings
         reply = chat_reply(message)
         if reply:
             return Plan(action="chat", reply=reply), readings
@@ -1022,6 +1130,11 @@ class RulesPlanner:
                   reader: ClauseReader) -> tuple[Reading | None, Reading] | None:
         """A piece that repeats the previous verb: "… and the right car green" (a clause of its
         own), or "turn the cat and the dog into tigers" (the change shared by both)."""
+        glued = previous is not None and previous.verb == "add" and not _split_location(
+            previous.source)[2]  # "add a hat and a scarf to the snowman": one addition
+        if piece.split()[0] in {"a", "an", "some"} and _split_location(piece)[2] and not glued:
+            added = reader.read(f"add {piece}", verbless=False)
+            return (None, added) if added is not None and added.complete else None
         if previous is None or previous.verb not in {"make", "turn", "paint", "color", "dye",
                                                      "replace", "remove", "change", "tint"}:
             return None
@@ -1121,7 +1234,8 @@ def merge_answer(pending_text: str, question: str | None, answer: str) -> str:
         return answer
     refs = [vague.subject] if vague.subject is not None and vague.subject.kind == "thing" else []
     own = planner.read_message(answer_text, refs)
-    if own and all(r.complete for r in own):
+    if own and all(r.complete for r in own) and (
+            not own[0].verbless or is_global_phrase(answer_text)):
         fix = " and ".join(text for r in own for _, text in r.edits)
     elif not own and chat_reply(answer_text) and not is_change_phrase(answer_text.split()):
         return answer

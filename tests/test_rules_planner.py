@@ -273,3 +273,79 @@ def test_phrasing(planner: RulesPlanner, user: str, context: list[str], action: 
 
 def test_case_count() -> None:
     assert len(CASES) >= 80
+
+
+def test_plural_targets_get_a_group_each(planner: RulesPlanner) -> None:
+    plan = planner.plan("turn both cats into tigers and make every balloon red", [])
+    groups = [i.group for i in plan.instructions]
+    assert [i.target for i in plan.instructions] == ["both cats", "every balloon"]
+    assert None not in groups and len(set(groups)) == 2
+
+
+def test_coordinated_targets_share_one_group(planner: RulesPlanner) -> None:
+    plan = planner.plan("turn the cat and the dog into tigers, and make the sky red", [])
+    cat, dog, sky = plan.instructions
+    assert cat.instruction == "turn the cat into a tiger"
+    assert dog.instruction == "turn the dog into a tiger"
+    assert cat.group == dog.group is not None and sky.group is None
+
+
+def test_singular_targets_have_no_group(planner: RulesPlanner) -> None:
+    plan = planner.plan("make the left car yellow and the right car green", [])
+    assert [i.group for i in plan.instructions] == [None, None]
+
+
+def test_instructions_are_imperative(planner: RulesPlanner) -> None:
+    plan = planner.plan("Could you please get rid of the person in the background?", [])
+    assert plan.instructions[0].instruction == "remove the person in the background"
+
+
+def test_a_specific_question_names_the_target(planner: RulesPlanner) -> None:
+    plan = planner.plan("change the dog", [])
+    assert plan.question == "What should the dog become, or how should it change?"
+
+
+def test_put_it_back_redoes_after_an_undo(planner: RulesPlanner) -> None:
+    assert planner.plan("put it back", ["make the car red", "undo"]).action == "redo"
+    assert planner.plan("put it back", ["make the car red"]).action == "undo"
+
+
+def test_unsupported_moves_are_explained(planner: RulesPlanner) -> None:
+    alone = planner.plan("move the car to the left", [])
+    mixed = planner.plan("make the car red and move it to the left", [])
+    assert alone.action == "chat" and "move" in (alone.reply or "")
+    assert mixed.action == "edit" and len(mixed.instructions) == 1 and mixed.note
+
+
+@pytest.mark.parametrize(("pending", "answer", "merged"), [
+    ("change the dog", "a wolf", "turn the dog into a wolf"),
+    ("change the dog", "wolf", "turn the dog into a wolf"),
+    ("change the dog", "into a wolf please", "turn the dog into a wolf"),
+    ("make it look nicer", "make the sky bluer", "make the sky bluer"),
+    ("change the car", "make it red", "make the car red"),
+    ("change the car", "red", "make the car red"),
+    ("change the color of the car", "green", "make the car green"),
+    ("paint the walls", "light green", "make the walls light green"),
+    ("replace the cup", "a mug", "replace the cup with a mug"),
+    ("add something", "a rainbow", "add a rainbow"),
+    ("add something to the sky", "a rainbow", "add a rainbow to the sky"),
+    ("make them blue", "the balloons", "make the balloons blue"),
+    ("change the weather", "rain", "make it rain"),
+    ("make it nicer", "as a watercolor", "turn it into a watercolor"),
+    ("fix it", "the sky is too dark", "make the sky brighter"),
+    ("make the sky blue and change the dog", "a wolf",
+     "make the sky blue and turn the dog into a wolf"),
+    ("change something", "the dog", "change the dog"),
+    ("change the dog", "never mind", "never mind"),
+    ("change the dog", "thanks", "thanks"),
+])
+def test_merge_answer(pending: str, answer: str, merged: str) -> None:
+    assert merge_answer(pending, "a question", answer) == merged
+
+
+def test_merged_answer_plans_as_an_edit(planner: RulesPlanner) -> None:
+    first = planner.plan("change the dog", [])
+    merged = merge_answer("change the dog", first.question, "a wolf")
+    plan = planner.plan(merged, ["change the dog"])
+    assert plan.action == "edit"
+    assert plan.instructions[0].target == "dog" and "wolf" in plan.instructions[0].instruction

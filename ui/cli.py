@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "promptartisan.ui.cli_ground",
     "promptartisan.ui.cli_chat",
     "promptartisan.ui.cli_eval",
+    "promptartisan.ui.cli_plan",
     "promptartisan.ui.cli_edit",
     "promptartisan.ui.cli_sessions",
 ]
