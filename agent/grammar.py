@@ -335,6 +335,7 @@ NOT_PLURAL = {
     "clothes", "news", "lens", "canvas", "iris", "bus", "gas", "christmas", "always",
     "fireworks", "northern lights", "mathematics", "physics", "series", "species", "this",
     "has", "was", "is", "as", "us", "yes", "its", "his", "hers", "lights", "stairs",
+    "tennis", "oasis", "axis", "crisis", "analysis", "chassis", "trellis", "pelvis", "paris",
     "woods", "remains", "surroundings", "outskirts", "bokeh", "freckles", "waves", "whiskers",
 }
 _SIBILANT_PLURAL = re.compile(r"(?:ch|sh|x|ss|z)es$")
@@ -346,7 +347,7 @@ def is_plural(noun: str) -> bool:
         return True
     if noun in NOT_PLURAL or noun in IRREGULAR_PLURALS.values():
         return False
-    return len(noun) > 2 and noun.endswith("s") and not noun.endswith(("ss", "us", "is", "'s"))
+    return len(noun) > 2 and noun.endswith("s") and not noun.endswith(("ss", "us", "'s"))
 
 
 def singular(noun: str) -> str:

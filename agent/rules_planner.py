@@ -39,6 +39,7 @@ from promptartisan.agent.grammar import (
     GROUP_QUANTIFIERS,
     IMAGE_WORDS,
     LANDSCAPE,
+    MATERIALS,
     PERSON_PRONOUNS,
     PLURAL_PRONOUNS,
     POSSESSIVE_PRONOUNS,
@@ -559,7 +560,7 @@ class ClauseReader:
                 return [replace(animate[-1], from_pronoun=True)]
             text = PERSON_PRONOUNS[raw]
             return [Phrase(text, text.removeprefix("the "), plural=raw == "us")]
-        if raw in VAGUE_NOUNS or words[-1] in {"something", "anything", "stuff"}:
+        if raw in VAGUE_NOUNS or {"something", "anything", "stuff"} & set(words):
             return [Phrase(raw, "", kind="vague")]
         if raw in {"everything else", "the rest", "the rest of it", "the rest of the image",
                    "everything around it"}:
@@ -567,6 +568,9 @@ class ClauseReader:
         core = list(words)
         if core[0] in ARTICLES | DEMONSTRATIVES | POSSESSIVE_PRONOUNS and len(core) > 1:
             core = core[1:]
+        owner = self._owner(words[0]) if len(words) > 1 else None
+        if owner is not None and core[0] != "own":
+            core = [f"{owner.target}'s", *core]
         bare = [w for w in core if w not in {"whole", "entire", "overall", "full"}]
         if not bare or " ".join(bare) in IMAGE_WORDS:
             return [Phrase(raw, WHOLE_IMAGE, kind="image")]
@@ -585,6 +589,18 @@ class ClauseReader:
         if words[0] not in DETERMINERS and not words[0].endswith("'s"):
             raw = "the " + raw
         return [Phrase(raw, " ".join(core), plural=plural)]
+
+    def _owner(self, possessive: str) -> Phrase | None:
+        """Whom "his", "her", "its" or "their" refers to: the latest fitting antecedent
+        ("put a hat on the woman, make her dress blue" → "woman's dress")."""
+        if possessive not in {"his", "her", "its", "their"}:
+            return None
+        for ref in reversed(self.refs):
+            if ref.kind != "thing" or ref.plural != (possessive == "their"):
+                continue
+            if possessive in {"its", "their"} or ref.head in ANIMATE:
+                return ref
+        return None
 
     # -- building readings
 
@@ -727,7 +743,8 @@ class ClauseReader:
                                               and global_kind(plain) != "style"):
             if global_kind(target) or attribute in GLOBAL_ATTRIBUTES:
                 return self._global(target)
-        if is_change_phrase(target.split()) or attribute:
+        if (is_change_phrase(target.split()) and target.split()[-1] not in MATERIALS) \
+                or attribute:
             return self._change(verb, subject_text, target)
         if not is_vague_change(target.split()) and global_kind(target) in {None, "style"}:
             target = with_article(target)
