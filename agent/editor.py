@@ -379,7 +379,7 @@ class Editor:
         pixels away from them are the source's own. Raises Cancelled when cancelled."""
         import torch
 
-        from promptartisan.engine import Region
+        from promptartisan.engine import DEFAULT_ATTENTION_BOOST, Region
 
         s = self.settings
         emit, cancel = on_event or _ignore, cancel or threading.Event()
@@ -397,16 +397,19 @@ class Editor:
                 pipe.interrupt_run()
             return kwargs
 
+        engine_settings = {"num_inference_steps": s.steps, "guidance_scale": s.guidance_scale,
+                           "image_guidance_scale": s.image_guidance_scale,
+                           "attention_boost": DEFAULT_ATTENTION_BOOST,
+                           "blend_steps": s.steps // 2,
+                           "preserve_background": s.preserve_background,
+                           "feather": ENGINE_FEATHER, "max_regions": s.max_regions}
         generator = torch.Generator(device="cpu").manual_seed(seed)
         emit(ProgressEvent("editing", "Waiting for the engine…", 0, s.steps))
         with DEVICE_LOCK:
             _check(cancel)
             pipe = self.pipeline
-            output = pipe(image=work, regions=engine_regions, num_inference_steps=s.steps,
-                          guidance_scale=s.guidance_scale,
-                          image_guidance_scale=s.image_guidance_scale, generator=generator,
-                          preserve_background=s.preserve_background, feather=ENGINE_FEATHER,
-                          callback_on_step_end=on_step)
+            output = pipe(image=work, regions=engine_regions, generator=generator,
+                          callback_on_step_end=on_step, **engine_settings)
         if output.interrupted:
             raise Cancelled
         result = from_working_size(output.images[0], source.size)
@@ -416,8 +419,7 @@ class Editor:
             result = paste(source, result, union, feather)
         parameters = {
             "size": list(source.size), "working_size": list(work.size), "steps": s.steps,
-            "guidance_scale": s.guidance_scale, "image_guidance_scale": s.image_guidance_scale,
-            "preserve_background": s.preserve_background, "feather_px": feather, "seed": seed,
+            "engine": engine_settings, "feather_px": feather, "seed": seed,
             "generator": "torch.Generator('cpu').manual_seed(seed)",
             "device": s.resolved_device(), "dtype": str(s.resolved_dtype()),
             "models": {"engine": str(getattr(pipe, "name_or_path", None) or s.instruct_pix2pix),

@@ -66,6 +66,7 @@ def test_an_edit_grounds_every_target_and_calls_the_engine_once(
                                                    "turn the dog into a cheetah"]
     assert [r.order for r in call["regions"]] == [0, 1]
     assert call["guidance_scale"] == settings.guidance_scale and call["feather"] == 8
+    assert call["blend_steps"] == 2 and call["max_regions"] == settings.max_regions
 
     stages = [e.stage for e in events]
     assert stages == sorted(stages, key=["planning", "grounding", "editing", "saving"].index)
@@ -84,7 +85,8 @@ def test_an_edit_grounds_every_target_and_calls_the_engine_once(
     assert [m.shape for m in result.masks] == [(200, 300), (200, 300)]
     assert np.array_equal(session.mask(1, 1), boxed(photo_300.size, DOG))
     provenance = session.version(1).provenance
-    assert provenance["seed"] == 1234 and provenance["steps"] == 4
+    assert provenance["seed"] == 1234 and provenance["engine"]["num_inference_steps"] == 4
+    assert provenance["engine"]["attention_boost"] > 0
     assert provenance["working_size"] == [64, 40]
     assert provenance["plan"]["instructions"][0]["target"] == "sky"
     assert [r["source"] for r in provenance["regions"]] == ["grounding", "grounding"]

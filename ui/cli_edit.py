@@ -50,6 +50,8 @@ def _edit(args: argparse.Namespace) -> int:
     if args.request is not None:
         plan = editor.planner.plan(args.request, [])
         report["plan"] = plan.model_dump(mode="json")
+        if plan.note:
+            print(f"planner: {plan.note}", file=sys.stderr)
         if plan.action != "edit":
             print(f"promptartisan edit: the request is not an edit "
                   f"({plan.question or plan.reply or plan.action}); say what to change "
