@@ -123,7 +123,24 @@ ADJECTIVES = {
     "romantic", "cozy", "rustic", "elegant", "tropical", "autumnal", "wintry", "summery",
     "gothic", "medieval", "robotic", "mechanical", "cartoonish", "pixelated", "abstract",
     "psychedelic", "sunlit", "moonlit", "shadowy", "haunted", "fiery", "burning", "wintery",
+    "clear", "still", "choppy", "turbulent", "murky", "delicious", "tasty",
+    "juicy", "crispy", "crunchy", "spicy", "sweet", "sour", "hungry", "thirsty", "lush",
+    "barren", "arid", "bloody", "natural", "artificial", "organic",
+    "luxurious", "cheap", "expensive", "fancy", "simple", "plain", "ornate", "shabby",
+    "neat", "tidy", "messy", "cluttered", "spotless", "polished", "worn", "torn", "ripped",
+    "brand-new", "industrial", "minimal", "bold", "subtle",
+    "intense", "harsh", "dim", "dimmer", "lively", "boring", "quiet", "loud",
+    "noisy", "sunburnt", "tanned", "freckled", "wrinkled", "younger",
+    "older", "fit", "chubby", "tame", "friendly", "fierce", "evil",
+    "menacing", "joyful", "asleep", "awake", "alert", "nervous",
 }
+#: Nouns of stuff, not things: no "a" before them ("turn the coffee into tea").
+MASS_NOUNS = {"tea", "coffee", "wine", "beer", "milk", "juice", "soup", "water", "ice cream",
+              "bread", "cheese", "meat", "grass", "sand", "snow", "ice", "lava", "fire", "smoke",
+              "fog", "rain", "mud", "dirt", "gravel", "concrete", "glass", "gold", "silver",
+              "chocolate", "candy", "jelly", "slime", "foam", "money", "light", "darkness",
+              "furniture", "hair", "fur", "paint", "graffiti", "steam", "dust", "oil", "honey",
+              "lemonade", "soda", "cotton candy", "popcorn", "rice", "pasta", "spaghetti"}
 
 #: Materials: a change as the last word ("make the table marble"), a noun elsewhere
 #: ("the wine glass").
@@ -140,7 +157,7 @@ VAGUE_ADJECTIVES = {
     "fancier", "special", "unique", "perfect", "fun", "exciting", "attractive", "appealing",
     "impressive", "professional", "stunning", "gorgeous", "fine", "right", "correct", "okay",
     "decent", "better-looking", "good-looking", "improved", "changed", "edited", "fixed",
-    "beautified", "enhanced", "neater", "more beautiful", "prettiest", "best-looking",
+    "beautified", "enhanced", "neater", "more beautiful", "prettiest", "best-looking", "cooler",
 }
 #: Other words of a change that says nothing: "give it more life", "make it pop".
 VAGUE_WORDS = VAGUE_ADJECTIVES | {
@@ -161,6 +178,7 @@ INTENSIFIERS = {
 #: Verbs a made thing may do: "make the river glow blue", "make the man smile".
 COMPLEMENT_VERBS = {
     "look", "looks", "appear", "seem", "become", "be", "glow", "shine", "sparkle", "wear",
+    "show", "display", "say", "read", "point", "reflect", "shimmer", "smoke", "rain", "drip",
     "hold", "smile", "laugh", "frown", "cry", "jump", "fly", "run", "sit", "stand", "dance",
     "sleep", "melt", "burn", "float", "have", "turn", "resemble", "face", "blush",
 }
@@ -317,7 +335,8 @@ LANDSCAPE = {
 }
 #: Parts of a body or thing that a "give" hands a new look ("give her blue hair").
 BODY_PARTS = {"hair", "eyes", "eye", "lips", "skin", "nose", "ears", "teeth", "nails",
-              "fur", "feathers", "cheeks", "eyebrows", "face", "hands", "legs", "arms"}
+              "fur", "feathers", "cheeks", "eyebrows", "face", "hands", "legs", "arms", "neck",
+              "waist", "wrist", "wrists", "shoulders", "finger", "fingers", "head", "body"}
 
 # --- inflection -------------------------------------------------------------------------
 
@@ -378,7 +397,7 @@ def pluralize(noun: str) -> str:
 def with_article(noun_phrase: str) -> str:
     """A bare singular noun phrase with "a"/"an" ("wolf" → "a wolf"); others unchanged."""
     words = noun_phrase.split()
-    if not words or words[0] in DETERMINERS or is_plural(words[-1]) or words[-1] in MATERIALS | {
-            "grass", "fog", "rain", "smoke", "night", "day", "winter", "summer", "autumn"}:
+    if not words or words[0] in DETERMINERS or is_plural(words[-1]) or words[-1] in MATERIALS | \
+            MASS_NOUNS | {"night", "day", "winter", "summer", "autumn"}:
         return noun_phrase
     return ("an " if words[0][0] in "aeiou" else "a ") + noun_phrase

@@ -121,6 +121,7 @@ ASK_ATTRIBUTE = {
     "mood": "What mood should it have — for example dark and moody, bright and cheerful, "
             "or dreamy?",
 }
+ASK_COLORS = "How should the colors change — warmer, cooler, more vivid, or muted?"
 ATTRIBUTE_WORDS = {
     "color": "color", "colors": "color", "shade": "color", "hue": "color", "tone": "color",
     "paint": "color", "texture": "texture", "material": "material", "pattern": "pattern",
@@ -164,9 +165,10 @@ CHAT_REPLIES: list[tuple[re.Pattern[str], str]] = [(re.compile(p), reply) for p,
      r"what'?s up)\b",
      "Hi! Send a photo and tell me what to change — for example \"make the sky a sunset and "
      "turn the dog into a cheetah\"."),
-    (r"\b(?:thanks|thank you|cheers|appreciate|great job|well done|love it|looks (?:great|"
-     r"good|nice|amazing|perfect)|perfect|awesome|amazing|nice|great|cool|wonderful|lovely|"
-     r"excellent|beautiful|wow)\b",
+    (r"\b(?:thanks|thank you|cheers|appreciate it|great job|well done|love it|(?:looks|that'?s|"
+     r"it'?s) (?:so |really |very )?(?:great|good|nice|amazing|perfect|awesome|beautiful|"
+     r"better|cool))\b|^(?:perfect|awesome|amazing|nice|great|cool|wonderful|lovely|"
+     r"excellent|beautiful|wow|brilliant|fantastic|sweet|neat)\b",
      "Glad you like it! Anything else to change? You can always say \"undo\" to step back."),
     (r"^(?:bye|goodbye|see you|see ya|that'?s all|i'?m done|done|that'?s it)\b",
      "Bye! Your versions stay in this session if you want to come back to them."),
@@ -203,8 +205,9 @@ HISTORY_PATTERNS: list[tuple[str, re.Pattern[str]]] = [(action, re.compile(p)) f
              r"worse|not (?:right|it|what i wanted|good))|not (?:like that|what i wanted)|"
              r"(?:put|change|make|set) it (?:back )?(?:the way|how|like) it was(?: before)?|"
              r"(?:go|take it) back to (?:how|the way|what) it was(?: before)?|"
-             r"(?:go back to )?the previous (?:version|one|image))"),
+             r"(?:go back to )?(?:the )?previous (?:version|one|image|edit)|oops|whoops)"),
 ]]
+_ANIMATION = re.compile(r"\b(?:video|videos|gif|gifs|animation|animate|animated|movie)\b")
 _TOOL_QUESTION = re.compile(r"^(?:how|what|why|when|where|which|who|is there|are there|does)\b")
 _BACK_AGAIN = re.compile(r"(?:put|bring) (?:it|that|them) back")
 
@@ -285,7 +288,8 @@ def _unprotect(text: str) -> str:
 
 _PREPOSITIONS = {"in", "on", "at", "with", "of", "from", "near", "next", "behind", "under",
                  "over", "by", "to", "wearing", "holding", "that", "who", "which", "above",
-                 "below", "beside", "inside", "outside", "around", "between", "across"}
+                 "below", "beside", "inside", "outside", "around", "between", "across", "after",
+                 "before", "during", "like", "as", "for", "without", "except"}
 _IMAGE_LOCATIVE = re.compile(
     r"\s+(?:in|from|of|on|out of|off)\s+(?:the|this|my|our)\s+(?:whole\s+|entire\s+)?"
     r"(?:image|photo|picture|shot|scene|photograph|frame)$")
@@ -357,7 +361,11 @@ def split_subject_change(rest: str) -> tuple[str, str]:
         cut -= 1
     if cut < len(words):
         return _join(words[:cut]), _join(words[cut:])
-    if len(words) - start >= 2 and not is_adjective(words[-2]) and words[-2] not in (
+    middle = next((i for i in range(start + 1, len(words) - 1) if is_adjective(words[i], False)
+                   and words[i + 1] in _PREPOSITIONS), None)
+    if middle is not None:  # "the road wet after rain"
+        return _join(words[:middle]), _join(words[middle:])
+    if len(words) - start >= 2 and not is_adjective(words[-2], last=False) and words[-2] not in (
             DETERMINERS | _PREPOSITIONS):
         return _join(words[:-1]), words[-1]
     return _join(words), ""
@@ -455,9 +463,11 @@ class ClauseReader:
              r"need to|can'?t) be (?:there|here|visible|in it|in the (?:picture|photo|image))$",
              self._remove, False),
             (r"^(?:i|we) (?:don'?t|do not) like (?P<x>.+)$", self._dislike, False),
-            (r"^(?:i|we) (?:want|would like|'d like|d like|need|wish|prefer|would love|'d "
-             r"love|'d prefer|would prefer|expect) (?P<x>.+?) to (?:be|look|become|appear|"
-             r"seem|turn|get)(?: like| into)? (?P<y>.+)$", self._should, False),
+            (r"^(?:i|we)(?:'d| would| d)? (?:want|like|need|wish|prefer|love|expect) "
+             r"(?P<x>.+?) to (?:be|look|become|appear|seem|turn|get)(?: like| into)? "
+             r"(?P<y>.+)$", self._should, False),
+            (r"^(?:make|have|get) (?P<x>.+?) to (?:be|look|become|appear|seem)(?: like| into)? "
+             r"(?P<y>.+)$", self._should, False),
             (r"^(?:turn|switch) (?P<x>.+?) (?:on|off)$", self._as_is, False),
             (r"^(?:take|cut|edit|paint|rub|wipe|get|clean|cross|crop|photoshop|scrub) "
              r"(?P<x>.+?) (?:out|off|away)(?: (?:of|from|off of|off))?(?: (?P<loc>.+))?$",
@@ -560,7 +570,7 @@ class ClauseReader:
                 return [replace(animate[-1], from_pronoun=True)]
             text = PERSON_PRONOUNS[raw]
             return [Phrase(text, text.removeprefix("the "), plural=raw == "us")]
-        if raw in VAGUE_NOUNS or {"something", "anything", "stuff"} & set(words):
+        if raw in VAGUE_NOUNS or {"something", "anything", "stuff", "whatever"} & set(words):
             return [Phrase(raw, "", kind="vague")]
         if raw in {"everything else", "the rest", "the rest of it", "the rest of the image",
                    "everything around it"}:
@@ -861,8 +871,12 @@ class ClauseReader:
             region = _added_region(thing)
             return self._edits([Phrase(region, region, kind="image" if region == WHOLE_IMAGE
                                        else "thing")], lambda s: instruction, verb="add")
+        if re.fullmatch(r"(?:its|their|his|her) (?:place|spot|position)", place):
+            places = self.phrases("them" if place.startswith("their") else "it")
+            return self._edits(places, lambda s: instruction, verb="add")
         places = self.phrases(place)
-        if preposition in _RELATIVE_PLACES:
+        worn = preposition == "around" and ("'s" in place or places[0].head in BODY_PARTS)
+        if preposition in _RELATIVE_PLACES and not worn:
             return self._edits([Phrase("it", WHOLE_IMAGE, kind="image")],
                                lambda s: instruction, verb="add")
         if preposition in {"over", "above"} and any(p.head in LANDSCAPE for p in places):
@@ -947,6 +961,8 @@ class ClauseReader:
         if attribute:
             subjects = self.phrases(plain) if plain else [IMPLICIT_IMAGE]
             question = ASK_ATTRIBUTE[attribute].format(x=_name(subjects[0]))
+            if attribute == "color" and subjects[0].kind == "image":
+                question = ASK_COLORS
             return Reading("", question=question, subject=subjects[0], ask=attribute,
                            verb="make")
         subjects = self.phrases(subject_text)
@@ -1032,14 +1048,17 @@ def history_action(message: str, context: list[str]) -> str | None:
     """undo / redo / reset when the whole message asks to move in the history."""
     if _TOOL_QUESTION.match(message):
         return None
-    text = clean_clause(message)
-    text = re.sub(r"^(?:no|nope|oops|ugh|hmm|wait|actually|nah|ok|okay)[,\s]+", "", text)
-    if _BACK_AGAIN.fullmatch(text):
-        previous = history_action(context[-1], context[:-1]) if context else None
-        return "redo" if previous == "undo" else "undo"
-    for action, pattern in HISTORY_PATTERNS:
-        if pattern.fullmatch(text):
-            return action
+    if re.fullmatch(r"(?:oops|whoops|oh no|uh oh)", message.strip(" .!?")):
+        return "undo"
+    light = _LEADING_FILLER.sub("", message.strip(" .!?")).strip(" ,.!?")
+    for text in dict.fromkeys([clean_clause(message), light]):
+        text = re.sub(r"^(?:no|nope|oops|ugh|hmm|wait|actually|nah|ok|okay)[,\s]+", "", text)
+        if _BACK_AGAIN.fullmatch(text):
+            previous = history_action(context[-1], context[:-1]) if context else None
+            return "redo" if previous == "undo" else "undo"
+        for action, pattern in HISTORY_PATTERNS:
+            if pattern.fullmatch(text):
+                return action
     return None
 
 
@@ -1069,6 +1088,8 @@ class RulesPlanner:
         action = history_action(message, context)
         if action:
             return Plan(action=action), []
+        if _ANIMATION.search(message):
+            return Plan(action="chat", reply=chat_reply("video")), []
         readings = self.read_message(message, self.antecedents(context))
         questions = [r for r in readings if r.question]
         if questions:
