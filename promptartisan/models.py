@@ -22,6 +22,7 @@ class ModelSpec:
     setting: str  # the Settings field that holds its hub id or folder
     purpose: str
     default: bool = True  # fetched by `promptartisan models download` with no names
+    weights: bool = True  # False: only the processor/tokenizer files are needed
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -34,7 +35,7 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("clip", "clip", "CLIP score in evaluation", default=False),
         ModelSpec("pickscore", "pickscore", "PickScore in evaluation", default=False),
         ModelSpec("pickscore-processor", "pickscore_processor", "PickScore's processor",
-                  default=False),
+                  default=False, weights=False),
     ]
 }
 
@@ -129,8 +130,9 @@ def download(names: list[str], settings: Settings) -> dict[str, str]:
             paths[name] = source
             continue
         try:
+            patterns = [p for p in DOWNLOAD_PATTERNS if spec(name).weights or p != "*.safetensors"]
             paths[name] = snapshot_download(
-                source, allow_patterns=DOWNLOAD_PATTERNS, ignore_patterns=DOWNLOAD_IGNORE
+                source, allow_patterns=patterns, ignore_patterns=DOWNLOAD_IGNORE
             )
         except Exception as exc:  # the hub client raises many types; all mean "not fetched"
             raise MissingModelError(
