@@ -223,9 +223,8 @@ class Editor:
             session.record_turn(request.text, "chat", reply, plan_json)
             return self._unchanged(session, "chat", reply, plan)
         if plan.action in ("undo", "redo", "reset"):
-            session.move(plan.action, request.text, plan_json)
-            message = session.turns()[-1].message
-            return self._unchanged(session, plan.action, _with_note(message, plan), plan)
+            moved = session.move(plan.action, request.text, plan_json)
+            return self._unchanged(session, plan.action, _with_note(moved.message, plan), plan)
         return self._edit(session, request, mask, emit, cancel)
 
     def _understand(self, session: Session, text: str, plan: Plan | None,

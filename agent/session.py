@@ -40,7 +40,7 @@ VERSIONS = "versions"
 MASKS = "masks"
 ORIGINAL = 0
 
-Move = Literal["undo", "redo", "reset"]
+Direction = Literal["undo", "redo", "reset"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -136,6 +136,15 @@ class PendingRequest:
     kind: str = "clarify"
     choices: list[str] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Moved:
+    """Where undo/redo/reset went: `before` == `after` when there was nowhere to go."""
+
+    before: int
+    after: int
+    message: str
 
 
 @dataclass(frozen=True)
@@ -361,10 +370,10 @@ class Session:
             else:
                 self._set_state(conn, "pending", json.dumps(asdict(pending)))
 
-    def move(self, kind: Move, text: str = "", plan: dict[str, Any] | None = None
-             ) -> tuple[int, int]:
-        """Undo (to the parent), redo (to the most recent child) or reset (to the upload).
-        Returns (before, after); equal when there was nowhere to go. Deletes nothing."""
+    def move(self, kind: Direction, text: str = "", plan: dict[str, Any] | None = None
+             ) -> Moved:
+        """Undo (to the parent), redo (to the most recent child) or reset (to the upload),
+        recorded as a turn. Deletes nothing."""
         with self._lock, self._transaction() as conn:
             before = self._current(conn)
             if kind == "undo":
@@ -381,7 +390,7 @@ class Session:
             self._insert_turn(conn, time.time(), text, kind, message, plan, before, after, None)
             self._set_state(conn, "current", str(after))
             conn.execute("DELETE FROM state WHERE key = 'pending'")
-        return before, after
+        return Moved(before, after, message)
 
     def export(self, out: str | Path) -> Path:
         """A zip with every version, its masks and its provenance (JSON), and the session's
@@ -492,7 +501,7 @@ def _region_json(region: RegionRecord) -> dict[str, Any]:
             "label": region.label, "boxes": region.boxes}
 
 
-def _move_message(kind: Move, before: int, after: int) -> str:
+def _move_message(kind: Direction, before: int, after: int) -> str:
     if before == after:
         return {"undo": "Nothing to undo: this is the original image.",
                 "redo": "Nothing to redo.",

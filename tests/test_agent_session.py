@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from promptartisan.agent.session import PendingRequest, RegionRecord, Session, SessionError
+from promptartisan.agent.session import (
+    Direction,
+    PendingRequest,
+    RegionRecord,
+    Session,
+    SessionError,
+)
 
 
 def tinted(image: Image.Image, value: int) -> Image.Image:
@@ -28,6 +34,11 @@ def add(session: Session, image: Image.Image, value: int) -> int:
                                seed=value)
 
 
+def moved(session: Session, direction: Direction) -> tuple[int, int]:
+    result = session.move(direction)
+    return result.before, result.after
+
+
 def test_create_stores_the_upload_as_version_zero(tmp_path: Path,
                                                   small_photo: Image.Image) -> None:
     session = Session.create(tmp_path, small_photo)
@@ -42,19 +53,19 @@ def test_undo_redo_reset_move_the_pointer_and_an_edit_after_undo_branches(
     session = Session.create(tmp_path, small_photo)
     assert add(session, small_photo, 10) == 1
     assert add(session, small_photo, 20) == 2
-    assert session.move("undo") == (2, 1)
-    assert session.move("undo") == (1, 0)
-    assert session.move("undo") == (0, 0)  # nowhere to go
+    assert moved(session, "undo") == (2, 1)
+    assert moved(session, "undo") == (1, 0)
+    assert moved(session, "undo") == (0, 0)  # nowhere to go
     assert session.turns()[-1].message.startswith("Nothing to undo")
-    assert session.move("redo") == (0, 1)
-    assert session.move("redo") == (1, 2)
-    assert session.move("redo") == (2, 2)
-    assert session.move("reset") == (2, 0)
-    assert session.move("redo") == (0, 1)
+    assert moved(session, "redo") == (0, 1)
+    assert moved(session, "redo") == (1, 2)
+    assert moved(session, "redo") == (2, 2)
+    assert moved(session, "reset") == (2, 0)
+    assert moved(session, "redo") == (0, 1)
     assert add(session, small_photo, 30) == 3  # an edit on version 1: a branch beside 2
     assert session.version(3).parent == 1 and session.children(1) == [2, 3]
-    assert session.move("undo") == (3, 1)
-    assert session.move("redo") == (1, 3)  # the most recent child
+    assert moved(session, "undo") == (3, 1)
+    assert moved(session, "redo") == (1, 3)  # the most recent child
     assert np.array_equal(np.asarray(session.image(2)), np.asarray(tinted(small_photo, 20)))
     assert all(v.file.is_file() for v in session.versions())  # nothing deleted
     reopened = Session.open(session.id, tmp_path)
