@@ -1084,13 +1084,17 @@ class RulesPlanner:
 
     def understand(self, text: str, context: list[str]) -> tuple[Plan, list[Reading]]:
         """The plan of a message and the clause readings it was made from."""
+        return self._understand(text, context, self.antecedents(context))
+
+    def _understand(self, text: str, context: list[str],
+                    refs: list[Phrase]) -> tuple[Plan, list[Reading]]:
         message = normalize(text)
         action = history_action(message, context)
         if action:
             return Plan(action=action), []
         if _ANIMATION.search(message):
             return Plan(action="chat", reply=chat_reply("video")), []
-        readings = self.read_message(message, self.antecedents(context))
+        readings = self.read_message(message, refs)
         questions = [r for r in readings if r.question]
         if questions:
             return Plan(action="clarify", question=questions[0].question), readings
@@ -1108,16 +1112,17 @@ class RulesPlanner:
 
     def antecedents(self, context: list[str]) -> list[Phrase]:
         """What "it" and "them" may mean: the targets of the latest earlier message that
-        edited something or was asked about (history moves and chat are skipped)."""
-        for index in range(len(context) - 1, max(-1, len(context) - 1 - self.LOOKBACK), -1):
-            plan, readings = self.understand(context[index], context[:index])
-            if plan.action in {"undo", "redo", "reset", "chat"}:
-                continue
+        edited something or was asked about (history moves, chat and requests that named
+        nothing are skipped). One pass, oldest first, so each message sees its own past."""
+        refs: list[Phrase] = []
+        for index in range(max(0, len(context) - self.LOOKBACK), len(context)):
+            plan, readings = self._understand(context[index], context[:index], refs)
             targets = [subject for r in readings for subject, _ in r.edits]
             targets += [r.subject for r in readings if r.subject is not None]
-            return [replace(t, from_pronoun=False) for t in targets if t.kind == "thing"] or (
-                [t for t in targets if t.kind == "image"][-1:])
-        return []
+            if plan.action in {"edit", "clarify"} and targets:
+                refs = [replace(t, from_pronoun=False) for t in targets if t.kind == "thing"] or (
+                    [t for t in targets if t.kind == "image"][-1:])
+        return refs
 
     def read_message(self, message: str, refs: list[Phrase]) -> list[Reading]:
         readings: list[Reading] = []

@@ -386,3 +386,13 @@ def test_merged_answer_plans_as_an_edit(planner: RulesPlanner) -> None:
     plan = planner.plan(merged, ["change the dog"])
     assert plan.action == "edit"
     assert plan.instructions[0].target == "dog" and "wolf" in plan.instructions[0].instruction
+
+
+def test_long_chats_stay_instant(planner: RulesPlanner) -> None:
+    import time
+
+    context = ["hello"] * 40 + ["make the shirt red", "make it darker", "thanks"] * 5
+    started = time.perf_counter()
+    plan = planner.plan("make it bigger", context)
+    assert time.perf_counter() - started < 1.0
+    assert plan.instructions[0].target == "shirt"
