@@ -91,6 +91,13 @@ def test_singular_with_a_clear_winner_is_not_ambiguous(image: Image.Image) -> No
     np.testing.assert_array_equal(grounding.boxes, [CARS[1]])
 
 
+def test_a_much_smaller_piece_is_no_rival(image: Image.Image) -> None:
+    tail = (60, 70, 66, 76)  # as sure as the car, a tenth of its size: a fragment
+    grounding = ground_one(FakeDetector([CARS[1], tail], [0.8, 0.8]), image, "the car")
+    assert not grounding.ambiguous
+    np.testing.assert_array_equal(grounding.boxes, [CARS[1]])
+
+
 def test_a_qualifier_settles_what_would_be_ambiguous(image: Image.Image) -> None:
     grounding = ground_one(FakeDetector(CARS[:2], [0.8, 0.78]), image, "the right car")
     assert not grounding.ambiguous

@@ -44,6 +44,8 @@ _IRREGULAR_PLURALS = frozenset(
     "people men women children feet teeth mice geese oxen cattle police".split()
 )
 _SINGULAR_S = frozenset("bus gas lens canvas atlas christmas news series species".split())
+SIMILAR_AREA = 0.25  # a rival instance must be at least this share of the best one's box
+
 _RELATIONS = frozenset(
     "of with next near on in behind under above below by holding wearing beside".split()
 )
@@ -153,7 +155,8 @@ def choose(target: Target, boxes: np.ndarray, scores: np.ndarray, size: tuple[in
     """Pick the instances `target` means among detections (`boxes` xyxy, `scores`), in an
     image of `size` (width, height). None when nothing fits ("the third car" of two).
     A singular target without qualifier is ambiguous when another instance scores at least
-    `similar` times the best one."""
+    `similar` times the best one and is not much smaller (a fragment of the same object,
+    such as a dog's tail cut off by a fence, is no second dog)."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     if len(boxes) == 0:
@@ -171,7 +174,9 @@ def choose(target: Target, boxes: np.ndarray, scores: np.ndarray, size: tuple[in
     if target.stuff:
         return Choice(indices=sorted(by_score))
     best = by_score[0]
-    close = [i for i in by_score if scores[i] >= similar * scores[best]]
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    close = [i for i in by_score
+             if scores[i] >= similar * scores[best] and area[i] >= SIMILAR_AREA * area[best]]
     if len(close) > 1:
         close.sort(key=lambda i: (boxes[i, 0] + boxes[i, 2]))
         return Choice(indices=[best], ambiguous=True, candidates=close)
