@@ -93,6 +93,7 @@ class Reading:
     shared: bool = False  # coordinated targets sharing one change: one group
     unsupported: str | None = None  # a clause asking for what the editor can't do: why
     verbless: bool = False  # read by a verbless pattern ("darker", "at sunset")
+    subject_text: str = ""  # the subject as written, every conjunct ("the flowers, the grass")
 
     @property
     def complete(self) -> bool:
@@ -552,6 +553,9 @@ class ClauseReader:
     def phrases(self, raw: str) -> list[Phrase]:
         """The phrases a noun phrase names: pronouns resolved, image words → the image."""
         raw = _IMAGE_LOCATIVE.sub("", raw.strip(" ,")).strip()
+        listed = re.split(r",\s*(?:and\s+)?", raw)
+        if len(listed) > 1 and all(_is_noun_phrase_start(part) for part in listed):
+            return [phrase for part in listed for phrase in self.phrases(part)]
         if " and " in _protect(raw):
             return [phrase for part in _protect(raw).split(" and ")
                     for phrase in self.phrases(_unprotect(part))]
@@ -660,6 +664,10 @@ class ClauseReader:
         if change in _REMOVED_STATES:
             return self._edits(subjects, lambda s: f"remove {s.text}", verb="remove")
         if not change or is_vague_change(change.split()):
+            if subjects[0].kind == "thing" and not attribute:
+                reading = self._ask_change(subjects[0], verb, change)
+                reading.subject_text = written
+                return reading
             if attribute and not change:
                 question = ASK_ATTRIBUTE.get(attribute, "").format(x=_name(subjects[0]))
                 if question:
@@ -857,8 +865,8 @@ class ClauseReader:
             where = f" to {place}" if place else ""
             return Reading("", question=f"What should I add{where}?", ask="add", verb="add",
                            subject=self.phrases(place)[0] if place else None)
-        worn = re.fullmatch(r"(?P<x>(?:the|his|her|their|my) .+?) in (?P<y>(?:a|an|some) .+)",
-                            thing)
+        worn = re.fullmatch(r"(?P<x>(?:the|his|her|their|my) .+?) in (?P<y>(?:a|an|some) .+|"
+                            r"[\w ]+s)", thing)
         if verb in {"put", "place"} and not place and worn:
             return self._edits(self.phrases(worn["x"]),
                                lambda s: f"dress {s.text} in {worn['y']}", verb="dress")
@@ -1073,6 +1081,51 @@ def chat_reply(message: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Memory:
+    """What earlier messages leave behind: pronoun antecedents and the latest edits."""
+
+    refs: list[Phrase]
+    edits: list[tuple[Phrase, str]]
+
+
+_FOLLOW_UPS = [re.compile(p) for p in (
+    r"(?:do |apply )?(?:the )?same(?: thing)?(?: change| edit)?(?: to| for| with| on) (?P<x>.+)",
+    r"(?P<x>.+?),? (?:too|as well|also)",
+    r"(?:and|also|plus|and also) (?P<x>.+)",
+)]
+_MORE = re.compile(r"(?:(?:a bit|a little|even|much|way|some) )?(?:more|stronger|further)(?: "
+                   r"please)?|(?:do it |again,? )?(?:but )?(?:even )?stronger|keep going|"
+                   r"more of (?:that|it)|intensify it")
+_LESS = re.compile(r"(?:(?:a bit|a little|much|way) )?(?:less|weaker|too much|not so much|"
+                   r"tone it down|that'?s too much|overdone|too strong)(?: please)?")
+ASK_LESS = ("Should I undo the last edit, or redo it more gently? Say \"undo\", then ask again "
+            "with \"slightly\" (for example \"make the sky slightly pinker\").")
+
+
+def follow_up(message: str, memory: Memory) -> list[Reading]:
+    """The last edits again: "more" repeats them, "the truck too" / "same for the truck"
+    applies them to a new target. Empty when the message is no such follow-up."""
+    text = message.strip(" .!?")
+    if not memory.edits:
+        return []
+    if _MORE.fullmatch(text):
+        return [Reading(text, edits=list(memory.edits), verb="make")]
+    reader = ClauseReader(memory.refs)
+    for pattern in _FOLLOW_UPS:
+        match = pattern.fullmatch(text)
+        if match is None or reader.read(clean_clause(match["x"]), verbless=True) is not None:
+            continue
+        subjects = reader.phrases(match["x"])
+        if any(s.kind != "thing" or s.from_pronoun for s in subjects):
+            continue
+        edits = [(new, text.replace(old.text, new.text, 1)) for old, text in memory.edits
+                 if old.text in text for new in subjects]
+        if edits:
+            return [Reading(text, edits=edits, verb="make", shared=len(subjects) > 1)]
+    return []
+
+
 class RulesPlanner:
     """The offline planner: a grammar of English edit requests (see the module's docstring)."""
 
@@ -1084,17 +1137,19 @@ class RulesPlanner:
 
     def understand(self, text: str, context: list[str]) -> tuple[Plan, list[Reading]]:
         """The plan of a message and the clause readings it was made from."""
-        return self._understand(text, context, self.antecedents(context))
+        return self._understand(text, context, self.recall(context))
 
     def _understand(self, text: str, context: list[str],
-                    refs: list[Phrase]) -> tuple[Plan, list[Reading]]:
+                    memory: Memory) -> tuple[Plan, list[Reading]]:
         message = normalize(text)
         action = history_action(message, context)
         if action:
             return Plan(action=action), []
         if _ANIMATION.search(message):
             return Plan(action="chat", reply=chat_reply("video")), []
-        readings = self.read_message(message, refs)
+        if _LESS.fullmatch(message.strip(" .!?")) and memory.edits:
+            return Plan(action="clarify", question=ASK_LESS), []
+        readings = follow_up(message, memory) or self.read_message(message, memory.refs)
         questions = [r for r in readings if r.question]
         if questions:
             return Plan(action="clarify", question=questions[0].question), readings
@@ -1110,19 +1165,22 @@ class RulesPlanner:
             return Plan(action="chat", reply=reply), readings
         return Plan(action="clarify", question=ASK_UNKNOWN), readings
 
-    def antecedents(self, context: list[str]) -> list[Phrase]:
+    def recall(self, context: list[str]) -> Memory:
         """What "it" and "them" may mean: the targets of the latest earlier message that
         edited something or was asked about (history moves, chat and requests that named
-        nothing are skipped). One pass, oldest first, so each message sees its own past."""
-        refs: list[Phrase] = []
+        nothing are skipped), and the latest edits, for "the truck too" and "more". One pass,
+        oldest first, so each message is read with its own past."""
+        memory = Memory([], [])
         for index in range(max(0, len(context) - self.LOOKBACK), len(context)):
-            plan, readings = self._understand(context[index], context[:index], refs)
-            targets = [subject for r in readings for subject, _ in r.edits]
+            plan, readings = self._understand(context[index], context[:index], memory)
+            edits = [(subject, text) for r in readings for subject, text in r.edits]
+            targets = [subject for subject, _ in edits]
             targets += [r.subject for r in readings if r.subject is not None]
             if plan.action in {"edit", "clarify"} and targets:
                 refs = [replace(t, from_pronoun=False) for t in targets if t.kind == "thing"] or (
                     [t for t in targets if t.kind == "image"][-1:])
-        return refs
+                memory = Memory(refs, edits if plan.action == "edit" else [])
+        return memory
 
     def read_message(self, message: str, refs: list[Phrase]) -> list[Reading]:
         readings: list[Reading] = []
@@ -1155,6 +1213,12 @@ class RulesPlanner:
                 readings.append(reading)
                 continue
             previous = readings[-1]
+            if previous is not None and previous.complete:
+                again = follow_up(_unprotect(parts[index]), Memory([], previous.edits))
+                if again:  # "make the sky pink, the sea too"
+                    clauses.append(parts[index])
+                    readings.append(again[0])
+                    continue
             elliptic = self._elliptic(previous, piece, reader())
             if elliptic is not None:
                 shared, new = elliptic
@@ -1187,7 +1251,8 @@ class RulesPlanner:
             return None
         if previous.question and previous.subject is not None and previous.ask == "change" \
                 and new.change and not previous.edits:
-            shared = reader.read(f"{verb} {previous.subject.text} {new.change}", verbless=False)
+            subject = previous.subject_text or previous.subject.text
+            shared = reader.read(f"{verb} {subject} {new.change}", verbless=False)
             if shared is not None and shared.complete:
                 shared.shared = new.shared = True
                 return shared, new

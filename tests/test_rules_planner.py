@@ -282,6 +282,17 @@ CASES: list[tuple[str, list[str], str, list[tuple[list[str], list[list[str]]]]]]
     ("do it again", [], "redo", []),
     ("can you edit videos?", [], "chat", []),
     ("move the car to the right", [], "chat", []),
+    # follow-ups on the last edit
+    ("the truck too", ["make the car red"], E, [(["truck"], [["red"]])]),
+    ("do the same to the truck", ["make the car red"], E, [(["truck"], [["red"]])]),
+    ("and the woman", ["remove the man"], E, [(["woman"], [["remove"]])]),
+    ("even more", ["make the sky pink"], E, [(["sky"], [["pink"]])]),
+    ("less", ["make the sky pink"], "clarify", []),
+    ("make the sky pink, the sea too", [], E, [(["sky"], [["pink"]]), (["sea"], [["pink"]])]),
+    ("make the flowers, the grass and the trees red", [], E,
+     [(["flowers"], [["red"]]), (["grass"], [["red"]]), (["trees"], [["red"]])]),
+    ("put the cat and the dog in party hats", [], E,
+     [(["cat"], [["party hat"]]), (["dog"], [["party hat"]])]),
     # chat
     ("hi", [], "chat", []),
     ("hello there!", [], "chat", []),
