@@ -57,12 +57,16 @@ class ChainlitEmitter:
                               actions=_actions(buttons)).send())
 
     def error(self, text: str, actions: Sequence[ActionButton] = ()) -> None:
-        self._send(cl.Message(content=f"⚠️ {text}", actions=_actions(actions)).send())
+        self._send(cl.Message(content=f"**Sorry —** {text}", actions=_actions(actions)).send())
 
     def step(self, update: StepUpdate) -> None:
         step = self._steps.get(update.key)
         if step is None:
-            step = cl.Step(name=update.title, type="tool", default_open=True, show_input=False)
+            # A child of the running request (like the messages it sends), so the steps show
+            # in order with them; None for button clicks, which run outside a request.
+            run = cl.context.current_step
+            step = cl.Step(name=update.title, type="tool", parent_id=run.id if run else None,
+                           default_open=True, show_input=False)
             step.start = utc_now()
             self._steps[update.key] = step
             self._send(step.send())

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +26,13 @@ UI_DIR = Path(__file__).resolve().parent
 APP = UI_DIR / "app.py"
 TEMPLATE = UI_DIR / "chainlit_app"
 FRONTEND = "frontend"  # the config's `custom_build`
+# Chainlit's English texts changed here: a step reads "Plan", "Editing" (not "Used Plan"), and
+# the footer speaks of this app rather than of LLMs.
+TRANSLATION_CHANGES = {
+    ("chat", "messages", "status", "using"): "",
+    ("chat", "messages", "status", "used"): "",
+    ("chat", "watermark"): "Every version is kept: Undo, Redo and Reset are always there.",
+}
 # <link> tags that load from another host: fonts and KaTeX's stylesheet.
 EXTERNAL_LINK = re.compile(r"<link\b[^>]*\bhref=\"https?://[^\"]*\"[^>]*>\s*", re.DOTALL)
 
@@ -47,6 +56,8 @@ def _chat(args: argparse.Namespace) -> int:
     print(f"PromptArtisan chat on http://{args.host}:{args.port}  "
           f"(sessions: {settings.session_dir}; Chainlit state: {app_root})", flush=True)
     process = subprocess.Popen(command, cwd=app_root, env=chat_environment(settings, app_root))
+    # A terminated `promptartisan chat` takes its server along.
+    signal.signal(signal.SIGTERM, lambda signum, frame: process.terminate())
     try:
         return process.wait()
     except KeyboardInterrupt:
@@ -64,21 +75,39 @@ def state_dir(settings: Settings) -> Path:
 
 
 def prepare_app_root(root: Path) -> Path:
-    """Write the config and readme, and the offline frontend, into Chainlit's app root."""
+    """Write the config, readme, style sheet, English texts and the offline frontend into
+    Chainlit's app root."""
     (root / ".chainlit").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(TEMPLATE / "config.toml", root / ".chainlit" / "config.toml")
     shutil.copyfile(TEMPLATE / "readme.md", root / "chainlit.md")
-    build_offline_frontend(chainlit_frontend(), root / FRONTEND)
+    shutil.copytree(TEMPLATE / "public", root / "public", dirs_exist_ok=True)
+    package = chainlit_package()
+    write_translation(package / "translations" / "en-US.json",
+                      root / ".chainlit" / "translations" / "en-US.json")
+    build_offline_frontend(package / "frontend" / "dist", root / FRONTEND)
     return root
 
 
-def chainlit_frontend() -> Path:
-    """Chainlit's built frontend, found without importing chainlit (whose import creates
-    `.files/` in the current folder)."""
+def chainlit_package() -> Path:
+    """Chainlit's package folder, found without importing chainlit (whose import creates
+    `.files/` and `.chainlit/` in the current folder)."""
     spec = importlib.util.find_spec("chainlit")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("chainlit is not installed; run `make run` or `pip install -e .`")
-    return Path(next(iter(spec.submodule_search_locations))) / "frontend" / "dist"
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def write_translation(source: Path, out: Path) -> None:
+    """Chainlit's English texts with TRANSLATION_CHANGES applied (Chainlit keeps a file that
+    is already there, so this runs before the server starts)."""
+    texts = json.loads(source.read_text(encoding="utf-8"))
+    for path, value in TRANSLATION_CHANGES.items():
+        node = texts
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(texts, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
 def build_offline_frontend(dist: Path, out: Path) -> None:

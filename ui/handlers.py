@@ -52,19 +52,19 @@ PANEL_SETTINGS: dict[str, Callable[[Any], Any]] = {
 }
 
 WELCOME = (
-    "**Welcome to PromptArtisan.** Attach a photo with the 📎 button (or drop it here) and say "
-    "what to change, in plain words — several edits in one message are fine:\n\n"
+    "**Welcome to PromptArtisan.** Attach a photo with the paperclip button (or drop it here) "
+    "and say what to change, in plain words — several edits in one message are fine:\n\n"
     "> *make the sky a sunset, turn the dog into a cheetah and put a hat on the man*\n\n"
     "I'll show what I understood (the plan), where each edit goes (the masks), and the result. "
     "Then refine with more messages, or use **Undo**, **Redo**, **Reset** and **Compare** under "
     "each result. Attach several photos with one request to edit them all the same way. "
-    "Tune steps, guidance and the seed in the settings panel (⚙)."
+    "Tune steps, guidance and the seed with the settings (gear) button."
 )
 NEED_IMAGE = (
-    "First attach a photo (📎, or drop it into the chat), with or without a request. "
-    "Then tell me what to change."
+    "First attach a photo (the paperclip button, or drop it into the chat), with or without a "
+    "request. Then tell me what to change."
 )
-BUSY = "I'm still working on the previous request — wait for it, or press ■ to stop it."
+BUSY = "I'm still working on the previous request: wait for it, or press the stop button."
 STOPPED = "Stopped. Nothing was changed; the picture is as it was before this request."
 OUT_OF_MEMORY = (
     "Ran out of memory on this request. Try fewer edits at once, fewer steps in the settings "
@@ -529,8 +529,8 @@ class TurnProgress:
         for earlier in [s for s in self.open if s != stage and s not in self.closed]:
             self._update(earlier, self.open[earlier], done=True)
         text = event.message or ""
-        if event.total:
-            text = f"{text}\n\n{progress_bar(event.step or 0, event.total)}".strip()
+        if event.total and event.step:  # the bar says "step n of N" itself
+            text = progress_bar(event.step, event.total)
         self._update(stage, text)
 
     def finish(self, result: Any) -> None:
@@ -538,7 +538,7 @@ class TurnProgress:
         plan = getattr(result, "plan", None)
         if plan is not None and plan.instructions:
             self._update("planning", plan_text(plan), done=True)
-        if getattr(result, "overlay", None) is not None:
+        if result.kind == "edit" and getattr(result, "overlay", None) is not None:
             self._update("grounding", grounding_text(plan, result.groundings), done=True,
                          pictures=(Picture("masks.png", result.overlay),))
         self.close(failed=result.kind in ("error", "cancelled"))
@@ -559,7 +559,7 @@ class TurnProgress:
 def history_buttons(session_id: str, version: int) -> list[ActionButton]:
     payload = {"session": session_id, "version": version}
     return [ActionButton(name, label, payload) for name, label in (
-        ("undo", "↶ Undo"), ("redo", "↷ Redo"), ("reset", "⟲ Reset"),
+        ("undo", "Undo"), ("redo", "Redo"), ("reset", "Reset"),
         ("masks", "Show masks"), ("compare", "Compare"), ("download", "Download PNG"),
         ("export", "Export session"))]
 
