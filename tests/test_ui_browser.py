@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -14,6 +13,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    from playwright.sync_api import Browser, Locator, Page
 
 pytestmark = pytest.mark.browser
 
@@ -33,7 +33,7 @@ SERVER_START_S = 90
 TURN_S = 120
 TWO_EDITS = "turn the flag red and make the suit gold"
 VAGUE = "change something"
-VIEWPORT = {"width": 1280, "height": 1500}
+VIEWPORT = {"width": 1280, "height": 1600}
 SCROLL_TO_END = """() => { for (const element of document.querySelectorAll('*')) {
     const style = getComputedStyle(element);
     if (['auto', 'scroll'].includes(style.overflowY) && element.scrollHeight > element.clientHeight)
@@ -52,22 +52,22 @@ def promptartisan_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "promptartisan.ui.cli"]
 
 
-@pytest.fixture(scope="module")
-def chat_url(tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path) -> Iterator[str]:
-    """`promptartisan chat --tiny --headless` on a free port, its sessions in a temporary
-    folder; stopped (with its Chainlit server) at the end."""
-    state = tmp_path_factory.mktemp("chat")
+@contextmanager
+def serve_chat(state: Path, tiny_dir: Path, *flags: str) -> Iterator[str]:
+    """`promptartisan chat --headless FLAGS` on a free port, with its sessions, Chainlit state
+    and Hugging Face cache in `state`; stopped (with its Chainlit server) at the end."""
+    state.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {key: value for key, value in os.environ.items()
-           if not key.startswith("PROMPTARTISAN_")}
-    env.update(HF_HUB_OFFLINE="1", OMP_WAIT_POLICY="PASSIVE",
+           if not key.startswith(("PROMPTARTISAN_", "HF_"))}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(state / "hf"), OMP_WAIT_POLICY="PASSIVE",
                PROMPTARTISAN_SESSION_DIR=str(state / "sessions"),
                PROMPTARTISAN_TINY_DIR=str(tiny_dir), PROMPTARTISAN_STEPS="4",
                PROMPTARTISAN_WORKING_SIZE="256", PROMPTARTISAN_DEVICE="cpu")
     log_path = state / "server.log"
     with open(log_path, "wb") as log:
         server = subprocess.Popen(
-            [*promptartisan_command(), "chat", "--tiny", "--headless", "--port", str(port)],
+            [*promptartisan_command(), "chat", "--headless", "--port", str(port), *flags],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -93,8 +93,39 @@ def chat_url(tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path) -> Iterat
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
-    assert not (Path.cwd() / ".files").exists() or (Path.cwd() / ".files").stat().st_mtime < \
-        state.stat().st_mtime, "Chainlit wrote .files/ into the current folder"
+    assert (state / "chainlit" / ".chainlit" / "config.toml").is_file(), \
+        "Chainlit's state is not in the state folder"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless; missing Chromium fails (not skips) the browser tests."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"Debian's Chromium is missing ({CHROMIUM}): run `make test`, which "
+                    "installs it (apt-get install chromium).")
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=TURN_S * 1000)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                              args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def open_chat(browser: Browser, url: str, external: list[str]) -> Page:
+    """A new chat page; every request to another host is appended to `external`."""
+    page = browser.new_page(viewport=VIEWPORT)
+    page.set_default_timeout(TURN_S * 1000)
+    # Chainlit's upload button prefers the File System Access API, which Playwright can't
+    # drive; without it, the button falls back to the <input type=file>.
+    page.add_init_script("delete window.showOpenFilePicker")
+    page.on("request", lambda request: external.append(request.url)
+            if not request.url.startswith((url, "data:", "blob:")) else None)
+    page.goto(url)
+    return page
 
 
 class Screenshots:
@@ -106,47 +137,44 @@ class Screenshots:
             if os.environ.get("PROMPTARTISAN_SCREENSHOTS") else None
         self.count = 0
 
-    def take(self, page: Page, name: str, docs: bool = False) -> Path:
-        """The chat scrolled to its end (Chainlit scrolls an inner panel, not the page)."""
+    def take(self, page: Page, name: str, docs: bool = False, top: Locator | None = None
+             ) -> Path:
+        """The chat scrolled to its end, or to `top` (Chainlit scrolls an inner panel, not the
+        page)."""
         self.count += 1
         path = self.folder / f"{self.count:02d}-{name}.png"
-        page.evaluate(SCROLL_TO_END)
+        if top is None:
+            page.evaluate(SCROLL_TO_END)
+        else:
+            top.evaluate("element => element.scrollIntoView({block: 'start'})")
         page.wait_for_timeout(300)
         page.screenshot(path=str(path))
-        if docs and self.docs is not None:
+        if docs and self.docs is not None:  # 256 colours: a third of the bytes in git
             self.docs.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, self.docs / f"{name}.png")
+            with Image.open(path) as shot:
+                shot.convert("RGB").quantize(256).save(self.docs / f"{name}.png", optimize=True)
         return path
 
 
-def test_chat_in_the_browser(chat_url: str, tmp_path: Path, photo: Image.Image) -> None:
-    if not CHROMIUM.exists():
-        pytest.fail(f"Debian's Chromium is missing ({CHROMIUM}): run `make test`, which "
-                    "installs it (apt-get install chromium).")
-    from playwright.sync_api import expect, sync_playwright
+def test_chat_in_the_browser(browser: Browser, tmp_path: Path, tiny_dir: Path,
+                             photo: Image.Image) -> None:
+    from playwright.sync_api import expect
 
     upload = tmp_path / "astronaut.png"
     photo.save(upload)
     shots = Screenshots(tmp_path)
     external: list[str] = []
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
-                                             headless=True)
+    with serve_chat(tmp_path / "state", tiny_dir, "--tiny") as url:
+        page = open_chat(browser, url, external)
         try:
-            page = browser.new_page(viewport=VIEWPORT)
-            page.set_default_timeout(TURN_S * 1000)
-            expect.set_options(timeout=TURN_S * 1000)
-            # Chainlit's upload button prefers the File System Access API, which Playwright
-            # can't drive; without it, the button falls back to the <input type=file>.
-            page.add_init_script("delete window.showOpenFilePicker")
-            page.on("request", lambda request: external.append(request.url)
-                    if not request.url.startswith((chat_url, "data:", "blob:")) else None)
-
             # The welcome says what to do.
-            page.goto(chat_url)
             expect(page.get_by_text("Welcome to PromptArtisan")).to_be_visible()
             shots.take(page, "welcome", docs=True)
+            page.click("#chat-settings-open-modal")
+            expect(page.get_by_text("Image guidance")).to_be_visible()
+            shots.take(page, "settings", docs=True)
+            page.keyboard.press("Escape")
+            expect(page.get_by_text("Image guidance")).to_have_count(0)
 
             # A photo and a request with two edits: the plan, the masks, the result.
             page.set_input_files("#upload-button-input", str(upload))
@@ -168,7 +196,14 @@ def test_chat_in_the_browser(chat_url: str, tmp_path: Path, photo: Image.Image) 
             result = page.locator('img[alt$="-v0001.png"]')
             expect(result).to_be_visible()
             assert result.evaluate("img => img.naturalWidth") == photo.width
-            shots.take(page, "edit", docs=True)
+            shots.take(page, "edit", docs=True, top=plan)
+
+            # Compare: before and after, side by side.
+            page.get_by_role("button", name="Compare").last.click()
+            compare = page.locator('img[alt$="-compare-v0001.png"]')
+            expect(compare).to_be_visible()
+            assert compare.evaluate("img => img.naturalWidth") > 2 * photo.width
+            shots.take(page, "compare", docs=True)
 
             # Undo shows the previous version: the upload itself.
             page.get_by_role("button", name="Undo").last.click()
@@ -195,5 +230,29 @@ def test_chat_in_the_browser(chat_url: str, tmp_path: Path, photo: Image.Image) 
             shots.take(page, "failure")
             raise
         finally:
-            browser.close()
+            page.close()
+    assert not external, f"the page loaded from outside the server: {external}"
+
+
+def test_missing_models_offer_the_tiny_ones(browser: Browser, tmp_path: Path,
+                                            tiny_dir: Path) -> None:
+    """Without --tiny, offline and with an empty model cache (a first `make run` without
+    internet): the welcome says how to get the models and offers the tiny ones."""
+    from playwright.sync_api import expect
+
+    shots = Screenshots(tmp_path)
+    external: list[str] = []
+    with serve_chat(tmp_path / "state", tiny_dir) as url:
+        page = open_chat(browser, url, external)
+        try:
+            expect(page.get_by_text("promptartisan models download")).to_be_visible()
+            shots.take(page, "missing-models", docs=True)
+            page.get_by_role("button", name="Use the tiny demo models").click()
+            expect(page.get_by_text("Switched this chat to the")).to_be_visible()
+            shots.take(page, "tiny")
+        except Exception:
+            shots.take(page, "failure")
+            raise
+        finally:
+            page.close()
     assert not external, f"the page loaded from outside the server: {external}"

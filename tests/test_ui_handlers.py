@@ -72,8 +72,8 @@ class RecordingEmitter:
                  actions: Sequence[ActionButton] = ()) -> None:
         self._add(Shown("pictures", text, list(actions), list(pictures)))
 
-    def file(self, text: str, path: Path) -> None:
-        self._add(Shown("file", text, path=path))
+    def file(self, text: str, path: Path, name: str) -> None:
+        self._add(Shown("file", name, path=path))
 
     def ask(self, question: str, choices: Sequence[str],
             pictures: Sequence[Picture] = ()) -> None:
@@ -424,6 +424,7 @@ def test_history_buttons(chat: Chat, small_photo: Image.Image) -> None:
     chat.controller.action("download", payload)
     download = chat.emitter.last("file")
     assert download.path == session.version(1).file and download.path.is_file()
+    assert download.text == f"{session_id}-v0001.png"
 
     chat.controller.action("export", payload)
     export = chat.emitter.last("file").path
@@ -572,6 +573,8 @@ def test_stop_ends_the_turn_and_changes_nothing(settings: Settings,
     assert chat.engine.editing.wait(10), "the turn never reached the engine"
     chat.controller.message("make the sky a sunset")  # while busy: refused, politely
     assert chat.emitter.last("text").text == BUSY
+    chat.controller.action("compare", {"session": chat.controller.session_ids[0]})
+    assert "nothing to compare" in chat.emitter.last("text").text  # looking works meanwhile
     chat.controller.stop()
     turn.join(10)
     assert not turn.is_alive()

@@ -46,8 +46,8 @@ class ChainlitEmitter:
         self._send(cl.Message(content=text, elements=_images(pictures),
                               actions=_actions(actions)).send())
 
-    def file(self, text: str, path: Path) -> None:
-        element = cl.File(name=path.name, path=str(path), display="inline")
+    def file(self, text: str, path: Path, name: str) -> None:
+        element = cl.File(name=name, path=str(path), display="inline")
         self._send(cl.Message(content=text, elements=[element]).send())
 
     def ask(self, question: str, choices: Sequence[str],

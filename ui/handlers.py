@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 # Seconds a new request waits for a stopped turn to wind down before saying "busy".
 STOP_GRACE_S = 60.0
 RESUME_OFFERS = 3
+EXPORT_DIR = Path(tempfile.gettempdir()) / "promptartisan-exports"
 HUB_HOST = ("huggingface.co", 443)
 
 STAGE_TITLES = {
@@ -124,7 +125,7 @@ class Emitter(Protocol):
     def pictures(self, text: str, pictures: Sequence[Picture],
                  actions: Sequence[ActionButton] = ()) -> None: ...
 
-    def file(self, text: str, path: Path) -> None: ...
+    def file(self, text: str, path: Path, name: str) -> None: ...
 
     def ask(self, question: str, choices: Sequence[str],
             pictures: Sequence[Picture] = ()) -> None: ...
@@ -225,29 +226,37 @@ class ChatController:
         if name == "use_tiny":
             self.use_tiny()
             return
-        handlers: dict[str, Callable[[Any], None]] = {
+        changes: dict[str, Callable[[Any], None]] = {
             "undo": lambda s: self._move(s, "undo"),
             "redo": lambda s: self._move(s, "redo"),
             "reset": lambda s: self._move(s, "reset"),
+            "resume": self._resume,
+        }
+        views: dict[str, Callable[[Any], None]] = {
             "masks": self._show_masks,
             "compare": self._compare,
             "download": self._download,
             "export": self._export,
-            "resume": self._resume,
         }
-        if name not in handlers:
+        if name in views:  # reading only: works even while a turn runs
+            self._on_session(views[name], payload)
+        elif name in changes:
+            if not self._acquire():
+                return
+            try:
+                self._on_session(changes[name], payload)
+            finally:
+                self._busy.release()
+        else:
             self.emitter.error(f"Unknown action {name!r}.")
-            return
-        if not self._acquire():
-            return
+
+    def _on_session(self, handler: Callable[[Any], None], payload: dict[str, Any]) -> None:
         try:
             session = self._open(str(payload.get("session", "")))
             if session is not None:
-                handlers[name](session)
+                handler(session)
         except Exception as exc:  # any failure becomes a message; the chat goes on
             self._report_exception(exc)
-        finally:
-            self._busy.release()
 
     def update_settings(self, values: dict[str, Any]) -> None:
         """Values from the settings panel; they apply from the next request on."""
@@ -433,13 +442,14 @@ class ChatController:
 
     def _download(self, session: Any) -> None:
         version = session.version(session.current)
-        self.emitter.file(f"Version {version.id} as PNG:", version.file)
+        self.emitter.file(f"Version {version.id} as PNG:", version.file,
+                          f"{session.id}-v{version.id:04d}.png")
 
     def _export(self, session: Any) -> None:
-        out = Path(tempfile.mkdtemp(prefix="promptartisan-export-")) / f"{session.id}.zip"
-        session.export(out)
+        # Overwritten by the next export of the session: the chat keeps its own copy.
+        out = session.export(EXPORT_DIR / f"{session.id}.zip")
         self.emitter.file("The whole session — every version, its masks and how it was made:",
-                          out)
+                          out, out.name)
 
     def _resume(self, session: Any) -> None:
         self.session_ids = [session.id]
