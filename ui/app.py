@@ -8,6 +8,7 @@ posts back to the event loop with `cl.run_sync`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -145,7 +146,9 @@ async def on_chat_start() -> None:
 async def on_chat_resume(thread: dict[str, Any]) -> None:
     """Only with a Chainlit data layer: reopen the chat's sessions from the thread's metadata."""
     metadata = thread.get("metadata") or {}
-    session_ids = metadata.get(SESSION_IDS) or [] if isinstance(metadata, dict) else []
+    if isinstance(metadata, str):  # some data layers store it as JSON text
+        metadata = json.loads(metadata)
+    session_ids = list(metadata.get(SESSION_IDS) or [])
     controller = await _begin(session_ids)
     if session_ids:
         await cl.make_async(controller.action)("resume", {"session": session_ids[0]})
