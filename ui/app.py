@@ -95,16 +95,20 @@ def _images(pictures: Sequence[Picture]) -> list[cl.Image]:
 
 
 def settings_panel(settings: Settings) -> cl.ChatSettings:
-    """The ⚙ panel; widget ids are the Settings fields they change."""
+    """The settings panel; widget ids are the Settings fields they change, and each range
+    reaches the current value (a config file may set more than the usual maximum)."""
     from promptartisan.agent.planners import SPEC_FORMS
 
     return cl.ChatSettings([
-        Slider(id="steps", label="Steps", initial=settings.steps, min=1, max=100, step=1,
+        Slider(id="steps", label="Steps", initial=settings.steps, min=1,
+               max=max(100, settings.steps), step=1,
                description="Denoising steps: more is slower and finer."),
         Slider(id="guidance_scale", label="Text guidance", initial=settings.guidance_scale,
-               min=1, max=20, step=0.5, description="How strongly the edit follows the words."),
+               min=0, max=max(20, settings.guidance_scale), step=0.5,
+               description="How strongly the edit follows the words."),
         Slider(id="image_guidance_scale", label="Image guidance",
-               initial=settings.image_guidance_scale, min=0.5, max=5, step=0.1,
+               initial=settings.image_guidance_scale, min=0,
+               max=max(5, settings.image_guidance_scale), step=0.1,
                description="How closely the result keeps to the picture."),
         TextInput(id="seed", label="Seed", initial="" if settings.seed is None
                   else str(settings.seed), placeholder="random",

@@ -221,7 +221,9 @@ class ChatController:
     def action(self, name: str, payload: dict[str, Any]) -> None:
         """A click on one of the buttons this controller made."""
         if name == "answer":
-            self.message(str(payload.get("text", "")))
+            answer = str(payload.get("text", ""))
+            self.emitter.text(f"*Your answer: {answer}*")  # the click, in the conversation
+            self.message(answer)
             return
         if name == "use_tiny":
             self.use_tiny()
