@@ -359,8 +359,7 @@ def test_a_new_upload_in_a_one_picture_chat_is_a_new_version(chat: Chat,
 
 
 def test_a_vague_request_gets_a_question_and_the_answer_an_edit(
-        chat: Chat, small_photo: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("promptartisan.agent.rules_planner", reason="merges answers")
+        chat: Chat, small_photo: Image.Image) -> None:
     chat.controller.message(VAGUE, [upload(small_photo)])
     question = chat.emitter.last("ask")
     assert "What should I change" in question.text
@@ -375,6 +374,7 @@ def test_which_of_two_gets_choices_as_buttons_and_a_click_answers(
     assert question.choices == ["the left one", "the right one", "all of them"]
     assert len(question.pictures) == 1  # the candidates, drawn
     chat.controller.action("answer", {"text": "the right one"})
+    assert any("the right one" in item.text for item in chat.emitter.of("text"))
     result = chat.emitter.last("pictures")
     assert result.text.startswith("Done in one pass")
     session = Session.open(chat.controller.session_ids[0], chat.controller.settings.session_dir)
@@ -592,7 +592,6 @@ def test_stop_ends_the_turn_and_changes_nothing(settings: Settings,
 
 def test_a_turn_through_the_real_editor_and_tiny_models(tiny_settings: Settings,
                                                         small_photo: Image.Image) -> None:
-    pytest.importorskip("promptartisan.agent.rules_planner", reason="the default planner")
     emitter = RecordingEmitter()
     controller = ChatController(tiny_settings.model_copy(update={"working_size": 64}), emitter)
     controller.message("make it look like a painting", [upload(small_photo)])
