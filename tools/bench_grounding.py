@@ -81,15 +81,17 @@ def full_grounded_sam(device: str) -> GroundedSamGrounder:
     return grounder
 
 
-def seconds(call: Callable[[], object], repeat: int) -> float:
-    """Best of `repeat` runs after one warm-up."""
+def seconds(call: Callable[[], object], repeat: int) -> tuple[float, float]:
+    """Best wall-clock and best CPU seconds (all threads) of `repeat` runs after a warm-up.
+    CPU seconds are what a busy shared machine distorts least."""
     call()
-    best = float("inf")
+    wall = cpu = float("inf")
     for _ in range(repeat):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         call()
-        best = min(best, time.perf_counter() - start)
-    return best
+        wall = min(wall, time.perf_counter() - start)
+        cpu = min(cpu, time.process_time() - start_cpu)
+    return wall, cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,31 +107,42 @@ def main(argv: list[str] | None = None) -> int:
     image = Image.fromarray(rng.integers(0, 256, (args.height, args.width, 3), dtype=np.uint8))
     rows = []
     print(f"device={args.device} threads={torch.get_num_threads()} "
-          f"image={args.width}x{args.height} best of {args.repeat}")
+          f"image={args.width}x{args.height} best of {args.repeat}; load {os.getloadavg()[0]:.1f}")
+
+    def record(backend: str, what: str, phrases: int, call: Callable[[], object]) -> None:
+        wall, cpu = seconds(call, args.repeat)
+        rows.append({"backend": backend, "what": what, "phrases": phrases,
+                     "seconds": round(wall, 3), "cpu_seconds": round(cpu, 3)})
+        print(f"{backend:<13} {what:<28} {wall:7.2f} s  ({cpu:7.2f} CPU s)", flush=True)
+
+    def fresh() -> Callable[[], Image.Image]:
+        """A new image each call (one pixel changed), so SAM's one-image cache can't help."""
+        counter = iter(range(1, 10_000))
+
+        def new() -> Image.Image:
+            k, copy = next(counter), image.copy()
+            copy.putpixel((k % image.width, 0), (k % 256, 255 - k % 256, 7))
+            return copy
+
+        return new
+
     with torch.inference_mode():
-        for name, build in (("clipseg", full_clipseg), ("grounded-sam", full_grounded_sam)):
-            grounder = build(args.device)
-            for n in (1, 4):
-                phrases = PHRASES[:n]
-                if name == "grounded-sam":  # a new image per call: SAM's cache must not help
-                    images = iter([image.rotate(i) for i in range(args.repeat + 1)])
-                    took = seconds(lambda g=grounder, p=phrases, i=images: g.ground(next(i), p),
-                                   args.repeat)
-                else:
-                    took = seconds(lambda g=grounder, p=phrases: g.ground(image, p), args.repeat)
-                rows.append({"backend": name, "phrases": n, "seconds": round(took, 3)})
-                print(f"{name:<13} {n} phrase(s): {took:6.2f} s/call")
-            del grounder
-        sam = full_sam(args.device)
-        first = iter([image.rotate(i) for i in range(args.repeat + 1)])
-        took = seconds(lambda: sam.predict(next(first), points=[[320, 240]]), args.repeat)
-        rows.append({"backend": "sam", "phrases": 0, "what": "click, new image",
-                     "seconds": round(took, 3)})
-        print(f"{'sam':<13} click on a new image: {took:6.2f} s")
-        took = seconds(lambda: sam.predict(image, points=[[300, 200]]), args.repeat)
-        rows.append({"backend": "sam", "phrases": 0, "what": "click, same image",
-                     "seconds": round(took, 3)})
-        print(f"{'sam':<13} next click, same image: {took:6.2f} s")
+        grounder = full_clipseg(args.device)
+        for n in (1, 4):
+            record("clipseg", f"ground, {n} phrase(s)", n,
+                   lambda n=n: grounder.ground(image, PHRASES[:n]))
+        grounder = full_grounded_sam(args.device)
+        for n in (1, 4):
+            new = fresh()
+            record("grounded-sam", f"ground, {n} phrase(s)", n,
+                   lambda n=n, new=new: grounder.ground(new(), PHRASES[:n]))
+        record("groundingdino", "detect only, 4 phrases", 4,
+               lambda: grounder.detect(image, PHRASES))
+        sam = grounder.segmenter
+        new = fresh()
+        record("sam", "click on a new image", 0, lambda: sam.predict(new(), points=[[320, 240]]))
+        record("sam", "next click, same image", 0,
+               lambda: sam.predict(image, points=[[300, 200]]))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as file:
             json.dump(rows, file, indent=1)
