@@ -130,7 +130,9 @@ class PromptArtisanPipeline(DiffusionPipeline, StableDiffusionMixin):
         borders of each edit heal into their surroundings instead of looking pasted on.
         `preserve_background`: paste the result into the source through the union of the masks
         feathered over `feather` pixels, so pixels farther away are the source's own, bit for
-        bit. `latents`: the initial noise (standard normal), as in diffusers.
+        bit. `max_regions`: more regions are refused. `latents`: the initial noise (standard
+        normal), as in diffusers. `output_type`: "pil", "np" or "latent" (the final latents,
+        neither decoded nor pasted back).
         `callback_on_step_end(pipe, step, timestep, tensors) -> tensors` runs after each step; it
         may call `pipe.interrupt_run()`, and the output then has `interrupted=True`, no images.
         """

@@ -67,6 +67,10 @@ def test_one_full_region_equals_stock_instruct_pix2pix(tiny_settings: Settings,
     assert edited.shape == expected.shape == (1, 48, 64, 3)
     assert np.abs(edited - expected).max() <= 1e-4
     assert np.abs(expected - np.asarray(small_photo) / 255).max() > 0.05  # it did edit
+    reused = PromptArtisanPipeline.from_pipe(stock)  # built from a loaded stock pipeline
+    again = reused(small_photo, [full], num_inference_steps=3, attention_boost=0, blend_steps=0,
+                   preserve_background=False, generator=seed(), output_type="np").images
+    assert np.array_equal(again, edited)
 
 
 @pytest.mark.parametrize("n", [1, 2, 4, 8])

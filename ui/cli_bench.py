@@ -57,7 +57,9 @@ def _engine(args: argparse.Namespace) -> int:
         pipe = models.load(PromptArtisanPipeline, "instruct-pix2pix",
                            settings.model_copy(update={"tiny": True}), dtype=dtype)
     else:
-        pipe = benchmark.sd15_pipeline().to(dtype=dtype)
+        pipe = benchmark.sd15_pipeline()
+        if pipe.dtype != dtype:
+            pipe = pipe.to(dtype=dtype)
     pipe = pipe.to(device)
     print(f"bench engine: {args.arch}, {args.size} px, {args.steps} steps, {device} "
           f"{str(dtype).removeprefix('torch.')}, {benchmark.thread_note()}")
