@@ -16,7 +16,7 @@ import torch
 
 from promptartisan.tokenizer import clip_tokenizer
 
-TINY_VERSION = "1"
+TINY_VERSION = "2"  # bump when a tiny model changes shape: stale folders are rewritten
 MARKER = ".promptartisan-tiny"
 
 
