@@ -223,8 +223,9 @@ def test_chat_in_the_browser(browser: Browser, tmp_path: Path, tiny_dir: Path,
             page.fill("#chat-input", ANSWER)
             page.click("#chat-submit")
             expect(done).to_have_count(2)
-            expect(page.locator('[data-step-type="tool"]', has_text="Plan").last
-                   ).to_contain_text("painting")
+            plans = page.locator('[data-step-type="tool"]', has_text="Plan")
+            expect(plans.last).to_contain_text("painting")
+            expect(plans.first).to_contain_text("flag")  # each turn keeps its own steps
             shots.take(page, "answered")
         except Exception:
             shots.take(page, "failure")

@@ -95,8 +95,10 @@ class RecordingEmitter:
         return items[-1]
 
     def steps(self) -> dict[str, StepUpdate]:
-        """The last update of every step, by key."""
-        return {item.step.key: item.step for item in self.of("step") if item.step}
+        """The last update of every step, by title (a later turn's step replaces an earlier
+        one's of the same title)."""
+        latest = {item.step.key: item.step for item in self.of("step") if item.step}
+        return {step.title: step for step in latest.values()}
 
     def clear(self) -> None:
         with self._lock:
@@ -326,14 +328,14 @@ def test_a_turn_shows_plan_masks_progress_and_result(chat: Chat,
     steps = chat.emitter.steps()
     assert [step.title for step in steps.values()] == ["Plan", "Grounding", "Editing", "Saving"]
     assert all(step.done and not step.failed for step in steps.values())
-    plan = steps["/planning"].text
+    plan = steps["Plan"].text
     assert "**the sky** → make the sky a sunset" in plan
     assert "**the man** → put a hat on the man" in plan
-    grounding = steps["/grounding"]
+    grounding = steps["Grounding"]
     assert "**the sky**: found" in grounding.text and len(grounding.pictures) == 1
     assert grounding.pictures[0].image.size == small_photo.size
     editing = [item.step for item in chat.emitter.of("step")
-               if item.step and item.step.key == "/editing"]
+               if item.step and item.step.title == "Editing"]
     assert any("step 3 of 3" in step.text for step in editing)
     result = chat.emitter.last("pictures")
     assert set(buttons(result)) == {"undo", "redo", "reset", "masks", "compare", "download",
@@ -341,6 +343,15 @@ def test_a_turn_shows_plan_masks_progress_and_result(chat: Chat,
     session = Session.open(chat.controller.session_ids[0], chat.controller.settings.session_dir)
     assert session.current == 1
     assert np.array_equal(np.asarray(result.pictures[0].image), np.asarray(session.image(1)))
+
+
+def test_every_turn_has_its_own_steps(chat: Chat, small_photo: Image.Image) -> None:
+    chat.controller.message(TWO_EDITS, [upload(small_photo)])
+    chat.controller.message("make the sky a sunset")
+    plans = {item.step.key: item.step.text for item in chat.emitter.of("step")
+             if item.step and item.step.title == "Plan"}
+    assert len(plans) == 2
+    assert ["hat" in text for text in plans.values()] == [True, False]
 
 
 def test_a_new_upload_in_a_one_picture_chat_is_a_new_version(chat: Chat,
@@ -363,6 +374,7 @@ def test_a_vague_request_gets_a_question_and_the_answer_an_edit(
     chat.controller.message(VAGUE, [upload(small_photo)])
     question = chat.emitter.last("ask")
     assert "What should I change" in question.text
+    assert "asking a question first" in chat.emitter.steps()["Plan"].text
     chat.controller.message("make the sky a sunset")
     assert chat.emitter.last("pictures").text.startswith("Done in one pass")
 
@@ -579,7 +591,7 @@ def test_stop_ends_the_turn_and_changes_nothing(settings: Settings,
     turn.join(10)
     assert not turn.is_alive()
     assert chat.emitter.last("text").text == STOPPED
-    assert chat.emitter.steps()["/editing"].failed
+    assert chat.emitter.steps()["Editing"].failed
     session = Session.open(chat.controller.session_ids[0], settings.session_dir)
     assert session.current == 0 and len(session.versions()) == 1
     chat.engine.hold = False
@@ -600,6 +612,6 @@ def test_a_turn_through_the_real_editor_and_tiny_models(tiny_settings: Settings,
     assert result.text.startswith("Done in one pass") and result.pictures[0].image.size == \
         small_photo.size
     steps = emitter.steps()
-    assert "painting" in steps["/planning"].text and steps["/grounding"].pictures
+    assert "painting" in steps["Plan"].text and steps["Grounding"].pictures
     controller.action("undo", buttons(result)["undo"])
     assert "Undone" in emitter.last("pictures").text

@@ -13,6 +13,7 @@ import os
 import socket
 import tempfile
 import threading
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,15 @@ STAGE_TITLES = {
     "grounding": "Grounding",
     "editing": "Editing",
     "saving": "Saving",
+}
+
+# What the plan step says when the request makes no edit.
+PLANS_WITHOUT_EDITS = {
+    "clarify": "Not clear enough to edit yet: asking a question first.",
+    "chat": "Nothing to edit: a reply.",
+    "undo": "Undo.",
+    "redo": "Redo.",
+    "reset": "Back to the original.",
 }
 
 # Settings the chat's settings panel may change, with how to read the panel's value.
@@ -525,6 +535,7 @@ class TurnProgress:
     def __init__(self, emitter: Emitter, label: str = "") -> None:
         self.emitter = emitter
         self.label = label
+        self.turn = uuid.uuid4().hex  # step keys are unique to this turn
         self.open: dict[str, str] = {}  # stage → the last text shown
         self.closed: set[str] = set()
 
@@ -533,7 +544,7 @@ class TurnProgress:
         return f"{self.label} · {title}" if self.label else title
 
     def key(self, stage: str) -> str:
-        return f"{self.label}/{stage}"
+        return f"{self.turn}/{stage}"
 
     def event(self, event: Any) -> None:
         """Editor's on_event: a new stage closes the earlier ones."""
@@ -550,6 +561,8 @@ class TurnProgress:
         plan = getattr(result, "plan", None)
         if plan is not None and plan.instructions:
             self._update("planning", plan_text(plan), done=True)
+        elif plan is not None and plan.action in PLANS_WITHOUT_EDITS:
+            self._update("planning", PLANS_WITHOUT_EDITS[plan.action], done=True)
         if result.kind == "edit" and getattr(result, "overlay", None) is not None:
             self._update("grounding", grounding_text(plan, result.groundings), done=True,
                          pictures=(Picture("masks.png", result.overlay),))
