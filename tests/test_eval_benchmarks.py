@@ -62,7 +62,6 @@ def test_mie_lite_uses_only_bundled_photos_and_polygons() -> None:
 
 def test_bundled_photos_load_without_network(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each is inside scikit-image's wheel: nothing is fetched (pooch would need a socket)."""
-    pytest.importorskip("skimage")
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise OSError("network disabled in this test")

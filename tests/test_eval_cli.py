@@ -26,7 +26,6 @@ def tiny_env(tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 def test_eval_tiny_runs_the_whole_bench(tiny_env: Path, capsys: pytest.CaptureFixture[str]
                                         ) -> None:
-    pytest.importorskip("skimage")
     out = tiny_env / "eval"
     code = main(["eval", "--tiny", "--size", "64", "--steps", "2", "--out", str(out),
                  "--no-progress"])
@@ -52,7 +51,6 @@ def test_eval_tiny_runs_the_whole_bench(tiny_env: Path, capsys: pytest.CaptureFi
 
 
 def test_eval_subset_of_cases_and_methods(tiny_env: Path) -> None:
-    pytest.importorskip("skimage")
     out = tiny_env / "eval"
     assert main(["eval", "--tiny", "--size", "64", "--steps", "1", "--out", str(out),
                  "--methods", "single", "--cases", "chelsea-blue-eyes-nose",

@@ -48,7 +48,6 @@ def bench() -> Benchmark:
                      {"mask": {"polygons": [[[295, 110], [345, 110], [345, 160], [295, 160]]]},
                       "prompt": "make the eye blue", "group": "eyes"}]},
     ]}
-    pytest.importorskip("skimage")
     return parse_benchmark(data, Path("."), "fake.json")
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from skimage import metrics as skimage_metrics
 
 from promptartisan.settings import Settings
 from promptartisan.tools.metrics import (
@@ -75,9 +76,8 @@ def test_ssim_drops_as_noise_grows(image: np.ndarray) -> None:
 
 @pytest.mark.parametrize("sigma", [3.0, 25.0])
 def test_ssim_matches_scikit_image(image: np.ndarray, sigma: float) -> None:
-    metrics = pytest.importorskip("skimage.metrics")
     other = noisy(image, sigma, seed=2)
-    expected, full = metrics.structural_similarity(
+    expected, full = skimage_metrics.structural_similarity(
         image, other, channel_axis=-1, gaussian_weights=True, use_sample_covariance=False,
         data_range=255, full=True)
     assert ssim(image, other) == pytest.approx(expected, abs=1e-9)
@@ -85,10 +85,9 @@ def test_ssim_matches_scikit_image(image: np.ndarray, sigma: float) -> None:
 
 
 def test_ssim_matches_scikit_image_on_grayscale(image: np.ndarray) -> None:
-    metrics = pytest.importorskip("skimage.metrics")
     gray = image[..., 0]
     other = noisy(gray, 12.0)
-    expected = metrics.structural_similarity(
+    expected = skimage_metrics.structural_similarity(
         gray, other, gaussian_weights=True, use_sample_covariance=False, data_range=255)
     assert ssim(gray, other) == pytest.approx(expected, abs=1e-9)
 
