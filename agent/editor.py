@@ -54,10 +54,14 @@ _shared_lock = threading.Lock()
 
 @dataclass(frozen=True)
 class ProgressEvent:
+    """Where a turn is. `plan` comes with the planning stage's last event, so a UI can show
+    what was understood while the turn goes on."""
+
     stage: Stage
     message: str
     step: int | None = None
     total: int | None = None
+    plan: Plan | None = None
 
 
 @dataclass
@@ -211,6 +215,7 @@ class Editor:
         emit(ProgressEvent("planning", "Reading the request…"))
         request = self._understand(session, text, plan, mask is not None)
         plan = request.plan
+        emit(ProgressEvent("planning", "Planned.", plan=plan))
         plan_json = plan.model_dump(mode="json")
         _check(cancel)
         if plan.action == "clarify":

@@ -345,6 +345,17 @@ def test_a_turn_shows_plan_masks_progress_and_result(chat: Chat,
     assert np.array_equal(np.asarray(result.pictures[0].image), np.asarray(session.image(1)))
 
 
+def test_the_plan_is_shown_before_editing_starts(chat: Chat,
+                                                 small_photo: Image.Image) -> None:
+    chat.controller.message(TWO_EDITS, [upload(small_photo)])
+    updates = [item.step for item in chat.emitter.of("step") if item.step]
+    first_plan = next(i for i, step in enumerate(updates)
+                      if step.title == "Plan" and "→" in step.text)
+    first_edit = next(i for i, step in enumerate(updates) if step.title == "Editing")
+    assert first_plan < first_edit
+    assert updates[first_plan].done and "**the man** →" in updates[first_plan].text
+
+
 def test_every_turn_has_its_own_steps(chat: Chat, small_photo: Image.Image) -> None:
     chat.controller.message(TWO_EDITS, [upload(small_photo)])
     chat.controller.message("make the sky a sunset")

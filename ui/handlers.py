@@ -551,18 +551,26 @@ class TurnProgress:
         stage = event.stage
         for earlier in [s for s in self.open if s != stage and s not in self.closed]:
             self._update(earlier, self.open[earlier], done=True)
+        plan = getattr(event, "plan", None)
+        if plan is not None:
+            self._show_plan(plan)
+            return
         text = event.message or ""
         if event.total and event.step:  # the bar says "step n of N" itself
             text = progress_bar(event.step, event.total)
         self._update(stage, text)
 
+    def _show_plan(self, plan: Any) -> None:
+        if plan.instructions:
+            self._update("planning", plan_text(plan), done=True)
+        elif plan.action in PLANS_WITHOUT_EDITS:
+            self._update("planning", PLANS_WITHOUT_EDITS[plan.action], done=True)
+
     def finish(self, result: Any) -> None:
         """Show the plan and the masks the turn used, and close every step."""
         plan = getattr(result, "plan", None)
-        if plan is not None and plan.instructions:
-            self._update("planning", plan_text(plan), done=True)
-        elif plan is not None and plan.action in PLANS_WITHOUT_EDITS:
-            self._update("planning", PLANS_WITHOUT_EDITS[plan.action], done=True)
+        if plan is not None:
+            self._show_plan(plan)
         if result.kind == "edit" and getattr(result, "overlay", None) is not None:
             self._update("grounding", grounding_text(plan, result.groundings), done=True,
                          pictures=(Picture("masks.png", result.overlay),))
