@@ -178,7 +178,7 @@ class Editor:
             device, dtype = s.resolved_device(), s.resolved_dtype()
             key = ("engine", s.instruct_pix2pix, s.tiny, str(s.tiny_dir), device, str(dtype))
             self._pipeline = shared_model(key, lambda: _quiet(models.load(
-                PromptArtisanPipeline, "instruct-pix2pix", s, torch_dtype=dtype).to(device)))
+                PromptArtisanPipeline, "instruct-pix2pix", s, dtype=dtype).to(device)))
         return self._pipeline
 
     # ----- the turn -----------------------------------------------------------------------

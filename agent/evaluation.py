@@ -269,7 +269,7 @@ def engine_methods(names: Sequence[str], settings: Settings) -> dict[str, Method
     if unknown:
         raise ValueError(f"unknown method {', '.join(unknown)}; known: {', '.join(METHODS)}")
     pipe = models.load(PromptArtisanPipeline, "instruct-pix2pix", settings,
-                       torch_dtype=settings.resolved_dtype()).to(settings.resolved_device())
+                       dtype=settings.resolved_dtype()).to(settings.resolved_device())
     pipe.set_progress_bar_config(disable=True)
     runners = {"single": pipe, "sequential": SequentialBaseline(pipe),
                "sequential-masked": SequentialBaseline(pipe, masked=True)}
