@@ -71,7 +71,7 @@ def test_psnr_only_counts_the_masked_pixels(image: np.ndarray) -> None:
 
 def test_ssim_drops_as_noise_grows(image: np.ndarray) -> None:
     values = [ssim(image, noisy(image, sigma)) for sigma in (2, 10, 40)]
-    assert 1 > values[0] > values[1] > values[2] > 0
+    assert 0 < values[2] < values[1] < values[0] < 1
 
 
 @pytest.mark.parametrize("sigma", [3.0, 25.0])
