@@ -110,10 +110,30 @@ def _finish(attn: Attention, out: torch.Tensor, residual: torch.Tensor) -> torch
 class RoutedCrossAttnProcessor:
     """attn2: a pixel of region k reads only chunk k (its word tokens boosted), a background pixel
     only the empty prompt, so no instruction reaches it. Each label's pixels are gathered and
-    attend to their own 77 tokens, so the cost is that of one prompt for any n."""
+    attend to their own 77 tokens, so the cost is that of one prompt for any n.
+
+    The context's keys and values are projected once per call, not at every step: they depend
+    only on the prompts, and projecting 77·(n + 1) tokens per step would grow with n."""
 
     def __init__(self, control: AttentionControl) -> None:
         self.control = control
+        self._context: tuple[torch.Tensor, int, tuple[torch.Tensor, ...]] | None = None
+
+    def keys_values(self, attn: Attention, encoder_hidden_states: torch.Tensor
+                    ) -> tuple[torch.Tensor, ...]:
+        """(text keys, text values, null keys, null values) for this context, projected on its
+        first use and reused while the same tensor comes back unchanged."""
+        cached = self._context
+        if (cached is not None and cached[0] is encoder_hidden_states
+                and cached[1] == encoder_hidden_states._version):
+            return cached[2]
+        text = encoder_hidden_states[:1]
+        null = encoder_hidden_states[1:, -self.control.chunk_length:]
+        projected = (_heads(attn, attn.to_k(text)), _heads(attn, attn.to_v(text)),
+                     _heads(attn, attn.to_k(null)), _heads(attn, attn.to_v(null)))
+        # Holding the tensor keeps its memory from being reused by another one.
+        self._context = (encoder_hidden_states, encoder_hidden_states._version, projected)
+        return projected
 
     def __call__(self, attn: Attention, hidden_states: torch.Tensor,
                  encoder_hidden_states: torch.Tensor | None = None,
@@ -123,15 +143,12 @@ class RoutedCrossAttnProcessor:
         routes = control.routes[hidden_states.shape[1]]
         query = _heads(attn, attn.to_q(hidden_states))
         out = torch.empty_like(query)
+        key, value, null_key, null_value = self.keys_values(attn, encoder_hidden_states)
 
         if hidden_states.shape[0] > 1:  # guidance branches: the empty prompt, as in stock
-            null = encoder_hidden_states[1:, -control.chunk_length:]
-            out[1:] = F.scaled_dot_product_attention(
-                query[1:], _heads(attn, attn.to_k(null)), _heads(attn, attn.to_v(null)),
-                scale=attn.scale)
+            out[1:] = F.scaled_dot_product_attention(query[1:], null_key, null_value,
+                                                     scale=attn.scale)
 
-        text = encoder_hidden_states[:1]
-        key, value = _heads(attn, attn.to_k(text)), _heads(attn, attn.to_v(text))
         weight = control.boost_weight()
         for route in routes:
             q = query[:1] if route.pixels is None else query[:1].index_select(2, route.pixels)

@@ -177,3 +177,28 @@ def test_boost_scales_with_noise_level_and_reaches_region_pixels_only(block) -> 
     assert torch.equal(on[:1, background], off[:1, background]) and torch.equal(on[1:], off[1:])
     for mask in (LEFT, RIGHT):
         assert (on[:1, pixels(mask)] - off[:1, pixels(mask)]).abs().amax() > 1e-5
+
+
+def test_context_is_projected_once_and_again_when_it_changes(block, monkeypatch) -> None:
+    attn = block.attn2
+    projections: list[int] = []
+    forward = attn.to_k.forward
+
+    def counted(x: torch.Tensor) -> torch.Tensor:
+        projections.append(x.shape[0])
+        return forward(x)
+
+    monkeypatch.setattr(attn.to_k, "forward", counted)
+    proc = RoutedCrossAttnProcessor(control_for([LEFT, RIGHT], [0, 0], [1, 2]))
+    hidden, prompts, null = inputs(2, 2)
+    ctx = context(prompts, null)
+    first = proc(attn, hidden, ctx)
+    assert torch.equal(proc(attn, hidden, ctx), first)  # a second step
+    assert len(projections) == 2  # the text row and the null rows, once
+
+    ctx[0, :CHUNK] += 1.0  # prompt 1 changes in place (a callback may do this)
+    changed = proc(attn, hidden, ctx)
+    assert len(projections) == 4
+    fresh = RoutedCrossAttnProcessor(control_for([LEFT, RIGHT], [0, 0], [1, 2]))
+    assert torch.equal(changed, fresh(attn, hidden, ctx))
+    assert not torch.equal(changed[:1, pixels(LEFT)], first[:1, pixels(LEFT)])
