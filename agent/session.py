@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import sqlite3
 import threading
 import time
@@ -36,6 +37,8 @@ from PIL import Image
 from promptartisan.tools.images import DEFAULT_MAX_PIXELS, load_image
 
 DB_NAME = "session.sqlite"
+STAGING_PREFIX = ".creating-"
+ABANDONED_AFTER_S = 600
 VERSIONS = "versions"
 MASKS = "masks"
 ORIGINAL = 0
@@ -178,6 +181,16 @@ def _write_png(image: Image.Image, final: Path) -> None:
         temporary.unlink(missing_ok=True)
 
 
+def _sweep_abandoned(staging: Path) -> None:
+    """Remove a session folder whose creation died before its rename. One younger than
+    `ABANDONED_AFTER_S` may still be being written by another process, so it stays."""
+    try:
+        if time.time() - staging.stat().st_mtime > ABANDONED_AFTER_S:
+            shutil.rmtree(staging, ignore_errors=True)
+    except FileNotFoundError:  # its creator just renamed it
+        pass
+
+
 def _mask_image(mask: np.ndarray) -> Image.Image:
     return Image.fromarray(np.asarray(mask, dtype=bool).astype(np.uint8) * 255, mode="L")
 
@@ -201,7 +214,7 @@ class Session:
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         session_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
-        staging = root / f".creating-{session_id}"
+        staging = root / f"{STAGING_PREFIX}{session_id}"
         (staging / VERSIONS).mkdir(parents=True)
         (staging / MASKS).mkdir()
         _write_png(original, staging / _version_file(ORIGINAL))
@@ -240,9 +253,10 @@ class Session:
             return []
         infos = []
         for folder in root.iterdir():
-            if folder.name.startswith(".") or not (folder / DB_NAME).is_file():
-                continue
-            infos.append(Session(folder).info())
+            if folder.name.startswith(STAGING_PREFIX):
+                _sweep_abandoned(folder)
+            elif not folder.name.startswith(".") and (folder / DB_NAME).is_file():
+                infos.append(Session(folder).info())
         return sorted(infos, key=lambda info: (info.created, info.id))
 
     def info(self) -> SessionInfo:

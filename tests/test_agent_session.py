@@ -128,3 +128,23 @@ def test_opening_sweeps_temporaries_and_unreferenced_files(tmp_path: Path,
 def test_opening_an_unknown_session_is_a_clear_error(tmp_path: Path, name: str) -> None:
     with pytest.raises(SessionError, match="no session"):
         Session.open(name, tmp_path)
+
+
+def test_listing_removes_abandoned_creations_but_not_recent_ones(
+        tmp_path: Path, small_photo: Image.Image) -> None:
+    import os
+    import time
+
+    from promptartisan.agent.session import ABANDONED_AFTER_S, STAGING_PREFIX
+
+    session = Session.create(tmp_path, small_photo)
+    abandoned = tmp_path / f"{STAGING_PREFIX}died-mid-create"
+    recent = tmp_path / f"{STAGING_PREFIX}still-being-written"
+    for folder in (abandoned, recent):
+        (folder / "versions").mkdir(parents=True)
+        (folder / "versions" / "0000.png").write_bytes(b"partial")
+    old = time.time() - ABANDONED_AFTER_S - 60
+    os.utime(abandoned, (old, old))
+    assert [info.id for info in Session.list(tmp_path)] == [session.id]
+    assert not abandoned.exists()
+    assert recent.exists()
