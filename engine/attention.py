@@ -35,13 +35,13 @@ class AttentionControl:
     """
 
     def __init__(self, maps: LabelMaps, words: torch.Tensor, boost: float,
-                 device: torch.device | str, dtype: torch.dtype) -> None:
+                 device: torch.device | str) -> None:
         num_chunks, length = words.shape
         self.chunk_length = length
         self.boost = boost
         self.sigma = 0.0
         self.routes: dict[int, list[Route]] = {}
-        self.self_masks: dict[int, torch.Tensor | None] = {}
+        self.self_routes: dict[int, list[SelfRoute] | None] = {}
         for shape in maps.shapes:
             labels = maps.labels[shape].flatten().to(device)
             present = labels.unique().tolist()
@@ -53,8 +53,7 @@ class AttentionControl:
                 routes.append(Route(slice(chunk * length, (chunk + 1) * length), pixels,
                                     words[chunk].to(device) if has_words else None))
             self.routes[labels.numel()] = routes
-            self.self_masks[labels.numel()] = _group_mask(maps.groups[shape].flatten(), device,
-                                                          dtype)
+            self.self_routes[labels.numel()] = _self_routes(maps.groups[shape].flatten().to(device))
 
     def processors(self, current: dict[str, object]) -> dict[str, object]:
         """A processor for every attention layer of a UNet, given its `attn_processors`."""
@@ -70,16 +69,28 @@ class AttentionControl:
         return self.boost * math.log1p(self.sigma)
 
 
-def _group_mask(groups: torch.Tensor, device: torch.device | str, dtype: torch.dtype
-                ) -> torch.Tensor | None:
-    """Additive (N, N) self-attention mask: -inf where query and key lie in regions of different
-    groups; None when at most one group is present, so nothing needs blocking."""
-    if len(set(groups.tolist()) - {0}) < 2:
+@dataclass
+class SelfRoute:
+    """Query pixels and the key pixels they may read (None: every pixel)."""
+
+    queries: torch.Tensor
+    keys: torch.Tensor | None
+
+
+def _self_routes(groups: torch.Tensor) -> list[SelfRoute] | None:
+    """Self-attention as gathers instead of an (N, N) mask: background pixels read every pixel,
+    a group's pixels read the background and their own group. No mask means the fastest
+    attention kernel (flash) stays available, and no N² buffer. None when at most one group is
+    present, so nothing needs blocking."""
+    present = [g for g in groups.unique().tolist() if g > 0]
+    if len(present) < 2:
         return None
-    groups = groups.to(device)
-    blocked = ((groups[:, None] != groups[None, :]) & (groups[:, None] > 0)
-               & (groups[None, :] > 0))
-    return torch.zeros(blocked.shape, dtype=dtype, device=device).masked_fill(blocked, -math.inf)
+    background = groups == 0
+    routes = [SelfRoute(background.nonzero().squeeze(1), None)] if background.any() else []
+    for group in present:
+        own = groups == group
+        routes.append(SelfRoute(own.nonzero().squeeze(1), (own | background).nonzero().squeeze(1)))
+    return routes
 
 
 def boosted_logits(query: torch.Tensor, key: torch.Tensor, words: torch.Tensor, weight: float,
@@ -176,9 +187,17 @@ class GroupSelfAttnProcessor:
                  encoder_hidden_states: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
                  *args: object, **kwargs: object) -> torch.Tensor:
-        mask = self.control.self_masks[hidden_states.shape[1]]
+        routes = self.control.self_routes[hidden_states.shape[1]]
         query = _heads(attn, attn.to_q(hidden_states))
         key = _heads(attn, attn.to_k(hidden_states))
         value = _heads(attn, attn.to_v(hidden_states))
-        out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=attn.scale)
+        if routes is None:
+            return _finish(attn, F.scaled_dot_product_attention(query, key, value,
+                                                                scale=attn.scale), hidden_states)
+        out = torch.empty_like(query)
+        for route in routes:
+            k, v = (key, value) if route.keys is None else (key.index_select(2, route.keys),
+                                                            value.index_select(2, route.keys))
+            out.index_copy_(2, route.queries, F.scaled_dot_product_attention(
+                query.index_select(2, route.queries), k, v, scale=attn.scale))
         return _finish(attn, out, hidden_states)

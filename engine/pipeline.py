@@ -183,7 +183,7 @@ class PromptArtisanPipeline(DiffusionPipeline, StableDiffusionMixin):
         levels = len(self.unet.config.block_out_channels)
         shapes = attention_shapes(*source_latents.shape[-2:], levels)
         maps = label_maps(torch.from_numpy(masks), [r.order for r in regions], groups, shapes)
-        control = AttentionControl(maps, words, attention_boost, device, dtype)
+        control = AttentionControl(maps, words, attention_boost, device)
         inside = (maps.labels[shapes[0]] > 0).to(device=device, dtype=dtype)[None, None]
         accepted = inspect.signature(self.scheduler.step).parameters
         extra_step_kwargs = {"generator": generator} if "generator" in accepted else {}

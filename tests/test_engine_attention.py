@@ -44,7 +44,7 @@ def control_for(masks: list[np.ndarray], orders: list[int], groups: list[int],
     words = torch.zeros(len(masks) + 1, CHUNK, dtype=torch.bool)
     for k in range(len(masks)):
         words[k, 1:4 + k] = True  # SOT at 0, then 3 + k words, then EOT/PAD
-    control = AttentionControl(maps, words, boost, "cpu", torch.float32)
+    control = AttentionControl(maps, words, boost, "cpu")
     control.sigma = sigma
     return control
 
@@ -140,10 +140,32 @@ def test_self_attention_is_blocked_between_groups_only(block) -> None:
         > 1e-4
 
 
+def test_self_attention_equals_attention_with_the_group_mask(block) -> None:
+    """The gathers compute exactly masked attention: -inf between pixels of different groups."""
+    attn = block.attn1
+    control = control_for([LEFT, RIGHT, BOTTOM_LEFT], [0, 0, 0], [1, 2, 1])
+    hidden = torch.randn(3, 48, 16, generator=torch.Generator().manual_seed(7))
+    groups = torch.zeros(48, dtype=torch.long)
+    groups[pixels(LEFT)], groups[pixels(BOTTOM_LEFT)], groups[pixels(RIGHT)] = 1, 1, 2
+    blocked = (groups[:, None] != groups[None, :]) & (groups[:, None] > 0) & (groups[None, :] > 0)
+    mask = torch.zeros(48, 48).masked_fill(blocked, -math.inf)
+
+    def heads(x: torch.Tensor) -> torch.Tensor:
+        return x.view(3, 48, attn.heads, -1).transpose(1, 2)
+
+    q, k, v = heads(attn.to_q(hidden)), heads(attn.to_k(hidden)), heads(attn.to_v(hidden))
+    weights = ((q @ k.transpose(-1, -2)) * attn.scale + mask).softmax(-1)
+    out = (weights @ v).transpose(1, 2).reshape(3, 48, -1)
+    expected = attn.to_out[1](attn.to_out[0](out)) / attn.rescale_output_factor
+    if attn.residual_connection:
+        expected = expected + hidden
+    assert torch.allclose(GroupSelfAttnProcessor(control)(attn, hidden), expected, atol=1e-5)
+
+
 def test_self_attention_is_plain_with_one_group(block) -> None:
     attn = block.attn1
     control = control_for([LEFT, RIGHT], [0, 0], [1, 1])
-    assert control.self_masks[48] is None
+    assert control.self_routes[48] is None
     hidden = torch.randn(3, 48, 16, generator=torch.Generator().manual_seed(4))
     assert torch.allclose(GroupSelfAttnProcessor(control)(attn, hidden), stock(attn, hidden),
                           atol=1e-6)
