@@ -67,7 +67,8 @@ class ProgressEvent:
 @dataclass
 class TurnResult:
     """What a turn did. `version_id` and `image` are the current version after the turn;
-    `choices` are the answers offered with a question; `masks` the regions edited."""
+    `choices` are the answers offered with a question; `masks` the regions edited; `error` the
+    exception behind a kind "error" result, so a UI can say what to do about it."""
 
     kind: Kind
     message: str
@@ -79,6 +80,7 @@ class TurnResult:
     choices: list[str] = field(default_factory=list)
     masks: list[np.ndarray] = field(default_factory=list)
     seconds: float = 0.0
+    error: BaseException | None = None
 
 
 @dataclass(frozen=True)
@@ -199,6 +201,7 @@ class Editor:
         except Exception as exc:  # a turn must not crash the conversation
             log.exception("turn failed in session %s", session.id)
             result = self._unchanged(session, "error", _friendly(exc))
+            result.error = exc
         result.seconds = time.monotonic() - started
         return result
 

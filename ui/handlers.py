@@ -399,7 +399,7 @@ class ChatController:
         elif result.kind == "chat":
             self.emitter.text(prefix + result.message)
         elif result.kind == "error":
-            self._report_failed_turn(prefix + result.message)
+            self._report_failed_turn(prefix + result.message, result.error)
         elif result.kind == "cancelled":
             self.emitter.text(prefix + STOPPED)
         else:
@@ -503,11 +503,11 @@ class ChatController:
             [ActionButton("use_tiny", "Use the tiny demo models")],
         )
 
-    def _report_failed_turn(self, message: str) -> None:
-        """The Editor reports failures as text; add what the person can do about them."""
-        if "OutOfMemoryError" in message or "out of memory" in message.lower():
+    def _report_failed_turn(self, message: str, error: BaseException | None) -> None:
+        """The Editor's message, plus what the person can do about the error behind it."""
+        if error is not None and _is_out_of_memory(error):
             self.emitter.error(OUT_OF_MEMORY)
-        elif not self.settings.tiny and missing_models(self.settings):
+        elif isinstance(error, models.MissingModelError):
             self.emitter.error(message, [ActionButton("use_tiny", "Use the tiny demo models")])
         else:
             self.emitter.error(message)
