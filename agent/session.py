@@ -9,10 +9,12 @@ Layout::
         masks/NNNN-K.png      mask K of the turn that made version NNNN
 
 Crash safety: an image or mask is written to a dot-named temporary file, synced and renamed
-onto its final name, and only then does the row that references it commit, all while the
-turn holds the database's write lock. A process killed at any point leaves either the whole
-version or no row at all; `Session.open` sweeps temporaries and unreferenced files left
-behind. Undo, redo and reset move the pointer; nothing is ever deleted.
+onto a name nothing else has, and only then does the row that references it commit, all while
+the turn holds the database's write lock. A process killed at any point leaves either the whole
+version or no row at all; `Session.open` sweeps what the app itself left behind (its
+temporaries, and the files a dead write's journal lists) and nothing else. Undo, redo and
+reset move the pointer; nothing is ever deleted. Every failure is a `SessionError` that says
+which session and why: a damaged database, a missing file, a full disk.
 """
 
 from __future__ import annotations
@@ -24,9 +26,8 @@ import shutil
 import sqlite3
 import threading
 import time
-import zipfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -34,13 +35,22 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
+from promptartisan.agent.session_export import export_session
+from promptartisan.agent.session_files import (
+    DB_NAME,
+    MASKS,
+    STAGING_PREFIX,
+    VERSIONS,
+    SessionError,
+    free_name,
+    new_files,
+    stored_path,
+    sweep,
+    write_png,
+)
 from promptartisan.tools.images import DEFAULT_MAX_PIXELS, load_image
 
-DB_NAME = "session.sqlite"
-STAGING_PREFIX = ".creating-"
 ABANDONED_AFTER_S = 600
-VERSIONS = "versions"
-MASKS = "masks"
 ORIGINAL = 0
 
 Direction = Literal["undo", "redo", "reset"]
@@ -82,10 +92,6 @@ CREATE TABLE IF NOT EXISTS regions (
     PRIMARY KEY (version_id, k)
 );
 """
-
-
-class SessionError(ValueError):
-    """A session can't be found or used; the message says which and why."""
 
 
 @dataclass(frozen=True)
@@ -152,33 +158,16 @@ class Moved:
 
 @dataclass(frozen=True)
 class SessionInfo:
+    """One line of `Session.list`. `damaged`: why the session can't be read (then the counts
+    are 0 and `created` is its folder's time), None when it can."""
+
     id: str
     folder: Path
     created: float
     versions: int
     current: int
     turns: int
-
-
-def _version_file(number: int) -> str:
-    return f"{VERSIONS}/{number:04d}.png"
-
-
-def _mask_file(number: int, k: int) -> str:
-    return f"{MASKS}/{number:04d}-{k}.png"
-
-
-def _write_png(image: Image.Image, final: Path) -> None:
-    """Write `image` under `final` atomically: a synced dot-named temporary, then a rename."""
-    temporary = final.with_name(f".{final.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            image.save(handle, format="PNG")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, final)
-    finally:
-        temporary.unlink(missing_ok=True)
+    damaged: str | None = None
 
 
 def _sweep_abandoned(staging: Path) -> None:
@@ -189,6 +178,13 @@ def _sweep_abandoned(staging: Path) -> None:
             shutil.rmtree(staging, ignore_errors=True)
     except FileNotFoundError:  # its creator just renamed it
         pass
+
+
+def _modified(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _mask_image(mask: np.ndarray) -> Image.Image:
@@ -212,58 +208,68 @@ class Session:
         """A new session whose version 0 is `image`. The folder appears whole or not at all."""
         original = load_image(image, max_pixels)
         root = Path(root)
-        root.mkdir(parents=True, exist_ok=True)
         session_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
         staging = root / f"{STAGING_PREFIX}{session_id}"
-        (staging / VERSIONS).mkdir(parents=True)
-        (staging / MASKS).mkdir()
-        _write_png(original, staging / _version_file(ORIGINAL))
-        now = time.time()
-        with sqlite3.connect(staging / DB_NAME) as conn:
-            conn.executescript(SCHEMA)
-            conn.execute(
-                "INSERT INTO versions (id, parent, turn_id, file, created, seed, provenance) "
-                "VALUES (?, NULL, NULL, ?, ?, NULL, ?)",
-                (ORIGINAL, _version_file(ORIGINAL), now,
-                 json.dumps({"kind": "upload", "size": list(original.size)})),
-            )
-            conn.executemany("INSERT INTO state (key, value) VALUES (?, ?)",
-                             [("current", str(ORIGINAL)), ("created", repr(now))])
-        conn.close()
-        os.replace(staging, root / session_id)
+        upload = f"{VERSIONS}/{ORIGINAL:04d}.png"
+        try:
+            (staging / VERSIONS).mkdir(parents=True)
+            (staging / MASKS).mkdir()
+            write_png(original, staging / upload)
+            now = time.time()
+            with closing(sqlite3.connect(staging / DB_NAME)) as conn, conn:
+                conn.executescript(SCHEMA)
+                conn.execute(
+                    "INSERT INTO versions (id, parent, turn_id, file, created, seed, "
+                    "provenance) VALUES (?, NULL, NULL, ?, ?, NULL, ?)",
+                    (ORIGINAL, upload, now,
+                     json.dumps({"kind": "upload", "size": list(original.size)})),
+                )
+                conn.executemany("INSERT INTO state (key, value) VALUES (?, ?)",
+                                 [("current", str(ORIGINAL)), ("created", repr(now))])
+            os.replace(staging, root / session_id)
+        except (OSError, sqlite3.Error) as exc:
+            raise SessionError(f"can't create a session in {root}: {exc}") from exc
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # already gone once renamed
         return cls(root / session_id)
 
     @classmethod
     def open(cls, session_id: str, root: str | Path) -> Session:
-        """Reopen a session, e.g. after a crash: temporaries and files no row references are
-        swept; every finished version is there."""
+        """Reopen a session, e.g. after a crash: what a killed write left is swept; every
+        finished version is there. A damaged one is a SessionError naming it and why."""
         folder = Path(root) / session_id
         if not session_id or "/" in session_id or session_id.startswith(".") \
-                or not (folder / DB_NAME).is_file():
+                or not os.path.isfile(folder / DB_NAME):
             raise SessionError(f"no session {session_id!r} in {root}")
         session = cls(folder)
+        session.info()
         session._sweep()
         return session
 
     @staticmethod
     def list(root: str | Path) -> list[SessionInfo]:
-        """Every session under `root`, oldest first."""
+        """Every session under `root`, oldest first. One that can't be read is listed with
+        the reason (`SessionInfo.damaged`) and never hides the others."""
         root = Path(root)
         if not root.is_dir():
             return []
+        try:
+            folders = list(root.iterdir())
+        except OSError as exc:
+            raise SessionError(f"can't list the sessions in {root}: {exc}") from exc
         infos = []
-        for folder in root.iterdir():
+        for folder in folders:
             if folder.name.startswith(STAGING_PREFIX):
                 _sweep_abandoned(folder)
-            elif not folder.name.startswith(".") and (folder / DB_NAME).is_file():
-                infos.append(Session(folder).info())
+            elif not folder.name.startswith(".") and os.path.isfile(folder / DB_NAME):
+                infos.append(Session(folder)._listing())
         return sorted(infos, key=lambda info: (info.created, info.id))
 
     def info(self) -> SessionInfo:
         with self._read() as conn:
             versions = conn.execute("SELECT COUNT(*) FROM versions").fetchone()[0]
             turns = conn.execute("SELECT COUNT(*) FROM turns").fetchone()[0]
-        return SessionInfo(self.id, self.folder, float(self._state("created")), versions,
+        return SessionInfo(self.id, self.folder, self._number("created", float), versions,
                            self.current, turns)
 
     # ----- reading ------------------------------------------------------------------------
@@ -271,19 +277,18 @@ class Session:
     @property
     def current(self) -> int:
         """The version the next edit starts from."""
-        return int(self._state("current"))
+        return self._number("current", int)
 
     @property
     def pending(self) -> PendingRequest | None:
         """The question awaiting an answer, if any."""
         value = self._state("pending", None)
-        return None if value is None else PendingRequest(**json.loads(value))
+        return None if value is None else PendingRequest(**self._json(value, "pending"))
 
     def image(self, version: int | None = None) -> Image.Image:
         """The pixels of `version` (default: the current one)."""
         record = self.version(self.current if version is None else version)
-        with Image.open(record.file) as image:
-            return image.convert("RGB")
+        return self._picture(record.file, f"version {record.id}", "RGB")
 
     def version(self, number: int) -> Version:
         with self._read() as conn:
@@ -302,21 +307,32 @@ class Session:
         with self._read() as conn:
             rows = conn.execute("SELECT * FROM regions WHERE version_id = ? ORDER BY k",
                                 (number,)).fetchall()
+        if any(not isinstance(row["k"], int) for row in rows):
+            raise SessionError(f"session {self.id} is damaged: version {number} has a region "
+                               "whose number is not a number")
         return [{"k": row["k"], "target": row["target"], "prompt": row["prompt"],
                  "group": row["grp"], "order": row["ord"],
-                 "mask_file": str(self.folder / row["mask_file"]), "source": row["source"],
-                 "score": row["score"], "label": row["label"], "boxes": json.loads(row["boxes"])}
+                 "mask_file": str(stored_path(self.folder, row["mask_file"], MASKS)),
+                 "source": row["source"], "score": row["score"], "label": row["label"],
+                 "boxes": self._json(row["boxes"], f"boxes of version {number}")}
                 for row in rows]
 
     def mask(self, number: int, k: int) -> np.ndarray:
-        with Image.open(self.folder / _mask_file(number, k)) as image:
-            return np.asarray(image.convert("L")) > 127
+        """Mask `k` of the edit that made version `number`, at the image's size."""
+        with self._read() as conn:
+            row = conn.execute("SELECT mask_file FROM regions WHERE version_id = ? AND k = ?",
+                               (number, k)).fetchone()
+        if row is None:
+            raise SessionError(f"session {self.id} has no mask {k} for version {number}")
+        path = stored_path(self.folder, row["mask_file"], MASKS)
+        return np.asarray(self._picture(path, f"mask {k} of version {number}", "L")) > 127
 
     def turns(self) -> list[Turn]:
         with self._read() as conn:
             rows = conn.execute("SELECT * FROM turns ORDER BY id").fetchall()
         return [Turn(row["id"], row["created"], row["text"], row["kind"], row["message"],
-                     json.loads(row["plan"]) if row["plan"] else None, row["version_before"],
+                     self._json(row["plan"], f"plan of turn {row['id']}") if row["plan"]
+                     else None, row["version_before"],
                      row["version_after"], row["seconds"]) for row in rows]
 
     def recent_messages(self, limit: int = 6) -> list[str]:
@@ -342,27 +358,31 @@ class Session:
         """Store a new version (child of `parent`, default the current one), its masks and the
         turn that made it (`kind`: edit or upload), make it current and clear any pending
         question. Returns its number."""
-        with self._lock, self._transaction() as conn:
+        with self._lock, new_files(self.folder) as files, self._transaction() as conn:
             parent = self._current(conn) if parent is None else parent
             number = conn.execute("SELECT COALESCE(MAX(id), -1) + 1 FROM versions").fetchone()[0]
-            _write_png(image.convert("RGB"), self.folder / _version_file(number))
-            for k, region in enumerate(regions):
-                _write_png(_mask_image(region.mask), self.folder / _mask_file(number, k))
+            image_file = free_name(self.folder, VERSIONS, f"{number:04d}")
+            mask_files = [free_name(self.folder, MASKS, f"{number:04d}-{k}")
+                          for k in range(len(regions))]
+            files.claim([image_file, *mask_files])
+            files.write_png(image.convert("RGB"), image_file)
+            for region, mask_file in zip(regions, mask_files, strict=True):
+                files.write_png(_mask_image(region.mask), mask_file)
             now = time.time()
             turn_id = self._insert_turn(conn, now, text, kind, message, plan, parent, number,
                                         seconds)
             record = {**provenance, "parent": parent, "seed": seed, "regions": [
-                {**_region_json(region), "mask_file": _mask_file(number, k)}
-                for k, region in enumerate(regions)]}
+                {**_region_json(region), "mask_file": mask_file}
+                for region, mask_file in zip(regions, mask_files, strict=True)]}
             conn.execute(
                 "INSERT INTO versions (id, parent, turn_id, file, created, seed, provenance) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (number, parent, turn_id, _version_file(number), now, seed, json.dumps(record)),
+                (number, parent, turn_id, image_file, now, seed, json.dumps(record)),
             )
             conn.executemany(
                 "INSERT INTO regions (version_id, k, target, prompt, grp, ord, mask_file, "
                 "source, score, label, boxes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(number, k, r.target, r.prompt, r.group, r.order, _mask_file(number, k),
+                [(number, k, r.target, r.prompt, r.group, r.order, mask_files[k],
                   r.source, r.score, r.label, json.dumps(r.boxes))
                  for k, r in enumerate(regions)],
             )
@@ -406,73 +426,63 @@ class Session:
             conn.execute("DELETE FROM state WHERE key = 'pending'")
         return Moved(before, after, message)
 
-    def export(self, out: str | Path) -> Path:
+    def export(self, out: str | Path, force: bool = False) -> Path:
         """A zip with every version, its masks and its provenance (JSON), and the session's
-        tree and turns; written to a temporary and renamed."""
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        temporary = out.with_name(f".{out.name}.{secrets.token_hex(4)}.tmp")
-        versions = self.versions()
-        summary = {
-            "id": self.id, "created": float(self._state("created")), "current": self.current,
-            "versions": [{"id": v.id, "parent": v.parent, "file": _version_file(v.id),
-                          "turn_id": v.turn_id, "created": v.created} for v in versions],
-            "turns": [asdict(turn) for turn in self.turns()],
-        }
-        try:
-            with zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as archive:
-                archive.writestr("session.json", json.dumps(summary, indent=2))
-                for version in versions:
-                    archive.write(version.file, _version_file(version.id))
-                    provenance = {"id": version.id, "parent": version.parent,
-                                  **version.provenance}
-                    archive.writestr(f"provenance/{version.id:04d}.json",
-                                     json.dumps(provenance, indent=2))
-                    for region in self.regions(version.id):
-                        name = Path(region["mask_file"]).relative_to(self.folder)
-                        archive.write(region["mask_file"], str(name))
-            os.replace(temporary, out)
-        finally:
-            temporary.unlink(missing_ok=True)
-        return out
+        tree and turns. `out` must be a new file (or, with `force`, an existing regular file)
+        outside every session folder; see `session_export`."""
+        return export_session(self, out, force)
 
     # ----- internals ----------------------------------------------------------------------
 
+    def _listing(self) -> SessionInfo:
+        """`info()`, or a damaged entry saying why it can't be read."""
+        try:
+            return self.info()
+        except (SessionError, OSError) as exc:
+            return SessionInfo(self.id, self.folder, _modified(self.folder), 0, 0, 0,
+                               damaged=str(exc.__cause__ or exc))
+
     def _sweep(self) -> None:
-        """Remove temporaries and files no committed row references. Runs under the write
-        lock, so no writer is half-way through a turn meanwhile."""
+        """Remove what killed writes left (see `session_files.sweep`), and nothing else: a
+        file someone put in the folder stays. Runs under the write lock, so no writer is
+        half-way through a turn meanwhile."""
         with self._lock, self._transaction() as conn:
             referenced = {row[0] for row in conn.execute("SELECT file FROM versions")}
             referenced |= {row[0] for row in conn.execute("SELECT mask_file FROM regions")}
-            for folder in (VERSIONS, MASKS):
-                for path in (self.folder / folder).iterdir():
-                    if f"{folder}/{path.name}" not in referenced:
-                        path.unlink(missing_ok=True)
+            sweep(self.folder, referenced)
+
+    def _connect(self, **options: Any) -> sqlite3.Connection:
+        """A connection to the session's database; it is never created here."""
+        conn = sqlite3.connect(f"{self._db.resolve().as_uri()}?mode=rw", uri=True, timeout=30,
+                               **options)
+        conn.row_factory = sqlite3.Row
+        return conn
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self._db, timeout=30)
-        conn.row_factory = sqlite3.Row
         try:
-            yield conn
-        finally:
-            conn.close()
+            with closing(self._connect()) as conn:
+                yield conn
+        except sqlite3.Error as exc:
+            raise SessionError(f"session {self.id} can't be read: {exc}") from exc
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction holding SQLite's write lock from its first statement."""
-        conn = sqlite3.connect(self._db, timeout=30, isolation_level=None)
-        conn.row_factory = sqlite3.Row
+        """One write transaction holding SQLite's write lock from its first statement. On any
+        failure it is rolled back, if SQLite hasn't already (a full disk does), and the
+        failure itself is what surfaces."""
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
+            with closing(self._connect(isolation_level=None)) as conn:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                finally:
+                    if conn.in_transaction:
+                        with suppress(sqlite3.Error):  # closing rolls back all the same
+                            conn.execute("ROLLBACK")
+        except (sqlite3.Error, OSError) as exc:
+            raise SessionError(f"session {self.id} can't be written: {exc}") from exc
 
     def _state(self, key: str, *default: str | None) -> Any:
         with self._read() as conn:
@@ -482,6 +492,31 @@ class Session:
                 return default[0]
             raise SessionError(f"session {self.id} is damaged: no {key!r} in its state")
         return row["value"]
+
+    def _number(self, key: str, kind: type[int] | type[float]) -> Any:
+        value = self._state(key)
+        try:
+            return kind(value)
+        except (TypeError, ValueError):
+            raise SessionError(f"session {self.id} is damaged: its {key!r} is {value!r}, "
+                               "not a number") from None
+
+    def _json(self, text: Any, what: str) -> Any:
+        try:
+            return json.loads(text)
+        except (TypeError, ValueError):
+            raise SessionError(f"session {self.id} is damaged: the {what} is not JSON") from None
+
+    def _picture(self, path: Path, what: str, mode: str) -> Image.Image:
+        try:
+            with Image.open(path) as image:
+                return image.convert(mode)
+        except FileNotFoundError:
+            raise SessionError(f"session {self.id}: the file of {what} is missing ({path})"
+                               ) from None
+        except (OSError, Image.DecompressionBombError) as exc:
+            raise SessionError(f"session {self.id}: the file of {what} can't be read ({exc})"
+                               ) from exc
 
     @staticmethod
     def _current(conn: sqlite3.Connection) -> int:
@@ -505,8 +540,10 @@ class Session:
         return int(cursor.lastrowid)
 
     def _version(self, row: sqlite3.Row) -> Version:
-        return Version(row["id"], row["parent"], row["turn_id"], self.folder / row["file"],
-                       row["created"], row["seed"], json.loads(row["provenance"]))
+        return Version(row["id"], row["parent"], row["turn_id"],
+                       stored_path(self.folder, row["file"], VERSIONS), row["created"],
+                       row["seed"], self._json(row["provenance"], f"provenance of version "
+                                               f"{row['id']}"))
 
 
 def _region_json(region: RegionRecord) -> dict[str, Any]:

@@ -95,6 +95,7 @@ def test_sigkill_in_the_middle_of_a_turn_loses_nothing_finished(
         on_disk = sorted(p.relative_to(folder).as_posix() for sub in ("versions", "masks")
                          for p in (folder / sub).iterdir())
         assert on_disk == ["masks/0001-0.png", "versions/0000.png", "versions/0001.png"], point
+        assert not [p.name for p in folder.iterdir() if p.name.startswith(".")], point  # journal
         for version in reopened.versions():
             with Image.open(version.file) as image:
                 image.load()  # a complete PNG

@@ -104,6 +104,7 @@ def test_export_holds_every_version_with_its_provenance(tmp_path: Path,
                                                         small_photo: Image.Image) -> None:
     session = Session.create(tmp_path / "sessions", small_photo)
     add(session, small_photo, 7)
+    (tmp_path / "out").mkdir()
     archive = session.export(tmp_path / "out" / "export.zip")
     with zipfile.ZipFile(archive) as zipped:
         names = set(zipped.namelist())
@@ -115,13 +116,27 @@ def test_export_holds_every_version_with_its_provenance(tmp_path: Path,
     assert [v["parent"] for v in tree["versions"]] == [None, 0]
 
 
-def test_opening_sweeps_temporaries_and_unreferenced_files(tmp_path: Path,
-                                                           small_photo: Image.Image) -> None:
+def test_opening_sweeps_the_apps_temporaries_and_keeps_files_a_person_put_there(
+        tmp_path: Path, small_photo: Image.Image) -> None:
     session = Session.create(tmp_path, small_photo)
-    (session.folder / "versions" / ".0001.png.123-ab.tmp").write_bytes(b"half")
-    (session.folder / "versions" / "0001.png").write_bytes(b"never committed")
-    Session.open(session.id, tmp_path)
-    assert sorted(p.name for p in (session.folder / "versions").iterdir()) == ["0000.png"]
+    versions = session.folder / "versions"
+    (versions / ".0001.png.123-0123abcd.tmp").write_bytes(b"half")
+    (session.folder / "masks" / ".0001-0.png.77-deadbeef.tmp").write_bytes(b"half")
+    mine = {"versions/backup.png": b"my backup", "versions/0001.png": b"my own 0001",
+            "versions/0009.png": b"mine too", "masks/notes.txt": b"notes",
+            "versions/.hidden.tmp": b"not the app's pattern"}
+    for name, data in mine.items():
+        (session.folder / name).write_bytes(data)
+    reopened = Session.open(session.id, tmp_path)
+    assert not (versions / ".0001.png.123-0123abcd.tmp").exists()
+    assert not (session.folder / "masks" / ".0001-0.png.77-deadbeef.tmp").exists()
+    assert {name: (session.folder / name).read_bytes() for name in mine} == mine
+    # The next version is number 1, yet the person's versions/0001.png is not replaced.
+    assert add(reopened, small_photo, 3) == 1
+    assert (versions / "0001.png").read_bytes() == b"my own 0001"
+    assert reopened.version(1).file.parent == versions.resolve()
+    assert np.array_equal(np.asarray(reopened.image(1)), np.asarray(tinted(small_photo, 3)))
+    assert {name: (session.folder / name).read_bytes() for name in mine} == mine
 
 
 @pytest.mark.parametrize("name", ["nope", "", "../x", ".hidden"])

@@ -1,5 +1,5 @@
-"""`promptartisan sessions list | show ID | export ID [--out FILE.zip]`: the chat sessions kept
-on disk, their version trees, and a zip of everything a session made."""
+"""`promptartisan sessions list | show ID | export ID [--out FILE.zip] [--force]`: the chat
+sessions kept on disk, their version trees, and a zip of everything a session made."""
 
 from __future__ import annotations
 
@@ -29,7 +29,10 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                                 help="a zip with every version, its masks and provenance")
     export.add_argument("session_id", metavar="ID")
     export.add_argument("--out", type=Path, metavar="FILE.zip",
-                        help="where to write the zip (default: ./ID.zip)")
+                        help="where to write the zip (default: ./ID.zip); a new file, "
+                             "outside every session folder")
+    export.add_argument("--force", action="store_true",
+                        help="replace the --out file if it exists (only a regular file)")
     export.set_defaults(func=_export)
 
 
@@ -51,8 +54,11 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     print(f"{'session':<24} {'created':<19} {'versions':>8} {'current':>7} {'turns':>5}")
     for info in infos:
-        print(f"{info.id:<24} {_when(info.created):<19} {info.versions:>8} {info.current:>7} "
-              f"{info.turns:>5}")
+        if info.damaged:
+            print(f"{info.id:<24} {_when(info.created):<19} damaged: {info.damaged}")
+        else:
+            print(f"{info.id:<24} {_when(info.created):<19} {info.versions:>8} "
+                  f"{info.current:>7} {info.turns:>5}")
     return 0
 
 
@@ -87,6 +93,6 @@ def _export(args: argparse.Namespace) -> int:
     from promptartisan.agent.session import Session
 
     session = Session.open(args.session_id, _root(args))
-    out = session.export(args.out or Path(f"{session.id}.zip"))
+    out = session.export(args.out or Path(f"{session.id}.zip"), force=args.force)
     print(f"exported {len(session.versions())} versions to {out}")
     return 0
