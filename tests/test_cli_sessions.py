@@ -51,3 +51,35 @@ def test_an_unknown_session_is_a_clear_error(tmp_path: Path,
     assert main(["sessions", "show", "nope", "--dir", str(tmp_path), "--tiny"]) == 2
     assert "no session 'nope'" in capsys.readouterr().err
     assert main(["sessions", "list", "--dir", str(tmp_path / "none"), "--tiny"]) == 0
+
+
+def test_list_shows_a_damaged_session_beside_the_others(
+        session: Session, tmp_path: Path, small_photo: Image.Image,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    damaged = Session.create(tmp_path / "sessions", small_photo)
+    (damaged.folder / "session.sqlite").write_bytes(b"garbage " * 200)
+    root = str(tmp_path / "sessions")
+    assert main(["sessions", "list", "--dir", root, "--tiny"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert lines[session.id].split()[-3:] == ["2", "1", "1"]
+    assert "damaged: file is not a database" in lines[damaged.id]
+    assert main(["sessions", "show", damaged.id, "--dir", root, "--tiny"]) == 2
+    assert f"session {damaged.id} can't be read: file is not a database" in \
+        capsys.readouterr().err
+
+
+def test_export_replaces_an_existing_file_only_with_force(
+        session: Session, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "export.zip"
+    out.write_text("an older file")
+    command = ["sessions", "export", session.id, "--dir", str(tmp_path / "sessions"),
+               "--out", str(out), "--tiny"]
+    assert main(command) == 2
+    assert "already exists (use --force" in capsys.readouterr().err
+    assert out.read_text() == "an older file"
+    assert main([*command, "--force"]) == 0
+    assert zipfile.is_zipfile(out)
+    database = session.folder / "session.sqlite"
+    assert main([*command[:-2], str(database), "--force", "--tiny"]) == 2
+    assert "inside the session folder" in capsys.readouterr().err
+    assert Session.open(session.id, tmp_path / "sessions").current == 1
