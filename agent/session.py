@@ -242,7 +242,7 @@ class Session:
                 or not os.path.isfile(folder / DB_NAME):
             raise SessionError(f"no session {session_id!r} in {root}")
         session = cls(folder)
-        session.info()
+        session.info()  # a damaged database fails here, naming the session and why
         session._sweep()
         return session
 
