@@ -6,19 +6,13 @@ from __future__ import annotations
 
 import io
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
+from chat_server import serve_chat
 from PIL import Image
 
 if TYPE_CHECKING:
@@ -29,7 +23,6 @@ pytestmark = pytest.mark.browser
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-SERVER_START_S = 90
 TURN_S = 120
 TWO_EDITS = "turn the flag red and make the suit gold"
 VAGUE = "change something"
@@ -39,62 +32,6 @@ SCROLL_TO_END = """() => { for (const element of document.querySelectorAll('*'))
     if (['auto', 'scroll'].includes(style.overflowY) && element.scrollHeight > element.clientHeight)
         element.scrollTop = element.scrollHeight; } }"""
 ANSWER = "make it look like a painting"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def promptartisan_command() -> list[str]:
-    script = Path(sys.executable).parent / "promptartisan"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "promptartisan.ui.cli"]
-
-
-@contextmanager
-def serve_chat(state: Path, tiny_dir: Path, *flags: str) -> Iterator[str]:
-    """`promptartisan chat --headless FLAGS` on a free port, with its sessions, Chainlit state
-    and Hugging Face cache in `state`; stopped (with its Chainlit server) at the end."""
-    state.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("PROMPTARTISAN_", "HF_"))}
-    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(state / "hf"), OMP_WAIT_POLICY="PASSIVE",
-               PROMPTARTISAN_SESSION_DIR=str(state / "sessions"),
-               PROMPTARTISAN_TINY_DIR=str(tiny_dir), PROMPTARTISAN_STEPS="4",
-               PROMPTARTISAN_WORKING_SIZE="256", PROMPTARTISAN_DEVICE="cpu")
-    log_path = state / "server.log"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            [*promptartisan_command(), "chat", "--headless", "--port", str(port), *flags],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"the chat server exited:\n{log_path.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the chat server didn't answer in {SERVER_START_S}s:\n"
-                            f"{log_path.read_text()}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-    assert (state / "chainlit" / ".chainlit" / "config.toml").is_file(), \
-        "Chainlit's state is not in the state folder"
 
 
 @pytest.fixture(scope="module")

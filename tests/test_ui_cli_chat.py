@@ -1,17 +1,20 @@
-"""`promptartisan chat` without starting a server: where Chainlit's state goes, what is written
-there, and what the server is told."""
+"""`promptartisan chat`: where Chainlit's state goes, what is written there, what the server is
+told, and how the command fails when it can't serve."""
 
 from __future__ import annotations
 
 import json
+import socket
+import stat
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from promptartisan.settings import Settings, load_settings
 from promptartisan.ui import cli_chat
-from promptartisan.ui.cli import build_parser
+from promptartisan.ui.cli import build_parser, main
 
 
 def test_chat_is_a_command() -> None:
@@ -26,8 +29,10 @@ def test_state_lives_beside_the_sessions(tmp_path: Path) -> None:
 
 def test_app_root_has_the_config_and_an_offline_frontend(tmp_path: Path) -> None:
     root = cli_chat.prepare_app_root(tmp_path / "chainlit")
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700  # the uploads are in there
     config = tomllib.loads((root / ".chainlit" / "config.toml").read_text())
     assert config["UI"]["name"] == "PromptArtisan"
+    assert config["project"]["allow_origins"] == []  # no CORS grant to any other site
     assert config["UI"]["custom_build"] == cli_chat.FRONTEND
     assert config["features"]["spontaneous_file_upload"]["accept"] == ["image/*"]
     assert (root / "chainlit.md").read_text().startswith("# PromptArtisan")
@@ -61,7 +66,50 @@ def test_the_server_gets_every_setting_with_absolute_paths(
     assert env["PROMPTARTISAN_CLIPSEG"] == "CIDAS/clipseg-rd64-refined"
     assert "PROMPTARTISAN_CONFIG" not in env
     # What the server reads back is what the command line resolved.
-    served = load_settings(config=tmp_path / "none.toml", environ=env)
+    served = load_settings(environ=env)  # no ./promptartisan.toml in tmp_path
     assert served.model_dump() == {
         **settings.model_dump(), "session_dir": tmp_path / "rel" / "sessions",
         "tiny_dir": settings.tiny_dir.resolve(), "instruct_pix2pix": str(tmp_path / "my-ip2p")}
+
+
+@pytest.fixture
+def chat_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """`promptartisan chat` run from an empty folder, its sessions and state inside it."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PROMPTARTISAN_SESSION_DIR", str(tmp_path / "sessions"))
+    return tmp_path
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A port another program is listening on."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield int(holder.getsockname()[1])
+
+
+def test_a_port_in_use_fails_with_a_message(chat_here: Path, taken_port: int,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["chat", "--headless", "--tiny", "--port", str(taken_port)]) == 2
+    error = capsys.readouterr().err
+    assert f"port {taken_port} on 127.0.0.1 is already in use" in error and "--port" in error
+    assert not (chat_here / "chainlit").exists()  # failed before anything was written
+
+
+def test_an_unknown_host_fails_with_a_message(chat_here: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["chat", "--headless", "--host", "no-such-host.invalid", "--port", "8000"]) == 2
+    assert "can't serve on host 'no-such-host.invalid'" in capsys.readouterr().err
+    assert main(["chat", "--headless", "--port", "0"]) == 2
+    assert "choose one from 1 to 65535" in capsys.readouterr().err
+
+
+def test_a_server_that_stops_by_itself_fails_the_command(
+        chat_here: Path, taken_port: int, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The port taken between the check and the start: the real Chainlit server can't listen,
+    logs it and exits 0; the command still fails."""
+    monkeypatch.setattr(cli_chat, "check_address", lambda host, port: None)
+    assert main(["chat", "--headless", "--tiny", "--port", str(taken_port)]) == 2
+    assert "the chat server stopped by itself" in capsys.readouterr().err

@@ -5,6 +5,8 @@ shown through a recording emitter."""
 from __future__ import annotations
 
 import io
+import shutil
+import stat
 import threading
 import time
 import zipfile
@@ -28,6 +30,8 @@ from promptartisan.ui import handlers
 from promptartisan.ui.handlers import (
     BUSY,
     NEED_IMAGE,
+    NOT_OFFERED,
+    NOT_THIS_CHATS,
     OUT_OF_MEMORY,
     STOPPED,
     ActionButton,
@@ -465,8 +469,19 @@ def test_history_buttons(chat: Chat, small_photo: Image.Image) -> None:
     assert not chat.emitter.of("error")
 
 
-def test_an_unknown_session_in_a_button_is_explained(chat: Chat) -> None:
+def test_an_unknown_session_in_a_button_is_refused(chat: Chat) -> None:
     chat.controller.action("undo", {"session": "no-such-session"})
+    assert chat.emitter.last("error").text == NOT_THIS_CHATS
+    chat.controller.action("undo", {})
+    assert chat.emitter.last("error").text == NOT_THIS_CHATS
+
+
+def test_a_vanished_session_of_this_chat_is_explained(chat: Chat,
+                                                      small_photo: Image.Image) -> None:
+    chat.controller.message("", [upload(small_photo)])
+    session_id = chat.controller.session_ids[0]
+    shutil.rmtree(chat.controller.settings.session_dir / session_id)
+    chat.controller.action("undo", {"session": session_id})
     assert "can't be opened" in chat.emitter.last("error").text
 
 
@@ -476,12 +491,95 @@ def test_earlier_sessions_are_offered_for_resuming(settings: Settings,
     chat = make_chat(settings)
     chat.controller.start()
     offer = chat.emitter.last("text")
-    assert offer.actions and offer.actions[0].payload == {"session": earlier.id}
+    assert offer.actions and set(offer.actions[0].payload) == {"offer"}
     chat.controller.action("resume", offer.actions[0].payload)
     assert chat.controller.session_ids == [earlier.id]
     assert "Continuing session" in chat.emitter.last("pictures").text
     chat.controller.message("make the sky a sunset")
     assert Session.open(earlier.id, settings.session_dir).current == 1
+    chat.controller.action("undo", buttons(chat.emitter.last("pictures"))["undo"])
+    assert Session.open(earlier.id, settings.session_dir).current == 0
+
+
+# ----- one chat can't reach another's sessions ----------------------------------------------
+
+
+SESSION_BUTTONS = ("undo", "redo", "reset", "masks", "compare", "download", "export")
+
+
+def test_a_second_chat_sending_the_first_chats_session_is_refused(
+        settings: Settings, small_photo: Image.Image) -> None:
+    first = make_chat(settings)
+    first.controller.message(TWO_EDITS, [upload(small_photo)])
+    payload = buttons(first.emitter.last("pictures"))["undo"]
+    session = Session.open(payload["session"], settings.session_dir)
+    before = (session.current, [version.id for version in session.versions()])
+
+    second = make_chat(settings)
+    for name in SESSION_BUTTONS:
+        second.emitter.clear()
+        second.controller.action(name, payload)
+        assert [(item.kind, item.text) for item in second.emitter.shown] == [
+            ("error", NOT_THIS_CHATS)], name
+    for resume in ({"session": payload["session"]}, {"offer": payload["session"]}):
+        second.emitter.clear()
+        second.controller.action("resume", resume)
+        assert [(item.kind, item.text) for item in second.emitter.shown] == [
+            ("error", NOT_OFFERED)]
+    assert second.controller.session_ids == []
+    second.controller.message("make the sky a sunset")  # and no request reaches it either
+    assert second.emitter.last("error").text == NEED_IMAGE
+
+    session = Session.open(payload["session"], settings.session_dir)
+    assert (session.current, [version.id for version in session.versions()]) == before
+    assert not (settings.session_dir.parent / "exports").exists()
+    assert not second.planner.calls
+    first.controller.action("undo", payload)  # its own chat still may
+    assert Session.open(payload["session"], settings.session_dir).current == 0
+
+
+def test_the_welcome_offers_tokens_not_session_ids(settings: Settings,
+                                                   small_photo: Image.Image) -> None:
+    earlier = Session.create(settings.session_dir, small_photo)
+    first, second = make_chat(settings), make_chat(settings)
+    first.controller.start()
+    second.controller.start()
+    offer = first.emitter.last("text").actions[0].payload
+    assert earlier.id not in str(offer)
+    other = second.emitter.last("text").actions[0].payload
+    assert other != offer  # each chat mints its own
+    second.controller.action("resume", offer)  # another chat's offer is no offer here
+    assert second.emitter.last("error").text == NOT_OFFERED
+    assert second.controller.session_ids == []
+    second.controller.action("undo", {"session": earlier.id})
+    assert second.emitter.last("error").text == NOT_THIS_CHATS
+
+
+def test_a_chat_reopened_with_its_sessions_continues_them(settings: Settings,
+                                                          small_photo: Image.Image) -> None:
+    earlier = Session.create(settings.session_dir, small_photo)
+    emitter = RecordingEmitter()
+    controller = ChatController(settings, emitter, session_ids=[earlier.id])
+    controller.reopen()
+    shown = emitter.last("pictures")
+    assert "Continuing session" in shown.text
+    controller.action("export", buttons(shown)["export"])
+    assert emitter.last("file").path is not None
+
+
+def test_exports_are_readable_by_this_user_only(chat: Chat, small_photo: Image.Image) -> None:
+    chat.controller.message("", [upload(small_photo)])
+    session_id = chat.controller.session_ids[0]
+    folder = chat.controller.settings.session_dir.parent / "exports"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)  # made open by someone else: the next export closes it
+    chat.controller.action("export", {"session": session_id})
+    export = chat.emitter.last("file").path
+    assert export is not None and export.parent == folder
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE(export.stat().st_mode) == 0o600
+    chat.controller.action("export", {"session": session_id})  # again: replaced, still private
+    assert stat.S_IMODE(export.stat().st_mode) == 0o600
 
 
 # ----- batch --------------------------------------------------------------------------------

@@ -3,7 +3,8 @@ what the controller emits with Chainlit's messages, steps, images and buttons.
 
 Started by `promptartisan chat` (`chainlit run` on this file). The controller's calls block
 (a turn runs a diffusion model), so they run in a worker thread (`cl.make_async`); the emitter
-posts back to the event loop with `cl.run_sync`.
+posts back to the event loop with `cl.run_sync`. Chainlit's server answers only its own page
+(`SameOriginOnly`, added to it here, before it starts).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import chainlit as cl
+from chainlit.config import config as chainlit_config
 from chainlit.input_widget import Select, Slider, Switch, TextInput
+from chainlit.server import app as chainlit_server
 from chainlit.utils import utc_now
 
 from promptartisan.settings import Settings, load_settings
@@ -25,12 +28,16 @@ from promptartisan.ui.handlers import (
     StepUpdate,
     Upload,
 )
+from promptartisan.ui.origin import SameOriginOnly, served_hosts
 from promptartisan.ui.render import png_bytes
 
 ACTION_NAMES = ("undo", "redo", "reset", "masks", "compare", "download", "export", "answer",
                 "use_tiny", "resume")
 CONTROLLER = "controller"
 SESSION_IDS = "session_ids"  # kept in the user session so a data layer can resume the chat
+
+chainlit_server.add_middleware(
+    SameOriginOnly, hosts=served_hosts(chainlit_config.run.host, chainlit_config.run.port))
 
 
 class ChainlitEmitter:
@@ -154,8 +161,7 @@ async def on_chat_resume(thread: dict[str, Any]) -> None:
         metadata = json.loads(metadata)
     session_ids = list(metadata.get(SESSION_IDS) or [])
     controller = await _begin(session_ids)
-    if session_ids:
-        await cl.make_async(controller.action)("resume", {"session": session_ids[0]})
+    await cl.make_async(controller.reopen)()
 
 
 @cl.on_message

@@ -3,18 +3,24 @@
 Chainlit keeps its config, translations and uploaded files in its app root. That root is a
 state folder next to the sessions folder (`<session_dir>/../chainlit`), never the source tree:
 each start copies the committed config from ui/chainlit_app/ there and builds an offline copy
-of Chainlit's frontend (its index.html without the Google Fonts and KaTeX CDN links).
+of Chainlit's frontend (its index.html without the Google Fonts and KaTeX CDN links). The
+folder is the user's alone (0700): it holds the uploaded photos.
+
+Chainlit's server exits 0 when it can't listen (it only logs why), so the address is tried
+first, and a server that stops without being asked is a failure.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib.util
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +54,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 def _chat(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
+    check_address(args.host, args.port)
     app_root = prepare_app_root(state_dir(settings))
     command = [sys.executable, "-m", "chainlit", "run", str(APP), "--host", args.host,
                "--port", str(args.port)]
@@ -56,10 +63,20 @@ def _chat(args: argparse.Namespace) -> int:
     print(f"PromptArtisan chat on http://{args.host}:{args.port}  "
           f"(sessions: {settings.session_dir}; Chainlit state: {app_root})", flush=True)
     process = subprocess.Popen(command, cwd=app_root, env=chat_environment(settings, app_root))
-    # A terminated `promptartisan chat` takes its server along.
-    signal.signal(signal.SIGTERM, lambda signum, frame: process.terminate())
+    stopped: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:
+        """A terminated `promptartisan chat` takes its server along."""
+        stopped.append(signum)
+        process.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
     try:
-        return process.wait()
+        code = process.wait()
+        if not stopped:
+            raise RuntimeError(f"the chat server stopped by itself (exit status {code}); its "
+                               "messages are above")
+        return code
     except KeyboardInterrupt:
         process.terminate()
         try:
@@ -69,6 +86,25 @@ def _chat(args: argparse.Namespace) -> int:
         return 130
 
 
+def check_address(host: str, port: int) -> None:
+    """Raise ValueError, in words, when the server can't listen on `host`:`port`: bound the way
+    uvicorn binds (an IPv6 socket for an address with a colon, SO_REUSEADDR), then let go."""
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} can't be served on; choose one from 1 to 65535 (--port)")
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except socket.gaierror as exc:
+            raise ValueError(f"can't serve on host {host!r}: {exc.strerror} (--host takes an "
+                             "address of this machine, such as 127.0.0.1)") from None
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ValueError(f"port {port} on {host} is already in use (another chat or "
+                                 "program serves there); choose another with --port") from None
+            raise ValueError(f"can't serve on {host}:{port}: {exc.strerror}") from None
+
+
 def state_dir(settings: Settings) -> Path:
     """Chainlit's app root: beside the sessions, outside the source tree."""
     return settings.session_dir.expanduser().resolve().parent / "chainlit"
@@ -76,8 +112,10 @@ def state_dir(settings: Settings) -> Path:
 
 def prepare_app_root(root: Path) -> Path:
     """Write the config, readme, style sheet, English texts and the offline frontend into
-    Chainlit's app root."""
-    (root / ".chainlit").mkdir(parents=True, exist_ok=True)
+    Chainlit's app root, which only this user may enter."""
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    root.chmod(0o700)
+    (root / ".chainlit").mkdir(exist_ok=True)
     shutil.copyfile(TEMPLATE / "config.toml", root / ".chainlit" / "config.toml")
     shutil.copyfile(TEMPLATE / "readme.md", root / "chainlit.md")
     shutil.copytree(TEMPLATE / "public", root / "public", dirs_exist_ok=True)

@@ -4,14 +4,19 @@ agent's Editor and Session, and tells an `Emitter` what to show.
 
 Nothing here edits pictures: the agent plans, grounds, edits and keeps the history; this module
 only decides what the person sees, so it can be tested without a browser.
+
+A chat acts only on the sessions it created or was given through the app: a button's session id
+counts only if it is one of this chat's own, and the welcome's offers to continue earlier
+sessions carry a random token this chat minted, not the id. A client can send any payload; it
+can't make another chat's picture its own.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
-import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -32,7 +37,6 @@ log = logging.getLogger(__name__)
 # Seconds a new request waits for a stopped turn to wind down before saying "busy".
 STOP_GRACE_S = 60.0
 RESUME_OFFERS = 3
-EXPORT_DIR = Path(tempfile.gettempdir()) / "promptartisan-exports"
 HUB_HOST = ("huggingface.co", 443)
 
 STAGE_TITLES = {
@@ -81,6 +85,11 @@ OUT_OF_MEMORY = (
     "Ran out of memory on this request. Try fewer edits at once, fewer steps in the settings "
     "panel, or a smaller picture. Nothing was changed, and the chat goes on."
 )
+NOT_THIS_CHATS = (
+    "That button belongs to a picture this chat didn't open, so nothing was done. Attach a "
+    "photo, or continue an earlier session from a new chat's welcome."
+)
+NOT_OFFERED = "That offer to continue a session isn't one this chat made, so nothing was done."
 TINY_NOTE = (
     "Switched this chat to the **tiny demo models**: they run anywhere in seconds, but their "
     "weights are random, so results are colourful noise. They show how the chat works, not "
@@ -162,6 +171,15 @@ def default_sessions() -> Any:
     return Session
 
 
+def export_dir(settings: Settings) -> Path:
+    """Where the chat writes session exports: beside the sessions, readable by this user only
+    (the folder 0700, each file 0600)."""
+    folder = settings.session_dir.expanduser().resolve().parent / "exports"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    return folder
+
+
 def required_models(settings: Settings) -> list[str]:
     """The models an edit needs with these settings: the engine and the grounding backend."""
     grounding = settings.resolved_grounding_backend()
@@ -203,7 +221,9 @@ class ChatController:
         self._editor_factory = editor_factory
         self._editor: EditorLike | None = None
         self._sessions = sessions if sessions is not None else default_sessions()
-        self.session_ids: list[str] = list(session_ids)
+        self.session_ids: list[str] = list(session_ids)  # the pictures requests go to
+        self._own: set[str] = set(session_ids)  # every session this chat created or was given
+        self._offers: dict[str, str] = {}  # resume token -> the earlier session it continues
         self._cancel = threading.Event()
         self._busy = threading.Lock()
 
@@ -216,8 +236,13 @@ class ChatController:
         earlier = self._sessions.list(self.settings.session_dir)[-RESUME_OFFERS:]
         if earlier and not self.session_ids:
             buttons = [ActionButton("resume", f"Continue {info.id} ({info.versions} versions)",
-                                    {"session": info.id}) for info in reversed(earlier)]
+                                    {"offer": self._offer(info.id)}) for info in reversed(earlier)]
             self.emitter.text("Or continue where you left off:", buttons)
+
+    def reopen(self) -> None:
+        """A chat reopened from its saved thread: show its first picture as it is now."""
+        if self.session_ids:
+            self._on_session(self._resume, self.session_ids[0])
 
     def message(self, text: str, uploads: Sequence[Upload] = ()) -> None:
         """A message from the person: maybe new pictures, maybe a request, maybe both."""
@@ -250,21 +275,45 @@ class ChatController:
             "download": self._download,
             "export": self._export,
         }
+        if name not in views and name not in changes:
+            self.emitter.error(f"Unknown action {name!r}.")
+            return
+        # Resume names its session by an offer token; every other button by this chat's own id.
+        session_id = self._offered(payload) if name == "resume" else self._owned(payload)
+        if session_id is None:
+            return
         if name in views:  # reading only: works even while a turn runs
-            self._on_session(views[name], payload)
-        elif name in changes:
-            if not self._acquire():
-                return
+            self._on_session(views[name], session_id)
+        elif self._acquire():
             try:
-                self._on_session(changes[name], payload)
+                self._on_session(changes[name], session_id)
             finally:
                 self._busy.release()
-        else:
-            self.emitter.error(f"Unknown action {name!r}.")
 
-    def _on_session(self, handler: Callable[[Any], None], payload: dict[str, Any]) -> None:
+    def _owned(self, payload: dict[str, Any]) -> str | None:
+        """The payload's session if it is one of this chat's; else None, and the person told."""
+        session_id = str(payload.get("session", ""))
+        if session_id in self._own:
+            return session_id
+        log.warning("refused a button for session %r, not one of this chat's", session_id)
+        self.emitter.error(NOT_THIS_CHATS)
+        return None
+
+    def _offered(self, payload: dict[str, Any]) -> str | None:
+        """The session an offer token of this chat's welcome stands for; else None, and told."""
+        session_id = self._offers.get(str(payload.get("offer", "")))
+        if session_id is None:
+            self.emitter.error(NOT_OFFERED)
+        return session_id
+
+    def _offer(self, session_id: str) -> str:
+        token = secrets.token_urlsafe(16)
+        self._offers[token] = session_id
+        return token
+
+    def _on_session(self, handler: Callable[[Any], None], session_id: str) -> None:
         try:
-            session = self._open(str(payload.get("session", "")))
+            session = self._open(session_id)
             if session is not None:
                 handler(session)
         except Exception as exc:  # any failure becomes a message; the chat goes on
@@ -331,6 +380,7 @@ class ChatController:
                 self._report_exception(exc)
                 return
             self.session_ids = [session.id for session in sessions]
+            self._own.update(self.session_ids)
             if not text:
                 what = "this photo" if len(sessions) == 1 else f"these {len(sessions)} photos"
                 self.emitter.text(f"Got {what}. What should I change?")
@@ -459,12 +509,14 @@ class ChatController:
 
     def _export(self, session: Any) -> None:
         # Overwritten by the next export of the session: the chat keeps its own copy.
-        out = session.export(EXPORT_DIR / f"{session.id}.zip")
+        out = session.export(export_dir(self.settings) / f"{session.id}.zip")
+        out.chmod(0o600)
         self.emitter.file("The whole session — every version, its masks and how it was made:",
                           out, out.name)
 
     def _resume(self, session: Any) -> None:
         self.session_ids = [session.id]
+        self._own.add(session.id)
         self._show_version(session, f"Continuing session {session.id}, at version "
                                     f"{session.current}. What next?")
 
