@@ -14,6 +14,7 @@ import numpy as np
 import PIL.Image
 import torch
 import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
 
 # A mask may be drawn at another resolution than the image, but not for another image: its aspect
 # ratio must match the image's within this fraction.
@@ -122,39 +123,101 @@ def prepare_regions(regions: Sequence[Region], size: tuple[int, int], max_region
     return kept, np.stack(masks), [group_ids[key] for key in keys]
 
 
-def attention_shapes(height: int, width: int, levels: int) -> list[tuple[int, int]]:
-    """The latent size and each size the UNet's stride-2 downsamplers reach (ceil(x / 2))."""
+def attention_shapes(height: int, width: int, levels: int, round_up: bool = True
+                     ) -> list[tuple[int, int]]:
+    """The latent size and each size the UNet's stride-2 downsamplers reach: ceil(x / 2) with
+    diffusers' usual padding of 1, floor(x / 2) for a UNet built with `downsample_padding=0`."""
     shapes = [(height, width)]
     for _ in range(levels - 1):
-        height, width = -(-height // 2), -(-width // 2)
+        height, width = ((-(-height // 2), -(-width // 2)) if round_up
+                         else (height // 2, width // 2))
         shapes.append((height, width))
     return shapes
+
+
+def winner_map(masks: torch.Tensor, orders: Sequence[float]) -> torch.Tensor:
+    """Each pixel's region once overlaps are resolved, from boolean masks (n, H, W): 0 where no
+    mask covers it, else k (1-based) for the covering region of highest order; between equal
+    orders the later region wins, like layers in an image editor."""
+    winner = torch.zeros(masks.shape[1:], dtype=torch.long)
+    for k in sorted(range(len(orders)), key=lambda k: orders[k]):
+        winner[masks[k]] = k + 1
+    return winner
+
+
+def cell_counts(winner: torch.Tensor, num_labels: int, shape: tuple[int, int]) -> torch.Tensor:
+    """(num_labels, h, w): how many pixels of each label of `winner` (H, W) fall in each cell of
+    an h × w grid laid over it, pixel (y, x) in cell (y·h // H, x·w // W), as the image is resized
+    to the latent."""
+    (height, width), (h, w) = winner.shape, shape
+    if h > height or w > width:
+        raise ValueError(f"a {h}×{w} grid is finer than the {height}×{width} masks")
+    rows = torch.arange(height) * h // height
+    cols = torch.arange(width) * w // width
+    index = winner * (h * w) + (rows[:, None] * w + cols[None, :])
+    return torch.bincount(index.flatten(), minlength=num_labels * h * w).view(num_labels, h, w)
 
 
 def label_maps(masks: torch.Tensor, orders: Sequence[float], groups: Sequence[int],
                shapes: Sequence[tuple[int, int]]) -> LabelMaps:
     """The composite label map at each of `shapes` from boolean masks (n, H, W).
 
-    A pixel belongs to a region whose mask covers at least half of it; where several do, the one
-    with the higher order wins (equal orders: the later region). A region too small to cover half
-    of any pixel at a coarse resolution keeps its best-covered pixels there, so that no
-    instruction silently loses its text at a whole resolution.
+    Overlaps are resolved once, at full resolution (`winner_map`). A cell then belongs to the
+    regions if their visible pixels cover at least half of it, and to the region with the most
+    visible pixels there (ties: the higher layer). A region visible at full resolution that this
+    rule leaves without a cell at some resolution is given one (`claim_cells`), so that no
+    instruction silently loses its text at a whole resolution; every other cell follows the rule.
     """
+    num_regions = masks.shape[0]
+    winner = winner_map(masks, orders)
+    top_first = sorted(range(num_regions), key=lambda k: (orders[k], k), reverse=True)
+    top_labels = torch.tensor(top_first) + 1
     group_of = torch.tensor([0, *groups], dtype=torch.long)
-    stacking = sorted(range(len(orders)), key=lambda k: orders[k])
     labels, group_maps = {}, {}
     for shape in shapes:
-        cover = F.adaptive_avg_pool2d(masks[:, None].float(), shape)[:, 0]
-        present = cover >= 0.5
-        peak = cover.flatten(1).amax(1)[:, None, None]
-        missing = ~present.flatten(1).any(1)
-        present[missing] = (cover == peak)[missing] & (peak > 0)[missing]
-        label = torch.zeros(shape, dtype=torch.long)
-        for k in stacking:
-            label[present[k]] = k + 1
+        counts = cell_counts(winner, num_regions + 1, shape)
+        cell_size = counts.sum(0)
+        covered = 2 * (cell_size - counts[0]) >= cell_size
+        plurality = top_labels[counts[top_labels].argmax(0)]
+        label = torch.where(covered, plurality, 0)
+        visible = counts[1:].flatten(1).any(1)
+        present = torch.bincount(label.flatten(), minlength=num_regions + 1)[1:] > 0
+        if (visible & ~present).any():
+            label = claim_cells(label, counts, visible)
         labels[shape] = label
         group_maps[shape] = group_of[label]
     return LabelMaps(list(shapes), labels, group_maps)
+
+
+def claim_cells(label: torch.Tensor, counts: torch.Tensor, visible: torch.Tensor
+                ) -> torch.Tensor:
+    """`label` changed as little as possible so that every `visible` region owns a cell.
+
+    Each visible region is matched to a cell of its own among those it has visible pixels in
+    (a minimum-cost assignment), the cost of a cell being the pixels it then routes away from
+    their winner: 0 for a cell the region already owns, so regions that have cells keep one and
+    a claim never takes another region's last cell. Those cells are relabelled, no other.
+    """
+    shape = label.shape
+    regions = visible.nonzero().squeeze(1)
+    flat_counts = counts.flatten(1).double()
+    current = label.flatten()
+    owner_pixels = flat_counts.gather(0, current[None])[0]
+    own_pixels = flat_counts[regions + 1]
+    cost = owner_pixels[None] - own_pixels
+    cost[own_pixels == 0] = math.inf
+    try:
+        rows, cells = linear_sum_assignment(cost.numpy())
+    except ValueError:
+        rows = []
+    if len(rows) < len(regions):
+        raise RegionError(
+            f"{len(regions)} regions lie in too few cells of the {shape[0]}×{shape[1]} grid the "
+            f"UNet attends at, so some instruction could not be read there: use a larger "
+            f"image, or fewer regions, or regions further apart")
+    label = current.clone()
+    label[torch.from_numpy(cells)] = regions[torch.from_numpy(rows)] + 1
+    return label.view(shape)
 
 
 def feather_mask(mask: np.ndarray, radius: int) -> np.ndarray:
