@@ -45,7 +45,9 @@ class Settings(BaseModel):
     guidance_scale: float = Field(7.5, ge=0.0, le=50.0)
     image_guidance_scale: float = Field(1.5, ge=0.0, le=20.0)
     preserve_background: bool = True
-    seed: int | None = None
+    # Stored in the session's SQLite INTEGER column (signed 64-bit) and passed to
+    # torch.Generator.manual_seed (which takes up to 2**64 - 1): the narrower range wins.
+    seed: int | None = Field(None, ge=0, lt=2**63)
     max_regions: int = Field(8, ge=1, le=32)
     working_size: int = Field(512, ge=64, le=2048, description="Long side the engine works at.")
     max_pixels: int = Field(50_000_000, ge=1, description="Uploads with more pixels are refused.")
@@ -98,17 +100,24 @@ def load_settings(
     overrides: dict[str, Any] | None = None,
     environ: dict[str, str] | None = None,
 ) -> Settings:
-    """Build the settings from every source. `config` defaults to ./promptartisan.toml (or the
-    file named by PROMPTARTISAN_CONFIG); `overrides` are CLI flags, None values ignored."""
+    """Build the settings from every source. `config` (the --config flag) defaults to the
+    file named by PROMPTARTISAN_CONFIG, else ./promptartisan.toml; a file named by the flag or
+    the variable must exist, the implicit default need not. `overrides` are CLI flags, None
+    values ignored. An explicit cuda or mps device must be there."""
     environ = dict(os.environ) if environ is None else environ
     merged: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    path = config or Path(environ.get(ENV_PREFIX + "CONFIG", CONFIG_FILE))
+    path, named_by = _config_file(config, environ)
+    if named_by is not None and not path.is_file():
+        problem = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise SettingsError(f"settings file {path} (from {named_by}) {problem}")
     if path.is_file():
         try:
             file_values = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise SettingsError(f"{path} is not valid TOML: {exc}") from exc
+        except OSError as exc:
+            raise SettingsError(f"cannot read settings file {path}: {exc.strerror}") from exc
         file_values = file_values.get("promptartisan", file_values)
         merged.update(file_values)
         sources.update({k: str(path) for k in file_values})
@@ -119,10 +128,34 @@ def load_settings(
     merged.update(flags)
     sources.update({k: "command line" for k in flags})
     try:
-        return Settings(**merged)
+        settings = Settings(**merged)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             name = str(err["loc"][0]) if err["loc"] else "?"
             problems.append(f"{name} (from {sources.get(name, 'defaults')}): {err['msg']}")
         raise SettingsError("invalid settings: " + "; ".join(problems)) from exc
+    _check_device(settings.device, sources.get("device", "defaults"))
+    return settings
+
+
+def _config_file(config: Path | None, environ: dict[str, str]) -> tuple[Path, str | None]:
+    """The settings file to read and what named it (None: the implicit default)."""
+    if config is not None:
+        return config, "--config"
+    if environ.get(ENV_PREFIX + "CONFIG"):
+        return Path(environ[ENV_PREFIX + "CONFIG"]), ENV_PREFIX + "CONFIG"
+    return Path(CONFIG_FILE), None
+
+
+def _check_device(device: str, source: str) -> None:
+    """Refuse a GPU device that is not there now, rather than fail inside torch later."""
+    if device not in ("cuda", "mps"):
+        return
+    import torch
+
+    backend = torch.cuda if device == "cuda" else torch.backends.mps
+    if not backend.is_available():
+        raise SettingsError(f"device (from {source}): {device} is not available here "
+                            f"(torch {torch.__version__} sees no {device.upper()} device); "
+                            f"use auto or cpu")

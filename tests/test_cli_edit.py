@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from PIL import Image
 from scipy import ndimage
 
 from promptartisan.ui.cli import main
+from promptartisan.ui.cli_edit import _write_atomically
 
 
 @pytest.fixture(autouse=True)
@@ -19,6 +21,7 @@ def tiny_env(monkeypatch: pytest.MonkeyPatch, tiny_dir: Path, tmp_path: Path) ->
     monkeypatch.setenv("PROMPTARTISAN_TINY_DIR", str(tiny_dir))
     monkeypatch.setenv("PROMPTARTISAN_WORKING_SIZE", "64")
     monkeypatch.setenv("PROMPTARTISAN_DEVICE", "cpu")
+    monkeypatch.delenv("PROMPTARTISAN_CONFIG", raising=False)
     monkeypatch.chdir(tmp_path)  # no promptartisan.toml of the developer's
 
 
@@ -69,3 +72,86 @@ def test_a_request_that_is_not_an_edit_stops_before_any_image(
                  "--out", str(tmp_path / "out"), "--tiny"])
     assert code == 2 and "not an edit" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def _edit_args(*images: Path, out: Path) -> list[str]:
+    return ["edit", *map(str, images), "--request", "make it look like winter", "--out", str(out),
+            "--tiny", "--steps", "2", "--seed", "1"]
+
+
+def test_an_input_that_is_also_an_output_stops_the_run_before_any_work(
+        tmp_path: Path, small_photo: Image.Image, capsys: pytest.CaptureFixture[str]) -> None:
+    # The case: a.png's edit would be written to ow/a.edited.png, the second input.
+    folder = tmp_path / "ow"
+    folder.mkdir()
+    small_photo.save(folder / "a.png")
+    small_photo.transpose(Image.Transpose.FLIP_TOP_BOTTOM).save(folder / "a.edited.png")
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+    for force in ([], ["--force"]):  # --force replaces earlier outputs, never an input
+        code = main(_edit_args(folder / "a.png", folder / "a.edited.png", out=folder) + force)
+        err = capsys.readouterr().err
+        assert code == 2 and "Traceback" not in err
+        assert f"{folder / 'a.edited.png'} is an input of this run" in err
+        assert f"the edit of {folder / 'a.png'}" in err
+        assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
+
+
+def test_a_region_mask_is_an_input_too(tmp_path: Path, small_photo: Image.Image,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    small_photo.save(tmp_path / "photo.png")
+    mask = tmp_path / "photo.mask-0.png"
+    Image.fromarray(box_mask(small_photo.size, (2, 2, 20, 20)).astype(np.uint8) * 255).save(mask)
+    before = mask.read_bytes()
+    code = main(["edit", str(tmp_path / "photo.png"), "--region", str(mask), "make it gold",
+                 "--out", str(tmp_path), "--tiny", "--steps", "2", "--force"])
+    assert code == 2 and f"{mask} is an input of this run" in capsys.readouterr().err
+    assert mask.read_bytes() == before and not (tmp_path / "photo.edited.png").exists()
+
+
+def test_an_earlier_runs_files_are_replaced_only_with_force(
+        tmp_path: Path, small_photo: Image.Image, capsys: pytest.CaptureFixture[str]) -> None:
+    small_photo.save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    assert main(_edit_args(tmp_path / "a.png", out=out)) == 0
+    first = {path.name: path.read_bytes() for path in out.iterdir()}
+    assert sorted(first) == ["a.edited.png", "a.mask-0.png", "report.json"]
+
+    code = main(_edit_args(tmp_path / "a.png", out=out) + ["--seed", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and "exists already (and 2 more)" in err and "--force" in err
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == first
+
+    assert main(_edit_args(tmp_path / "a.png", out=out) + ["--seed", "2", "--force"]) == 0
+    again = {path.name: path.read_bytes() for path in out.iterdir()}
+    assert sorted(again) == sorted(first)  # no temporaries left behind
+    assert again["a.edited.png"] != first["a.edited.png"]  # another seed, replaced
+    assert json.loads(again["report.json"])["images"][0]["seed"] == 2
+
+
+def test_inputs_with_the_same_name_get_distinct_outputs(
+        tmp_path: Path, small_photo: Image.Image) -> None:
+    # Distinct even ignoring case, for file systems that do (macOS, Windows).
+    for folder, name in (("x", "a.png"), ("y", "a.png"), ("z", "A.png")):
+        (tmp_path / folder).mkdir()
+        small_photo.save(tmp_path / folder / name)
+    out = tmp_path / "out"
+    assert main(_edit_args(tmp_path / "x" / "a.png", tmp_path / "y" / "a.png",
+                           tmp_path / "z" / "A.png", out=out)) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert [Path(entry["output"]).name for entry in report["images"]] == [
+        "a.edited.png", "a-2.edited.png", "A-3.edited.png"]
+
+
+def test_a_failed_write_leaves_the_file_as_it_was(tmp_path: Path) -> None:
+    target = tmp_path / "a.edited.png"
+    target.write_bytes(b"earlier")
+
+    def half_then_fail(handle: IO[bytes]) -> None:
+        handle.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        _write_atomically(target, half_then_fail)
+    assert target.read_bytes() == b"earlier" and list(tmp_path.iterdir()) == [target]
+    _write_atomically(target, lambda handle: handle.write(b"whole"))
+    assert target.read_bytes() == b"whole" and list(tmp_path.iterdir()) == [target]

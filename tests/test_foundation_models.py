@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import zipfile
@@ -36,8 +38,10 @@ def test_settings_precedence(tmp_path: Path) -> None:
 
 
 def test_settings_errors_name_the_setting_and_its_source(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
     with pytest.raises(SettingsError, match=r"steps \(from PROMPTARTISAN_STEPS\)"):
-        load_settings(config=tmp_path / "none.toml", environ={"PROMPTARTISAN_STEPS": "many"})
+        load_settings(config=empty, environ={"PROMPTARTISAN_STEPS": "many"})
     bad = tmp_path / "bad.toml"
     bad.write_text("steps = = 3")
     with pytest.raises(SettingsError, match="not valid TOML"):
@@ -46,6 +50,52 @@ def test_settings_errors_name_the_setting_and_its_source(tmp_path: Path) -> None
     unknown.write_text("stepz = 3")
     with pytest.raises(SettingsError, match="stepz"):
         load_settings(config=unknown, environ={})
+
+
+def test_a_settings_file_named_by_flag_or_variable_must_exist(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = tmp_path / "nowhere.toml"
+    with pytest.raises(SettingsError, match=re.escape(f"{missing} (from --config) does not")):
+        load_settings(config=missing, environ={})
+    with pytest.raises(SettingsError,
+                       match=re.escape(f"{missing} (from PROMPTARTISAN_CONFIG) does not")):
+        load_settings(environ={"PROMPTARTISAN_CONFIG": str(missing)})
+    with pytest.raises(SettingsError, match="is a folder, not a file"):
+        load_settings(config=tmp_path, environ={})
+    # The implicit ./promptartisan.toml may be absent: defaults; present: read.
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(environ={}) == Settings()
+    (tmp_path / "promptartisan.toml").write_text("steps = 9\n")
+    assert load_settings(environ={}).steps == 9
+
+
+def test_a_seed_is_0_to_2_to_the_63_minus_1(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    # Sessions keep the seed in an SQLite INTEGER (signed 64-bit); torch.Generator takes more.
+    largest = 2**63 - 1
+    assert load_settings(overrides={"seed": largest}, environ={}).seed == largest
+    torch.Generator().manual_seed(largest)
+    database = sqlite3.connect(":memory:")
+    assert database.execute("SELECT ?", (largest,)).fetchone() == (largest,)
+    with pytest.raises(OverflowError):
+        database.execute("SELECT ?", (largest + 1,))
+    for seed in (2**63, 2**70, -1):
+        with pytest.raises(SettingsError, match=r"seed \(from command line\)"):
+            load_settings(overrides={"seed": seed}, environ={})
+    with pytest.raises(SettingsError, match=r"seed \(from PROMPTARTISAN_SEED\)"):
+        load_settings(environ={"PROMPTARTISAN_SEED": str(2**64)})
+
+
+def test_a_gpu_device_must_be_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    for device in ("cuda", "mps"):
+        with pytest.raises(SettingsError, match=f"device \\(from PROMPTARTISAN_DEVICE\\): "
+                                                f"{device} is not available"):
+            load_settings(environ={"PROMPTARTISAN_DEVICE": device})
+    assert load_settings(environ={"PROMPTARTISAN_DEVICE": "auto"}).resolved_device() == "cpu"
 
 
 def test_auto_device_and_dtype_on_this_machine() -> None:

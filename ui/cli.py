@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sqlite3
 import sys
 from pathlib import Path
 
 from promptartisan.settings import Settings, SettingsError, load_settings
+
+EXIT_CODES = """exit status:
+  0    done
+  1    done in part: some images or cases failed (the report says which)
+  2    not done: bad input or settings, a missing model or file, or a failure reading,
+       writing or running a model; one line on standard error says what
+  130  interrupted"""
 
 COMMAND_MODULES = [
     "promptartisan.ui.cli_models",
@@ -46,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="promptartisan",
         description="Conversational image editing: many instructions, one diffusion pass.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = common_parser()
@@ -62,12 +71,31 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except (SettingsError, ModelError, InvalidImageError, ValueError) as exc:
-        print(f"promptartisan {args.command}: {exc}", file=sys.stderr)
+    except (SettingsError, ModelError, InvalidImageError, ValueError, OSError, sqlite3.Error,
+            RuntimeError) as exc:
+        print(f"promptartisan {_command(args)}: {_describe(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _command(args: argparse.Namespace) -> str:
+    """'edit', or with an action: 'sessions export' (each group's dest is COMMAND_command)."""
+    action = getattr(args, f"{args.command}_command", None)
+    return args.command if action is None else f"{args.command} {action}"
+
+
+def _describe(exc: BaseException) -> str:
+    """What went wrong, for a person: the file and the system's words for an OSError; the
+    first line of a RuntimeError (torch's go on for pages); our own messages as they are."""
+    if isinstance(exc, OSError) and exc.strerror:
+        names = [str(name) for name in (exc.filename, exc.filename2) if name is not None]
+        return ": ".join([*names, exc.strerror])
+    if isinstance(exc, sqlite3.Error):
+        return f"session database: {exc}"
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0] if isinstance(exc, RuntimeError) else text
 
 
 if __name__ == "__main__":

@@ -1,18 +1,31 @@
 """`promptartisan edit IMAGE… --request TEXT --out DIR`: one plain-language request applied to
 many images (planned once, grounded and edited per image), or
 `promptartisan edit IMAGE… --region MASK.png PROMPT [--region …] --out DIR` with regions given
-as masks (no planning, no grounding). Writes the edits, their masks and report.json."""
+as masks (no planning, no grounding). Writes the edits, their masks and report.json, never over
+an input of the run, nor over an existing file without --force."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import secrets
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, NamedTuple
 
 from promptartisan.ui.cli import settings_from_args
+
+REPORT = "report.json"
+
+
+class Outputs(NamedTuple):
+    """The files one image's edit writes."""
+
+    edited: Path
+    masks: list[Path]
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -31,6 +44,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                      help="a mask image (white = edit) and its instruction; repeatable")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR",
                         help="folder for the results and report.json")
+    parser.add_argument("--force", action="store_true",
+                        help="replace files an earlier run left in DIR (never an input)")
     parser.add_argument("--planner", help="rules (default) or llm:PROVIDER:MODEL")
     parser.add_argument("--steps", type=int, help="denoising steps")
     parser.add_argument("--seed", type=int, help="random seed (default: a new one per image)")
@@ -44,6 +59,7 @@ def _edit(args: argparse.Namespace) -> int:
     from promptartisan.tools.images import load_image
 
     settings = settings_from_args(args, planner=args.planner, steps=args.steps, seed=args.seed)
+    _check_out_folder(args.out)
     editor = Editor(settings)
     report: dict[str, Any] = {"request": args.request, "images": []}
     instructions, regions = None, None
@@ -61,15 +77,19 @@ def _edit(args: argparse.Namespace) -> int:
     else:
         regions = [(load_image(Path(mask)), prompt) for mask, prompt in args.region]
         report["regions"] = [{"mask": mask, "prompt": prompt} for mask, prompt in args.region]
+    count = len(instructions) if instructions is not None else len(args.region)
+    outputs = [Outputs(args.out / f"{name}.edited.png",
+                       [args.out / f"{name}.mask-{k}.png" for k in range(count)])
+               for name in _names(args.images)]
+    region_masks = [Path(mask) for mask, _ in args.region or []]
+    _refuse_overwrites(args.images, region_masks, outputs, args.out / REPORT, args.force)
     args.out.mkdir(parents=True, exist_ok=True)
-    names: set[str] = set()
-    with tqdm(args.images, unit="image", desc="editing") as bar:
-        for path in bar:
-            name = _unique(path.stem, names)
+    with tqdm(list(zip(args.images, outputs, strict=True)), unit="image", desc="editing") as bar:
+        for path, written in bar:
             entry: dict[str, Any] = {"input": str(path)}
             started = time.monotonic()
             try:
-                entry.update(_edit_one(editor, path, name, args.out, instructions, regions,
+                entry.update(_edit_one(editor, path, written, instructions, regions,
                                        lambda e: bar.set_postfix_str(e.message, refresh=True)))
             except Exception as exc:  # one bad image must not stop the batch
                 entry.update(status="error", message=f"{type(exc).__name__}: {exc}")
@@ -77,13 +97,14 @@ def _edit(args: argparse.Namespace) -> int:
             if entry["status"] != "edited":
                 tqdm.write(f"{path}: {entry['message']}", file=sys.stderr)
             report["images"].append(entry)
-    (args.out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    _write_atomically(args.out / REPORT,
+                      lambda handle: handle.write(json.dumps(report, indent=2).encode("utf-8")))
     edited = sum(entry["status"] == "edited" for entry in report["images"])
-    print(f"{edited} of {len(args.images)} images edited; report: {args.out / 'report.json'}")
+    print(f"{edited} of {len(args.images)} images edited; report: {args.out / REPORT}")
     return 0 if edited == len(args.images) else 1
 
 
-def _edit_one(editor: Any, path: Path, name: str, out: Path, instructions: list[Any] | None,
+def _edit_one(editor: Any, path: Path, written: Outputs, instructions: list[Any] | None,
               regions: list[tuple[Any, str]] | None, on_event: Any) -> dict[str, Any]:
     """Ground `instructions` (or take `regions`: mask, prompt) and edit one image; the
     report's entry for it."""
@@ -104,21 +125,72 @@ def _edit_one(editor: Any, path: Path, name: str, out: Path, instructions: list[
                                 target=f"region {k}", order=k, source="user")
                    for k, (mask, prompt) in enumerate(regions or [])]
     rendered = editor.render(image, records, on_event=on_event)
-    output = out / f"{name}.edited.png"
-    rendered.image.save(output)
+    _write_atomically(written.edited, lambda handle: rendered.image.save(handle, format="PNG"))
     masks = []
-    for k, record in enumerate(records):
-        mask_path = out / f"{name}.mask-{k}.png"
-        Image.fromarray(record.mask.astype("uint8") * 255).save(mask_path)
+    for record, mask_path in zip(records, written.masks, strict=True):
+        mask = Image.fromarray(record.mask.astype("uint8") * 255)
+        _write_atomically(mask_path, lambda handle, mask=mask: mask.save(handle, format="PNG"))
         masks.append({"target": record.target, "prompt": record.prompt, "mask": str(mask_path),
                       "source": record.source, "score": record.score})
-    return {"status": "edited", "output": str(output), "seed": rendered.seed,
+    return {"status": "edited", "output": str(written.edited), "seed": rendered.seed,
             "regions": masks, "parameters": rendered.parameters}
 
 
-def _unique(stem: str, taken: set[str]) -> str:
-    name, number = stem, 2
-    while name in taken:
-        name, number = f"{stem}-{number}", number + 1
-    taken.add(name)
-    return name
+def _names(images: list[Path]) -> list[str]:
+    """A file-name stem per image, distinct even where the file system ignores case:
+    a.png, b/a.png, A.jpg → a, a-2, A-3."""
+    taken: set[str] = set()
+    names = []
+    for path in images:
+        name, number = path.stem, 2
+        while name.casefold() in taken:
+            name, number = f"{path.stem}-{number}", number + 1
+        taken.add(name.casefold())
+        names.append(name)
+    return names
+
+
+def _check_out_folder(out: Path) -> None:
+    """--out must be a folder, or a path where one can be made: say so before any work."""
+    for folder in (out, *out.parents):
+        if folder.exists():
+            if folder == out and not out.is_dir():
+                raise ValueError(f"--out {out} is a file; give a folder")
+            if not folder.is_dir():
+                raise ValueError(f"--out {out}: {folder} is a file, not a folder")
+            return
+
+
+def _refuse_overwrites(images: list[Path], region_masks: list[Path], outputs: list[Outputs],
+                       report: Path, force: bool) -> None:
+    """Before any image is edited: no output may be an input of this run (not even with
+    --force, and whatever path leads to it), nor an existing file unless --force."""
+    present = [path for path in (*images, *region_masks) if path.is_file()]
+    planned = [(report, "the report")] + [
+        (path, f"the edit of {image}") for image, written in zip(images, outputs, strict=True)
+        for path in (written.edited, *written.masks)]
+    existing = [(path, what) for path, what in planned if path.exists()]
+    for path, what in existing:
+        for source in present:
+            if os.path.samefile(path, source):
+                raise ValueError(f"{path} is an input of this run and {what} would be written "
+                                 f"over it; choose another --out")
+    if existing and not force:
+        path, what = existing[0]
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise ValueError(f"{path} exists already{more}; {what} would replace it: use --force, "
+                         f"or another --out")
+
+
+def _write_atomically(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Write through a dot-named temporary beside `path`, then rename: a failed or interrupted
+    write leaves no half-written file under the final name."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        with open(temporary, "xb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

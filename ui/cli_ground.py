@@ -4,6 +4,7 @@ lands on, as numbers and as a picture."""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from promptartisan.ui.cli import settings_from_args
@@ -30,6 +31,9 @@ def _ground(args: argparse.Namespace) -> int:
     from promptartisan.tools.images import load_image
 
     settings = settings_from_args(args, grounding_backend=args.backend)
+    if args.out is not None and args.out.is_file() and args.image.is_file() \
+            and os.path.samefile(args.out, args.image):
+        raise ValueError(f"--out {args.out} is the input image; choose another file")
     image = load_image(args.image, settings.max_pixels)
     grounder = load_grounder(None, model=args.model, settings=settings)
     groundings = grounder.ground(image, args.phrases)
