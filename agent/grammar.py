@@ -166,6 +166,9 @@ VAGUE_WORDS = VAGUE_ADJECTIVES | {
     "touch", "whatever", "stand", "out", "good", "it", "thing", "things", "way", "look",
 }
 
+_KNOWN_ADJECTIVES = COLORS | ADJECTIVES | VAGUE_ADJECTIVES
+_CONJUNCTIONS = {"and", "or", ","}
+
 #: Words that grade a change without being one ("a bit darker", "much more blue").
 INTENSIFIERS = {
     "more", "less", "much", "very", "really", "super", "even", "slightly", "extra", "way",
@@ -198,12 +201,12 @@ def is_adjective(word: str, last: bool = True) -> bool:
     their comparatives, and the regular adjective endings (-ish, -ed, -ful, -ous). A material
     counts only as the `last` word ("make the table marble", not "the wine glass red")."""
     word = word.strip(",")
-    known = COLORS | ADJECTIVES | VAGUE_ADJECTIVES
-    if word in known or (last and word in MATERIALS):
+    if word in _KNOWN_ADJECTIVES or (last and word in MATERIALS):
         return True
     if "-" in word:
-        return any(part in known or is_adjective(part) for part in word.split("-") if part)
-    if any(stem in known for stem in _comparative_stems(word)):
+        return any(part in _KNOWN_ADJECTIVES or is_adjective(part)
+                   for part in word.split("-") if part)
+    if any(stem in _KNOWN_ADJECTIVES for stem in _comparative_stems(word)):
         return True
     if len(word) > 5 and word.endswith(("ish", "ful", "ous", "ive")):
         return True
@@ -212,15 +215,29 @@ def is_adjective(word: str, last: bool = True) -> bool:
 
 def is_change_phrase(words: list[str]) -> bool:
     """Whether words are a graded adjective phrase: "a bit darker", "bright red and shiny"."""
-    content = [w for w in words if w not in INTENSIFIERS and w not in {"and", "or", ","}]
-    return bool(content) and all(is_adjective(w, last=w == words[-1]) for w in content) \
-        and is_adjective(words[-1])
+    return 0 in change_phrase_starts(words)
+
+
+def change_phrase_starts(words: list[str]) -> range:
+    """Every k for which `words[k:]` is a change phrase, in one pass over the words, so that a
+    reader asking it of every tail of a long clause takes linear time: the tails share the last
+    word, so they are change phrases from just after the last content word that is no adjective
+    up to the last content word."""
+    if not words or not is_adjective(words[-1]):
+        return range(0)
+    last_content = last_other = -1
+    for index, word in enumerate(words):
+        if word in INTENSIFIERS or word in _CONJUNCTIONS:
+            continue
+        last_content = index
+        if not is_adjective(word, last=word == words[-1]):
+            last_other = index
+    return range(last_other + 1, last_content + 1)
 
 
 def is_vague_change(words: list[str]) -> bool:
     """Whether a change says only "better": "look nicer", "more interesting", "pop"."""
-    content = [w for w in words if w not in INTENSIFIERS and w not in {"and", "or", ","}]
-    return all(w in VAGUE_WORDS for w in content)
+    return all(w in VAGUE_WORDS for w in words if w not in INTENSIFIERS and w not in _CONJUNCTIONS)
 
 
 # --- whole-image vocabularies -----------------------------------------------------------

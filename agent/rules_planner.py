@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
 from promptartisan.agent.grammar import (
     ADDED_THING_REGIONS,
@@ -45,6 +46,7 @@ from promptartisan.agent.grammar import (
     POSSESSIVE_PRONOUNS,
     SINGULAR_PRONOUNS,
     VAGUE_NOUNS,
+    change_phrase_starts,
     global_kind,
     is_adjective,
     is_change_phrase,
@@ -182,7 +184,10 @@ _QUESTION_START = re.compile(r"^(?:what|how|why|who|when|where|which|is|are|do|d
 
 # --- history ----------------------------------------------------------------------------
 
-_UNDO_OBJECT = (r"(?:\s+(?:that|it|this|please|the last (?:one|edit|change|step|thing|\w+ "
+#: What may follow "undo" ("that", "the last two edits", "please"): short, and checked to be
+#: short first, since its alternatives overlap and a long run of them would backtrack for ever.
+_UNDO_OBJECT = (r"(?=.{0,80}$)"
+                r"(?:\s+(?:that|it|this|please|the last (?:one|edit|change|step|thing|\w+ "
                 r"(?:edits|changes|steps))|the (?:previous|last) (?:edit|change|step|version)|"
                 r"(?:one|a) step|the [\w' ]+? (?:one|edit|change)|that (?:last )?(?:one|edit|"
                 r"change)|last (?:edit|change|step)|again|now|the change|my last (?:edit|"
@@ -237,6 +242,7 @@ _GERUND = {"making": "make", "turning": "turn", "changing": "change", "adding": 
            "swapping": "swap", "placing": "place", "drawing": "draw", "converting": "convert",
            "transforming": "transform", "getting rid of": "get rid of", "dyeing": "dye",
            "brightening": "brighten", "darkening": "darken", "blurring": "blur"}
+_GERUND_START = re.compile("^(" + "|".join(map(re.escape, _GERUND)) + ") ")
 _DROPPED = re.compile(
     r"^(?:(?:but |and |while |without )?(?:keep|keeping|leave|leaving|don'?t (?:change|touch"
     r"|alter|modify)|do not (?:change|touch)|without (?:changing|touching|altering)|"
@@ -259,16 +265,25 @@ _SEPARATOR = re.compile(
 _SENTENCE_END = re.compile(r"(?:[!?;:\n]|\.(?!\d))+")
 
 
+_FILLER_TAIL = 64
+"""How far from a clause's end trailing fillers are looked for. The pattern ends in `$`, so a
+search from the start would try it at every position of a long clause, and its overlapping
+alternatives backtrack without end on a long run of near-fillers; a run longer than this is
+stripped over several rounds."""
+
+
 def clean_clause(text: str) -> str:
     """A clause without politeness, fillers and trailing "please": the part patterns read."""
     text = text.strip(" ,.!?")
     for _ in range(3):
+        before = text
         text = _LEADING_FILLER.sub("", text).strip(" ,")
-        text = _TRAILING_FILLER.sub("", text).strip(" ,")
-    for gerund, verb in _GERUND.items():
-        if text.startswith(gerund + " "):
-            text = verb + text[len(gerund):]
-    return text
+        trailing = _TRAILING_FILLER.search(text, max(0, len(text) - _FILLER_TAIL))
+        text = (text[: trailing.start()] if trailing else text).strip(" ,")
+        if text == before:
+            break
+    gerund = _GERUND_START.match(text)
+    return _GERUND[gerund[1]] + text[gerund.end(1):] if gerund else text
 
 
 def split_sentences(message: str) -> list[str]:
@@ -328,6 +343,7 @@ _CHANGE_STARTERS = COMPLEMENT_VERBS | {
     "pale", "deep", "neon", "pure", "almost", "different", "gradient", "ombre"}
 _SUBJECT_PRONOUNS = SINGULAR_PRONOUNS | PLURAL_PRONOUNS | set(PERSON_PRONOUNS) | {
     "everything", "everyone", "everybody"}
+_NOT_BEFORE_A_CHANGE = _PREPOSITIONS | {"and", ","}
 
 
 def split_subject_change(rest: str) -> tuple[str, str]:
@@ -345,13 +361,14 @@ def split_subject_change(rest: str) -> tuple[str, str]:
     while start < len(words) - 1 and (words[start] in DETERMINERS
                                       or words[start] in {"whole", "entire"}):
         start += 1
+    changes = change_phrase_starts(words)
     for index in range(start + 1, len(words)):
         word = words[index]
-        following = words[index + 1:]
-        if word == "the" and following[:1] in (["same"], ["color"], ["shade"]) or (
-                word == "in" and following and is_change_phrase(following)):
+        following = words[index + 1] if index + 1 < len(words) else ""
+        if word == "the" and following in {"same", "color", "shade"} or (
+                word == "in" and index + 1 in changes):
             return _join(words[:index]), _join(words[index:])
-        if word in _CHANGE_STARTERS and words[index - 1] not in _PREPOSITIONS | {"and", ","}:
+        if word in _CHANGE_STARTERS and words[index - 1] not in _NOT_BEFORE_A_CHANGE:
             if word in {"bright", "dark", "light", "pale", "deep", "neon", "pure"} and not (
                     index + 1 < len(words) and is_adjective(words[index + 1])):
                 continue
@@ -441,107 +458,30 @@ _OPPOSITES = {
 }
 _LOOK_NOUNS = re.compile(r"^(?:a|an|the|some)\s+|\s+(?:feel|look|vibe|vibes|aesthetic|effect|"
                          r"filter|tone|finish|atmosphere|mood|touch|treatment)$")
+_GIFT_STARTS = DETERMINERS | {"more", "less"}
 _REMOVED_STATES = {"disappear", "vanish", "go away", "removed", "gone", "deleted", "erased",
                    "away", "taken out", "eliminated", "out of the picture", "out", "invisible",
                    "not there", "missing"}
 
 
 class ClauseReader:
-    """Reads one clause against the pattern table, resolving pronouns in a scope."""
+    """Reads one clause against the pattern table (`PATTERNS`, after the handlers), resolving
+    pronouns in a scope."""
 
     def __init__(self, refs: list[Phrase], last_head: str | None = None) -> None:
         self.refs = refs
         self.last_head = last_head
-        self.patterns: list[tuple[re.Pattern[str], Callable[[re.Match[str]], Reading | None],
-                                  bool]] = [
-            (r"^(?:turn|switch) (?:on|off) (?P<x>.+)$", self._as_is, False),
-            (r"^(?:set (?P<x>.+?) on fire|set fire to (?P<x2>.+))$", self._on_fire, False),
-            (r"^(?:move|shift|relocate|drag|slide|push|rotate|flip|mirror|crop|resize|rescale|"
-             r"scale|zoom|upscale|straighten|tilt|reposition)\b.*$", self._unsupported, False),
-            (r"^(?:i|we) (?:don'?t|do not) (?:want|need) (?:to see )?(?P<x>.+?)(?: (?:there|"
-             r"here|anymore|any more|at all))?$", self._remove, False),
-            (r"^(?P<x>.+?) (?:shouldn'?t|should not|must not|mustn'?t|doesn'?t need to|don'?t "
-             r"need to|can'?t) be (?:there|here|visible|in it|in the (?:picture|photo|image))$",
-             self._remove, False),
-            (r"^(?:i|we) (?:don'?t|do not) like (?P<x>.+)$", self._dislike, False),
-            (r"^(?:i|we)(?:'d| would| d)? (?:want|like|need|wish|prefer|love|expect) "
-             r"(?P<x>.+?) to (?:be|look|become|appear|seem|turn|get)(?: like| into)? "
-             r"(?P<y>.+)$", self._should, False),
-            (r"^(?:make|have|get) (?P<x>.+?) to (?:be|look|become|appear|seem)(?: like| into)? "
-             r"(?P<y>.+)$", self._should, False),
-            (r"^(?:turn|switch) (?P<x>.+?) (?:on|off)$", self._as_is, False),
-            (r"^(?:take|cut|edit|paint|rub|wipe|get|clean|cross|crop|photoshop|scrub) "
-             r"(?P<x>.+?) (?:out|off|away)(?: (?:of|from|off of|off))?(?: (?P<loc>.+))?$",
-             self._remove, False),
-            (rf"^(?:{_REMOVE_VERBS}) (?P<x>.+?)(?: (?:from|off|out of|off of) (?P<loc>.+))?$",
-             self._remove, False),
-            (rf"^(?P<verb>{_REPLACE_VERBS}) (?P<x>.+?) (?P<prep>with|for|by|into|to|and) "
-             rf"(?P<y>.+)$", self._replace, False),
-            (rf"^(?:{_REPLACE_VERBS})(?: out)? (?P<x>.+)$", self._replace_what, False),
-            (rf"^(?P<verb>{_INTO_VERBS}) (?P<x>.+?)(?<!next)(?<!close)(?<!up) (?:into|to)"
-             rf"(?: be| become| look like| a different)? (?P<y>.+)$", self._into, False),
-            (r"^(?P<verb>" + "|".join(sorted(_ADJUSTMENTS, key=len, reverse=True))
-             + r")(?: up| down| out)?(?: (?P<x>.+?))?(?: up| down| a bit| a little| slightly"
-             r"| more)?$", self._adjust, False),
-            (rf"^(?P<dir>increase|boost|raise|up|turn up|crank up|pump up|add more|more|"
-             rf"decrease|reduce|lower|turn down|tone down|less|lessen|cut|dial down|dial up|"
-             rf"bump up|enhance) (?:the )?(?P<attr>{_LEVEL_ATTRIBUTES})(?: (?:of|on|in) "
-             rf"(?P<x>.+))?$", self._level, False),
-            (r"^give (?P<rest>.+)$", self._give, False),
-            (r"^(?:make|have|let|get) (?P<x>.+?) (?P<verb>wear|hold|carry|wearing|"
-             r"holding) (?P<y>.+)$", self._wear, False),
-            (r"^(?:dress) (?P<x>.+?) (?:in|as|up as|up in) (?P<y>.+)$", self._dress, False),
-            (r"^make sure (?P<x>.+?) (?:is|are|looks?) (?P<y>.+)$", self._make_xy, False),
-            (rf"^(?P<verb>{_CHANGE_VERBS}) (?P<rest>.+)$", self._change_verb, False),
-            (rf"^(?P<verb>{_ADD_VERBS}) (?P<rest>.+)$", self._add, False),
-            (r"^(?P<x>.+?) (?:should|must|needs to|need to|has to|have to|could|would|"
-             r"ought to|shall|will|can|is going to|are going to|gotta) (?:be|look|become|"
-             r"appear|seem|turn|get|go)(?: like| into)? (?P<y>.+)$", self._should, False),
-            (r"^(?P<x>.+?) (?:should|must|needs to|need to|could|would) (?P<verb>have|wear|"
-             r"hold|carry) (?P<y>.+)$", self._should_have, False),
-            (r"^(?:let|have|can|could|may) (?P<x>.+?) (?:be|look|become|appear|seem|turn)"
-             r"(?: like| into)? (?P<y>.+)$", self._should, False),
-            (r"^(?:what if|imagine if|if only|(?:i'?d|i would) (?:love|like|prefer) it if|"
-             r"it(?:'?d| would) (?:be|look) (?:nice|cool|great|better|good|fun) if) (?P<x>.+?) "
-             r"(?:was|were|is|are|looked|became|turned|had been)(?: like| into)? "
-             r"(?P<y>.+)$", self._should, False),
-            (r"^(?:what would|how would) (?P<x>.+?) look(?: like)? (?P<y>.+)$",
-             self._should, False),
-            (r"^let it (?P<y>.+)$", self._let_it, False),
-            (r"^(?:apply|use|add|put|throw on|slap on|give it) (?:a |an |the |some )?(?P<y>.+?)"
-             r" (?:filter|effect|preset|overlay|look|style|treatment|tint)(?: (?:to|on) "
-             r"(?P<x>.+))?$", self._filter, False),
-            (r"^(?:convert|turn|change|make|switch|transform|render|redo)(?: it| this| "
-             r"everything| the whole thing)? (?:to|into|in) (?P<y>.+)$", self._into_image,
-             False),
-            (r"^(?P<x>.+?) (?:is|are|looks?|seems?|appears?|feels?) (?:way |a bit |a little |"
-             r"much |kind of |slightly |far )?too (?P<y>.+)$", self._too, False),
-            (r"^(?:(?:it|this|that)(?:'s| is) )?(?:way |a bit |a little |much |kind of |slightly"
-             r" |far )?too (?P<y>.+)$", self._too, False),
-            (r"^(?P<x>.+?) (?:is|are|looks?|seems?) not (?P<y>.+?) enough$", self._enough,
-             False),
-            (r"^(?:(?:it|this|that)(?:'s| is) )?not (?P<y>.+?) enough$", self._enough, False),
-            (rf"^(?P<verb>{_VAGUE_VERBS})(?: (?P<x>.+?))?(?: up| a bit| a little)?$",
-             self._vague_verb, False),
-            # verbless pieces: only where a piece stands on its own
-            (r"^(?P<x>.+?) into (?P<y>.+)$", self._into, True),
-            (r"^(?:no|without|no more) (?P<x>.+)$", self._remove, True),
-            (r"^(?:more|extra|additional) (?P<y>.+)$", self._more, True),
-            (r"^(?P<rest>.+)$", self._verbless, True),
-        ]
-        self.patterns = [(re.compile(p) if isinstance(p, str) else p, h, v)
-                         for p, h, v in self.patterns]
 
     def read(self, clause: str, verbless: bool) -> Reading | None:
         """The reading of a cleaned clause, or None when no pattern fits it."""
         if not clause:
             return None
-        for pattern, handler, needs_verbless in self.patterns:
+        for pattern, handler, needs_verbless in self.PATTERNS:
             if needs_verbless and not verbless:
                 continue
             match = pattern.match(clause)
             if match:
-                reading = handler(match)
+                reading = handler(self, match)
                 if reading is not None:
                     reading.source = clause
                     reading.verbless = needs_verbless
@@ -786,8 +726,7 @@ class ClauseReader:
         if words[0] in _SUBJECT_PRONOUNS:
             cut = 1
         else:
-            cut = next((i for i in range(1, len(words))
-                        if words[i] in DETERMINERS | {"more", "less"}), 0)
+            cut = next((i for i in range(1, len(words)) if words[i] in _GIFT_STARTS), 0)
             if not cut:
                 start = 1 if words[0] in DETERMINERS else 0
                 cut = start + 1
@@ -1011,6 +950,87 @@ class ClauseReader:
             return self._change("make", subject, change)
         return None
 
+    #: The patterns in the order they are tried, each with its handler and whether it reads only
+    #: a piece that stands on its own (the verbless ones); compiled once, shared by every reader.
+    PATTERNS: ClassVar[list[tuple[re.Pattern[str], Callable[[ClauseReader, re.Match[str]],
+                                                            Reading | None], bool]]] = [
+        (re.compile(pattern), handler, verbless) for pattern, handler, verbless in [
+            (r"^(?:turn|switch) (?:on|off) (?P<x>.+)$", _as_is, False),
+            (r"^(?:set (?P<x>.+?) on fire|set fire to (?P<x2>.+))$", _on_fire, False),
+            (r"^(?:move|shift|relocate|drag|slide|push|rotate|flip|mirror|crop|resize|rescale|"
+             r"scale|zoom|upscale|straighten|tilt|reposition)\b.*$", _unsupported, False),
+            (r"^(?:i|we) (?:don'?t|do not) (?:want|need) (?:to see )?(?P<x>.+?)(?: (?:there|"
+             r"here|anymore|any more|at all))?$", _remove, False),
+            (r"^(?P<x>.+?) (?:shouldn'?t|should not|must not|mustn'?t|doesn'?t need to|don'?t "
+             r"need to|can'?t) be (?:there|here|visible|in it|in the (?:picture|photo|image))$",
+             _remove, False),
+            (r"^(?:i|we) (?:don'?t|do not) like (?P<x>.+)$", _dislike, False),
+            (r"^(?:i|we)(?:'d| would| d)? (?:want|like|need|wish|prefer|love|expect) "
+             r"(?P<x>.+?) to (?:be|look|become|appear|seem|turn|get)(?: like| into)? "
+             r"(?P<y>.+)$", _should, False),
+            (r"^(?:make|have|get) (?P<x>.+?) to (?:be|look|become|appear|seem)(?: like| into)? "
+             r"(?P<y>.+)$", _should, False),
+            (r"^(?:turn|switch) (?P<x>.+?) (?:on|off)$", _as_is, False),
+            (r"^(?:take|cut|edit|paint|rub|wipe|get|clean|cross|crop|photoshop|scrub) "
+             r"(?P<x>.+?) (?:out|off|away)(?: (?:of|from|off of|off))?(?: (?P<loc>.+))?$",
+             _remove, False),
+            (rf"^(?:{_REMOVE_VERBS}) (?P<x>.+?)(?: (?:from|off|out of|off of) (?P<loc>.+))?$",
+             _remove, False),
+            (rf"^(?P<verb>{_REPLACE_VERBS}) (?P<x>.+?) (?P<prep>with|for|by|into|to|and) "
+             rf"(?P<y>.+)$", _replace, False),
+            (rf"^(?:{_REPLACE_VERBS})(?: out)? (?P<x>.+)$", _replace_what, False),
+            (rf"^(?P<verb>{_INTO_VERBS}) (?P<x>.+?)(?<!next)(?<!close)(?<!up) (?:into|to)"
+             rf"(?: be| become| look like| a different)? (?P<y>.+)$", _into, False),
+            (r"^(?P<verb>" + "|".join(sorted(_ADJUSTMENTS, key=len, reverse=True))
+             + r")(?: up| down| out)?(?: (?P<x>.+?))?(?: up| down| a bit| a little| slightly"
+             r"| more)?$", _adjust, False),
+            (rf"^(?P<dir>increase|boost|raise|up|turn up|crank up|pump up|add more|more|"
+             rf"decrease|reduce|lower|turn down|tone down|less|lessen|cut|dial down|dial up|"
+             rf"bump up|enhance) (?:the )?(?P<attr>{_LEVEL_ATTRIBUTES})(?: (?:of|on|in) "
+             rf"(?P<x>.+))?$", _level, False),
+            (r"^give (?P<rest>.+)$", _give, False),
+            (r"^(?:make|have|let|get) (?P<x>.+?) (?P<verb>wear|hold|carry|wearing|"
+             r"holding) (?P<y>.+)$", _wear, False),
+            (r"^(?:dress) (?P<x>.+?) (?:in|as|up as|up in) (?P<y>.+)$", _dress, False),
+            (r"^make sure (?P<x>.+?) (?:is|are|looks?) (?P<y>.+)$", _make_xy, False),
+            (rf"^(?P<verb>{_CHANGE_VERBS}) (?P<rest>.+)$", _change_verb, False),
+            (rf"^(?P<verb>{_ADD_VERBS}) (?P<rest>.+)$", _add, False),
+            (r"^(?P<x>.+?) (?:should|must|needs to|need to|has to|have to|could|would|"
+             r"ought to|shall|will|can|is going to|are going to|gotta) (?:be|look|become|"
+             r"appear|seem|turn|get|go)(?: like| into)? (?P<y>.+)$", _should, False),
+            (r"^(?P<x>.+?) (?:should|must|needs to|need to|could|would) (?P<verb>have|wear|"
+             r"hold|carry) (?P<y>.+)$", _should_have, False),
+            (r"^(?:let|have|can|could|may) (?P<x>.+?) (?:be|look|become|appear|seem|turn)"
+             r"(?: like| into)? (?P<y>.+)$", _should, False),
+            (r"^(?:what if|imagine if|if only|(?:i'?d|i would) (?:love|like|prefer) it if|"
+             r"it(?:'?d| would) (?:be|look) (?:nice|cool|great|better|good|fun) if) (?P<x>.+?) "
+             r"(?:was|were|is|are|looked|became|turned|had been)(?: like| into)? "
+             r"(?P<y>.+)$", _should, False),
+            (r"^(?:what would|how would) (?P<x>.+?) look(?: like)? (?P<y>.+)$",
+             _should, False),
+            (r"^let it (?P<y>.+)$", _let_it, False),
+            (r"^(?:apply|use|add|put|throw on|slap on|give it) (?:a |an |the |some )?(?P<y>.+?)"
+             r" (?:filter|effect|preset|overlay|look|style|treatment|tint)(?: (?:to|on) "
+             r"(?P<x>.+))?$", _filter, False),
+            (r"^(?:convert|turn|change|make|switch|transform|render|redo)(?: it| this| "
+             r"everything| the whole thing)? (?:to|into|in) (?P<y>.+)$", _into_image,
+             False),
+            (r"^(?P<x>.+?) (?:is|are|looks?|seems?|appears?|feels?) (?:way |a bit |a little |"
+             r"much |kind of |slightly |far )?too (?P<y>.+)$", _too, False),
+            (r"^(?:(?:it|this|that)(?:'s| is) )?(?:way |a bit |a little |much |kind of |slightly"
+             r" |far )?too (?P<y>.+)$", _too, False),
+            (r"^(?=.* enough$)(?P<x>.+?) (?:is|are|looks?|seems?) not (?P<y>.+?) enough$",
+             _enough, False),
+            (r"^(?:(?:it|this|that)(?:'s| is) )?not (?P<y>.+?) enough$", _enough, False),
+            (rf"^(?P<verb>{_VAGUE_VERBS})(?: (?P<x>.+?))?(?: up| a bit| a little)?$",
+             _vague_verb, False),
+            # verbless pieces: only where a piece stands on its own
+            (r"^(?P<x>.+?) into (?P<y>.+)$", _into, True),
+            (r"^(?:no|without|no more) (?P<x>.+)$", _remove, True),
+            (r"^(?:more|extra|additional) (?P<y>.+)$", _more, True),
+            (r"^(?P<rest>.+)$", _verbless, True),
+        ]]
+
 
 def _name(subject: Phrase) -> str:
     """How a question names a subject: "the dog", "her dress", "the picture"."""
@@ -1021,31 +1041,41 @@ def _name(subject: Phrase) -> str:
     return f"the {subject.text}"
 
 
+_LOCATION = re.compile(r" (" + "|".join(re.escape(p) for p in _LOCATIONS) + r") ")
+_FIRST_WORD = re.compile(r"\s*(\S*)")
+_DEFINITE_STARTS = {"the", "his", "her", "its", "their", "my", "your", "this", "that", "every",
+                    "each", "all", "both", "it", "him", "them"}
+_BARE_PLACES = {"sky", "ground", "background", "foreground", "water", "distance"}
+
+
 def _split_location(rest: str) -> tuple[str, str, str]:
     """("a red hat", "on", "the woman") from "a red hat on the woman"; the place is the
-    first one that names something definite ("a man in a suit" has none)."""
-    pattern = r" (" + "|".join(re.escape(p) for p in _LOCATIONS) + r") "
-    for match in re.finditer(pattern, rest):
-        place = rest[match.end():]
-        first = place.split()[0]
-        definite = (first in {"the", "his", "her", "its", "their", "my", "your", "this",
-                              "that", "every", "each", "all", "both", "it", "him", "them"}
-                    or first.endswith("'s") or place in {"sky", "ground", "background",
-                                                         "foreground", "water", "distance"})
-        if definite:
-            return rest[: match.start()], match.group(1), place
+    first one that names something definite ("a man in a suit" has none). Each candidate
+    place is judged by its first word, without copying the rest of the clause."""
+    for match in _LOCATION.finditer(rest):
+        word = _FIRST_WORD.match(rest, match.end())
+        first = word[1]
+        whole_place = word.start(1) == match.end() and word.end(1) == len(rest)
+        if first in _DEFINITE_STARTS or first.endswith("'s") or (
+                first in _BARE_PLACES and whole_place):
+            return rest[: match.start()], match.group(1), rest[match.end():]
     return rest, "", ""
 
 
+_LONGEST_ADDED_THING = max(len(thing.split()) for things in ADDED_THING_REGIONS.values()
+                           for thing in things)
+
+
 def _added_region(thing: str) -> str:
-    """Where a thing added without a place goes: "a rainbow" → the sky, "rain" → the image."""
+    """Where a thing added without a place goes: "a rainbow" → the sky, "rain" → the image.
+    Runs of words from each start, longest first, up to the longest listed thing."""
     words = thing.split()
-    candidates = [" ".join(words[i:j]) for i in range(len(words))
-                  for j in range(len(words), i, -1)]
-    for candidate in candidates:
-        for region, things in ADDED_THING_REGIONS.items():
-            if candidate in things or singular(candidate) in things:
-                return region
+    for i in range(len(words)):
+        for j in range(min(len(words), i + _LONGEST_ADDED_THING), i, -1):
+            candidate = " ".join(words[i:j])
+            for region, things in ADDED_THING_REGIONS.items():
+                if candidate in things or singular(candidate) in things:
+                    return region
     return WHOLE_IMAGE
 
 
@@ -1126,6 +1156,11 @@ def follow_up(message: str, memory: Memory) -> list[Reading]:
     return []
 
 
+MAX_CLAUSE_CHARS = 400
+"""The longest clause that pieces are glued into (see `RulesPlanner._read_sentence`): several
+times the longest request a person writes as one clause."""
+
+
 class RulesPlanner:
     """The offline planner: a grammar of English edit requests (see the module's docstring)."""
 
@@ -1184,23 +1219,38 @@ class RulesPlanner:
 
     def read_message(self, message: str, refs: list[Phrase]) -> list[Reading]:
         readings: list[Reading] = []
+        latest: Reading | None = None  # the latest reading with edits: what "it" means next
         for sentence in split_sentences(message):
-            readings += self._read_sentence(sentence, refs, readings)
+            read = self._read_sentence(sentence, refs, latest)
+            readings += read
+            latest = next((r for r in reversed(read) if r.edits), latest)
         return readings
 
     def _read_sentence(self, sentence: str, refs: list[Phrase],
-                       before: list[Reading]) -> list[Reading]:
+                       before: Reading | None) -> list[Reading]:
         """Clauses of one sentence: split on commas and conjunctions, glue back pieces that
-        start no clause, repeat the verb for elliptic ones."""
+        start no clause, repeat the verb for elliptic ones. `before`: the latest reading with
+        edits of the sentences before. A clause is read again whole each time a piece is glued
+        to it, so it grows to `MAX_CLAUSE_CHARS` at most: past that, a piece starts a clause of
+        its own, as at the start of a sentence, and a long message is read in linear time."""
         parts = _SEPARATOR.split(_protect(sentence))
         clauses: list[str] = []  # raw text of each clause, separators kept
         readings: list[Reading | None] = []
+        settled = before  # the latest reading with edits before the last clause
 
         def reader() -> ClauseReader:
-            done = [r for r in [*before, *readings] if r is not None and r.edits]
-            local = [s for s, _ in done[-1].edits] if done else []
+            last = readings[-1] if readings else None
+            done = last if last is not None and last.edits else settled
+            local = [s for s, _ in done.edits] if done is not None else []
             last_head = next((s.head for s in reversed(local) if s.head), None)
             return ClauseReader(local or refs, last_head)
+
+        def start(clause: str, reading: Reading | None) -> None:
+            nonlocal settled
+            if readings and readings[-1] is not None and readings[-1].edits:
+                settled = readings[-1]
+            clauses.append(clause)
+            readings.append(reading)
 
         for index in range(0, len(parts), 2):
             piece = clean_clause(_unprotect(parts[index]))
@@ -1209,26 +1259,27 @@ class RulesPlanner:
             first = not clauses
             reading = reader().read(piece, verbless=first)
             if reading is not None or first:
-                clauses.append(parts[index])
-                readings.append(reading)
+                start(parts[index], reading)
                 continue
             previous = readings[-1]
             if previous is not None and previous.complete:
                 again = follow_up(_unprotect(parts[index]), Memory([], previous.edits))
                 if again:  # "make the sky pink, the sea too"
-                    clauses.append(parts[index])
-                    readings.append(again[0])
+                    start(parts[index], again[0])
                     continue
             elliptic = self._elliptic(previous, piece, reader())
             if elliptic is not None:
                 shared, new = elliptic
                 if shared is not None:
                     readings[-1] = shared
-                clauses.append(parts[index])
-                readings.append(new)
+                start(parts[index], new)
                 continue
-            clauses[-1] += parts[index - 1] + parts[index]
-            whole = clean_clause(_unprotect(clauses[-1]))
+            glued = clauses[-1] + parts[index - 1] + parts[index]
+            if len(glued) > MAX_CLAUSE_CHARS:
+                start(parts[index], reader().read(piece, verbless=True))
+                continue
+            clauses[-1] = glued
+            whole = clean_clause(_unprotect(glued))
             readings[-1] = reader().read(whole, verbless=len(clauses) == 1)
         return [r for r in readings if r is not None]
 
