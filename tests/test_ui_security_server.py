@@ -1,0 +1,116 @@
+"""The real chat server (`promptartisan chat --tiny` on a localhost port) answers only its own
+page: HTTP requests and socket.io connections from another origin, or to another host name (a
+DNS-rebinding page), are refused; the same requests from the app's origin go through."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+import socketio
+from chat_server import serve_chat
+
+EVIL = "http://evil.example"
+SOCKET_IO_PATH = "/ws/socket.io"
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path) -> Iterator[str]:
+    with serve_chat(tmp_path_factory.mktemp("chat"), tiny_dir, "--tiny") as served:
+        yield served
+
+
+def request(url: str, path: str, method: str = "GET", body: dict | None = None,
+            **headers: str) -> tuple[int, dict[str, str], str]:
+    """Status, headers (lower-case names) and text of one request."""
+    data = json.dumps(body).encode() if body is not None else None
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    call = urllib.request.Request(f"{url}{path}", data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(call, timeout=30) as response:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, \
+                response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, {k.lower(): v for k, v in error.headers.items()}, \
+            error.read().decode()
+
+
+SETTINGS = "/project/settings?language=en-US"
+ACTION = {"sessionId": "any", "action": {"name": "download", "payload": {"session": "any"},
+                                         "forId": "x", "id": "y"}}
+
+
+def test_another_origin_is_refused_over_http(url: str) -> None:
+    for method, path, body in (("GET", SETTINGS, None), ("GET", "/", None),
+                               ("POST", "/project/action", ACTION)):
+        status, headers, text = request(url, path, method, body, Origin=EVIL)
+        assert status == 403, (method, path)
+        assert "only the chat's own page" in text
+        assert "access-control-allow-origin" not in headers
+    # The CORS preflight a page's fetch() sends first: refused, no grant.
+    status, headers, _ = request(url, "/project/action", "OPTIONS", Origin=EVIL,
+                                 **{"Access-Control-Request-Method": "POST"})
+    assert status == 403 and "access-control-allow-origin" not in headers
+
+
+def test_the_apps_own_origin_goes_through(url: str) -> None:
+    status, _, text = request(url, SETTINGS, Origin=url)
+    assert status == 200 and json.loads(text)["ui"]["name"] == "PromptArtisan"
+    assert request(url, SETTINGS)[0] == 200  # a local program (no Origin)
+    port = url.rsplit(":", 1)[1]
+    local = f"localhost:{port}"  # the same server under its other loopback name
+    assert request(url, SETTINGS, Host=local, Origin=f"http://{local}")[0] == 200
+
+
+def test_another_host_name_is_refused(url: str) -> None:
+    """A page on evil.example whose DNS name now points at 127.0.0.1: same-origin for the
+    browser, but its Host header names the wrong server."""
+    port = url.rsplit(":", 1)[1]
+    rebound = f"evil.example:{port}"
+    status, _, text = request(url, SETTINGS, Host=rebound, Origin=f"http://{rebound}")
+    assert status == 403 and "is not this chat server" in text
+    assert request(url, "/", Host=rebound)[0] == 403
+
+
+def connect_polling(url: str, origin: str) -> socketio.Client:
+    client = socketio.Client(reconnection=False)
+    client.connect(url, socketio_path=SOCKET_IO_PATH, transports=["polling"],
+                   headers={"Origin": origin}, wait_timeout=20,
+                   auth={"sessionId": str(uuid.uuid4()), "clientType": "webapp"})
+    return client
+
+
+async def connect_websocket(url: str, origin: str) -> bool:
+    """Whether a socket.io client on a WebSocket (no polling first) gets connected."""
+    async with aiohttp.ClientSession() as http:
+        client = socketio.AsyncClient(reconnection=False, http_session=http)
+        try:
+            await client.connect(url, socketio_path=SOCKET_IO_PATH, transports=["websocket"],
+                                 headers={"Origin": origin}, wait_timeout=20,
+                                 auth={"sessionId": str(uuid.uuid4()), "clientType": "webapp"})
+        except socketio.exceptions.ConnectionError:
+            return False
+        connected = client.connected
+        await client.disconnect()
+        return connected
+
+
+def test_socketio_from_another_origin_is_refused(url: str) -> None:
+    with pytest.raises(socketio.exceptions.ConnectionError, match="403"):
+        connect_polling(url, EVIL)
+    assert not asyncio.run(connect_websocket(url, EVIL))
+
+
+def test_socketio_from_the_apps_origin_connects(url: str) -> None:
+    client = connect_polling(url, url)
+    assert client.connected
+    client.disconnect()
+    assert asyncio.run(connect_websocket(url, url))
