@@ -60,13 +60,19 @@ def test_out_paths_under_a_file(tmp_path: Path, photo_file: Path,
     assert line == f"promptartisan ground: {tmp_path / 'file' / 'overlay.png'}: Not a directory"
 
 
-def test_ground_never_writes_over_its_image(photo_file: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_ground_checks_its_out_before_any_work(tmp_path: Path, photo_file: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
     before = photo_file.read_bytes()
     line = _fails_with(capsys, ["ground", str(photo_file), "the sky", "--tiny", "--out",
                                 str(photo_file.parent / "." / photo_file.name)])
     assert line.startswith("promptartisan ground: ") and "is the input image" in line
     assert photo_file.read_bytes() == before
+    line = _fails_with(capsys, ["ground", str(photo_file), "the sky", "--out", str(tmp_path)])
+    assert line == (f"promptartisan ground: --out {tmp_path} is a folder; give a file name "
+                    f"such as overlay.png")
+    line = _fails_with(capsys, ["ground", str(photo_file), "the sky", "--out", "overlay.svg"])
+    assert line == ("promptartisan ground: --out overlay.svg: give an image file name, such "
+                    "as overlay.png")
 
 
 def test_a_gpu_device_that_is_not_there(photo_file: Path, monkeypatch: pytest.MonkeyPatch,
@@ -102,9 +108,13 @@ def test_a_seed_out_of_range(photo_file: Path, capsys: pytest.CaptureFixture[str
     assert not Path("out").exists()
 
 
-def test_a_missing_input_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unreadable_input_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     line = _fails_with(capsys, ["plan", "--jsonl", str(tmp_path / "cases.jsonl")])
     assert line == f"promptartisan plan: {tmp_path / 'cases.jsonl'}: No such file or directory"
+    (tmp_path / "cases.jsonl").write_bytes(b"\x89PNG\r\n")
+    line = _fails_with(capsys, ["plan", "--jsonl", str(tmp_path / "cases.jsonl")])
+    assert line == (f"promptartisan plan: {tmp_path / 'cases.jsonl'}: not UTF-8 text "
+                    f"(invalid start byte)")
 
 
 def test_a_broken_session_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -31,9 +31,8 @@ def _ground(args: argparse.Namespace) -> int:
     from promptartisan.tools.images import load_image
 
     settings = settings_from_args(args, grounding_backend=args.backend)
-    if args.out is not None and args.out.is_file() and args.image.is_file() \
-            and os.path.samefile(args.out, args.image):
-        raise ValueError(f"--out {args.out} is the input image; choose another file")
+    if args.out is not None:
+        _check_out(args.out, args.image)
     image = load_image(args.image, settings.max_pixels)
     grounder = load_grounder(None, model=args.model, settings=settings)
     groundings = grounder.ground(image, args.phrases)
@@ -51,3 +50,15 @@ def _ground(args: argparse.Namespace) -> int:
         overlay(image, groundings).save(args.out)
         print(f"overlay: {args.out}")
     return 0
+
+
+def _check_out(out: Path, image: Path) -> None:
+    """Before any work: the overlay needs an image file name, and never the input's."""
+    from PIL import Image
+
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give a file name such as overlay.png")
+    if out.suffix.lower() not in Image.registered_extensions():
+        raise ValueError(f"--out {out}: give an image file name, such as overlay.png")
+    if out.is_file() and image.is_file() and os.path.samefile(out, image):
+        raise ValueError(f"--out {out} is the input image; choose another file")

@@ -50,8 +50,11 @@ def _plan(args: argparse.Namespace) -> int:
     if str(args.jsonl) == "-":
         _plan_lines(planner, sys.stdin, "-")
     else:
-        with args.jsonl.open(encoding="utf-8") as lines:
-            _plan_lines(planner, lines, str(args.jsonl))
+        try:
+            with args.jsonl.open(encoding="utf-8") as lines:
+                _plan_lines(planner, lines, str(args.jsonl))
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{args.jsonl}: not UTF-8 text ({exc.reason})") from exc
     return 0
 
 
