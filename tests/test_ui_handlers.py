@@ -501,6 +501,18 @@ def test_earlier_sessions_are_offered_for_resuming(settings: Settings,
     assert Session.open(earlier.id, settings.session_dir).current == 0
 
 
+def test_a_damaged_session_is_not_offered_and_hides_no_other(settings: Settings,
+                                                             small_photo: Image.Image) -> None:
+    kept = Session.create(settings.session_dir, small_photo)
+    damaged = Session.create(settings.session_dir, small_photo)
+    (damaged.folder / "session.sqlite").write_bytes(b"not a database at all" * 100)
+    chat = make_chat(settings)
+    chat.controller.start()
+    offers = chat.emitter.last("text").actions
+    assert [action.label for action in offers] == [f"Continue {kept.id} (1 versions)"]
+    assert not [shown for shown in chat.emitter.shown if shown.kind == "error"]
+
+
 # ----- one chat can't reach another's sessions ----------------------------------------------
 
 
@@ -579,6 +591,7 @@ def test_exports_are_readable_by_this_user_only(chat: Chat, small_photo: Image.I
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert stat.S_IMODE(export.stat().st_mode) == 0o600
     chat.controller.action("export", {"session": session_id})  # again: replaced, still private
+    assert [shown.path for shown in chat.emitter.shown if shown.kind == "file"] == [export] * 2
     assert stat.S_IMODE(export.stat().st_mode) == 0o600
 
 
@@ -672,6 +685,11 @@ def test_bad_settings_are_refused_and_good_ones_apply(chat: Chat) -> None:
     assert chat.controller.settings.steps == 3
     chat.controller.update_settings({"planner": "nonsense"})
     assert chat.controller.settings.planner == "rules"
+    # A client can't make the server open a model file or contact a server of its choosing.
+    for spec in ("llm:llamacpp:/etc/passwd", "llm:openai:gpt@http://127.0.0.1:9"):
+        chat.controller.update_settings({"planner": spec})
+        assert "the planner must be one of rules" in chat.emitter.last("error").text
+        assert chat.controller.settings.planner == "rules"
     chat.controller.update_settings({"steps": 12.0, "guidance_scale": 5, "seed": "42",
                                      "preserve_background": False, "grounding_backend": "clipseg",
                                      "image_guidance_scale": 1.2})

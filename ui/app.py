@@ -101,11 +101,9 @@ def _images(pictures: Sequence[Picture]) -> list[cl.Image]:
                      size="large", mime="image/png") for picture in pictures]
 
 
-def settings_panel(settings: Settings) -> cl.ChatSettings:
+def settings_panel(settings: Settings, planners: Sequence[str]) -> cl.ChatSettings:
     """The settings panel; widget ids are the Settings fields they change, and each range
     reaches the current value (a config file may set more than the usual maximum)."""
-    from promptartisan.agent.planners import SPEC_FORMS
-
     return cl.ChatSettings([
         Slider(id="steps", label="Steps", initial=settings.steps, min=1,
                max=max(100, settings.steps), step=1,
@@ -123,8 +121,10 @@ def settings_panel(settings: Settings) -> cl.ChatSettings:
         Switch(id="preserve_background", label="Keep the background pixel-exact",
                initial=settings.preserve_background,
                description="Pixels far from every mask stay the original's."),
-        TextInput(id="planner", label="Planner", initial=settings.planner,
-                  description=f"Who reads the request: {SPEC_FORMS}."),
+        Select(id="planner", label="Planner", values=list(planners),
+               initial_value=settings.planner,
+               description="Who reads the request: the planner the chat was started with, "
+                           "or the offline rules planner."),
         Select(id="grounding_backend", label="Grounding", values=["auto", "clipseg",
                "grounded-sam"], initial_value=settings.grounding_backend,
                description="Finds each region: CLIPSeg (fast on CPU) or Grounded-SAM (GPU)."),
@@ -143,7 +143,7 @@ async def _begin(session_ids: Sequence[str] = ()) -> ChatController:
     controller = ChatController(load_settings(), ChainlitEmitter(), session_ids=session_ids)
     cl.user_session.set(CONTROLLER, controller)
     cl.user_session.set(SESSION_IDS, list(session_ids))
-    await settings_panel(controller.settings).send()
+    await settings_panel(controller.settings, controller.planner_choices).send()
     return controller
 
 

@@ -206,6 +206,12 @@ def hub_reachable(timeout: float = 2.0) -> bool:
         return False
 
 
+def panel_planners(settings: Settings) -> list[str]:
+    """The planners the settings panel offers: the one the server was started with, and the
+    offline rules planner."""
+    return list(dict.fromkeys([settings.planner, "rules"]))
+
+
 class ChatController:
     """One chat: its settings, its editor, and the sessions (one per picture) it works on.
 
@@ -224,6 +230,9 @@ class ChatController:
         self.session_ids: list[str] = list(session_ids)  # the pictures requests go to
         self._own: set[str] = set(session_ids)  # every session this chat created or was given
         self._offers: dict[str, str] = {}  # resume token -> the earlier session it continues
+        # A client picks among the planners the server was started with, never a file or URL
+        # of its own (an llm: spec makes the server open a model file or contact a server).
+        self.planner_choices = panel_planners(settings)
         self._cancel = threading.Event()
         self._busy = threading.Lock()
 
@@ -233,7 +242,14 @@ class ChatController:
         """The welcome: what to do, whether the models are here, and earlier chats to resume."""
         self.emitter.text(WELCOME)
         self._report_models()
-        earlier = self._sessions.list(self.settings.session_dir)[-RESUME_OFFERS:]
+        from promptartisan.agent.session import SessionError
+
+        try:
+            listed = self._sessions.list(self.settings.session_dir)
+        except SessionError as exc:  # an unreadable sessions folder still gets a welcome
+            self.emitter.error(f"Earlier chats can't be listed: {exc}")
+            listed = []
+        earlier = [info for info in listed if not info.damaged][-RESUME_OFFERS:]
         if earlier and not self.session_ids:
             buttons = [ActionButton("resume", f"Continue {info.id} ({info.versions} versions)",
                                     {"offer": self._offer(info.id)}) for info in reversed(earlier)]
@@ -326,6 +342,8 @@ class ChatController:
             for name, value in values.items():
                 if name in PANEL_SETTINGS:
                     changes[name] = PANEL_SETTINGS[name](value)
+            if changes.get("planner", self.settings.planner) not in self.planner_choices:
+                raise ValueError(f"the planner must be one of {', '.join(self.planner_choices)}")
             updated = Settings.model_validate({**self.settings.model_dump(), **changes})
             if updated.planner != self.settings.planner:
                 from promptartisan.agent.planners import load_planner
@@ -508,8 +526,8 @@ class ChatController:
                           f"{session.id}-v{version.id:04d}.png")
 
     def _export(self, session: Any) -> None:
-        # Overwritten by the next export of the session: the chat keeps its own copy.
-        out = session.export(export_dir(self.settings) / f"{session.id}.zip")
+        # Replaces this session's earlier export: the folder is the chat's own.
+        out = session.export(export_dir(self.settings) / f"{session.id}.zip", force=True)
         out.chmod(0o600)
         self.emitter.file("The whole session — every version, its masks and how it was made:",
                           out, out.name)
