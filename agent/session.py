@@ -212,7 +212,9 @@ class Session:
         staging = root / f"{STAGING_PREFIX}{session_id}"
         upload = f"{VERSIONS}/{ORIGINAL:04d}.png"
         try:
-            (staging / VERSIONS).mkdir(parents=True)
+            staging.mkdir(mode=0o700, parents=True)  # photos are private to their owner
+            staging.chmod(0o700)  # whatever the umask
+            (staging / VERSIONS).mkdir()
             (staging / MASKS).mkdir()
             write_png(original, staging / upload)
             now = time.time()

@@ -290,6 +290,15 @@ def test_a_failed_creation_leaves_no_folder(tmp_path: Path, small_photo: Image.I
         Session.create(tmp_path / "a-file", small_photo)
 
 
+def test_a_session_folder_is_private_to_its_owner(tmp_path: Path, small_photo: Image.Image) -> None:
+    old = os.umask(0o022)  # the usual umask would leave a new folder readable by everyone
+    try:
+        session = Session.create(tmp_path, small_photo)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(session.folder.stat().st_mode) == 0o700
+
+
 # ----- the journal --------------------------------------------------------------------------
 
 def test_a_dead_writes_journal_removes_only_its_own_uncommitted_files(
