@@ -4,56 +4,71 @@ call (design steps 3 and 4), and the per-call state they share.
 Batch layout the processors expect, as the pipeline builds it: row 0 is the text branch, whose
 context is the prompts' chunks [c_1, …, c_n, c_null] of 77 tokens each; the rows after it (the
 image-only and unconditional branches of InstructPix2Pix's guidance) carry only the null chunk.
+
+Who reads what is decided in attention_rules.py and laid out per resolution in layout.py. The
+processors read only tensors of fixed shapes and no Python state that changes between steps or
+mask layouts, so `torch.compile(unet)` traces them without a graph break and compiles once per
+call shape; each layer is one attention call whatever the number of regions.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
 
+from promptartisan.engine import attention_rules as rules
+from promptartisan.engine.flex import flex_self_attention
+from promptartisan.engine.layout import Layout, build_layout
 from promptartisan.engine.regions import LabelMaps
 
-
-@dataclass
-class Route:
-    """The pixels of one label (None: every pixel) and the context chunk they may read."""
-
-    chunk: slice
-    pixels: torch.Tensor | None
-    words: torch.Tensor | None  # bool (77,): the chunk's word tokens to boost; None: no boost
+KERNELS = ("flex", "mask")
 
 
 class AttentionControl:
     """State for one pipeline call, computed once and read by every processor at every step.
 
     `words`: bool (n + 1, 77), the word tokens of each prompt's chunk (the last chunk is the empty
-    prompt's). `boost`: eDiff-I's w. The pipeline sets `sigma` before each UNet call.
+    prompt's). `boost`: eDiff-I's w. The pipeline sets `sigma` before each UNet call and
+    `set_context` with the UNet's context. `kernel`: how blocked self-attention runs, "flex"
+    (flex_attention, the default on CUDA) or "mask" (a dense boolean mask, the default
+    elsewhere); both compute the same attention.
     """
 
     def __init__(self, maps: LabelMaps, words: torch.Tensor, boost: float,
-                 device: torch.device | str) -> None:
-        num_chunks, length = words.shape
-        self.chunk_length = length
+                 device: torch.device | str, kernel: str | None = None) -> None:
+        device = torch.device(device)
+        kernel = kernel or ("flex" if device.type == "cuda" else "mask")
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {KERNELS}, not {kernel!r}")
+        self.num_chunks, self.chunk_length = words.shape
         self.boost = boost
-        self.sigma = 0.0
-        self.routes: dict[int, list[Route]] = {}
-        self.self_routes: dict[int, list[SelfRoute] | None] = {}
-        for shape in maps.shapes:
-            labels = maps.labels[shape].flatten().to(device)
-            present = labels.unique().tolist()
-            routes = []
-            for label in present:
-                chunk = label - 1 if label else num_chunks - 1
-                pixels = None if len(present) == 1 else (labels == label).nonzero().squeeze(1)
-                has_words = label > 0 and bool(words[chunk].any())
-                routes.append(Route(slice(chunk * length, (chunk + 1) * length), pixels,
-                                    words[chunk].to(device) if has_words else None))
-            self.routes[labels.numel()] = routes
-            self.self_routes[labels.numel()] = _self_routes(maps.groups[shape].flatten().to(device))
+        self.kernel = kernel
+        # The step's boost weight lives on the device and is updated in place, so a compiled
+        # UNet reads it as an input rather than specialising on its value at every step.
+        self.weight = torch.zeros((), device=device)
+        self._sigma = 0.0
+        self._context: tuple[torch.Tensor, int] | None = None
+        self.layouts: dict[int, Layout] = {
+            math.prod(shape): build_layout(maps.labels[shape].flatten(),
+                                           maps.groups[shape].flatten(), words, kernel, device)
+            for shape in maps.shapes
+        }
+
+    @property
+    def sigma(self) -> float:
+        """The step's noise level σ_t; setting it sets the boost weight."""
+        return self._sigma
+
+    @sigma.setter
+    def sigma(self, value: float) -> None:
+        self._sigma = value
+        self.weight.fill_(rules.boost_weight(self.boost, value))
+
+    def boost_weight(self) -> float:
+        return rules.boost_weight(self.boost, self._sigma)
 
     def processors(self, current: dict[str, object]) -> dict[str, object]:
         """A processor for every attention layer of a UNet, given its `attn_processors`."""
@@ -64,44 +79,21 @@ class AttentionControl:
             for name, processor in current.items()
         }
 
-    def boost_weight(self) -> float:
-        """w · log(1 + σ_t): strong while the layout forms, fading to nothing at the end."""
-        return self.boost * math.log1p(self.sigma)
-
-
-@dataclass
-class SelfRoute:
-    """Query pixels and the key pixels they may read (None: every pixel)."""
-
-    queries: torch.Tensor
-    keys: torch.Tensor | None
-
-
-def _self_routes(groups: torch.Tensor) -> list[SelfRoute] | None:
-    """Self-attention as gathers instead of an (N, N) mask: background pixels read every pixel,
-    a group's pixels read the background and their own group. No mask means the fastest
-    attention kernel (flash) stays available, and no N² buffer. None when at most one group is
-    present, so nothing needs blocking."""
-    present = [g for g in groups.unique().tolist() if g > 0]
-    if len(present) < 2:
-        return None
-    background = groups == 0
-    routes = [SelfRoute(background.nonzero().squeeze(1), None)] if background.any() else []
-    for group in present:
-        own = groups == group
-        routes.append(SelfRoute(own.nonzero().squeeze(1), (own | background).nonzero().squeeze(1)))
-    return routes
-
-
-def boosted_logits(query: torch.Tensor, key: torch.Tensor, words: torch.Tensor, weight: float,
-                   scale: float) -> torch.Tensor:
-    """Attention logits with eDiff-I's paint-with-words boost on the word tokens only:
-    QKᵀ·scale + weight · max(QKᵀ·scale) on `words`; SOT and EOT/PAD logits are left as they are.
-    The max is taken per head over the call's logits and floored at 0, so the boost never lowers
-    a word's logit (possible with an all-negative QKᵀ)."""
-    logits = (query.float() @ key.float().transpose(-1, -2)) * scale
-    peak = logits.amax(dim=(-2, -1), keepdim=True).clamp_min(0)
-    return logits + weight * peak * words.to(logits.dtype)
+    def set_context(self, model: torch.nn.Module, encoder_hidden_states: torch.Tensor) -> None:
+        """Project the context's keys and values for every routed layer of `model`, if this
+        tensor wasn't projected already or has changed in place since (a step callback may
+        do either). Run outside the UNet, so none of this is traced: the context depends only
+        on the prompts, and projecting 77·(n + 1) tokens per step would grow with n."""
+        seen = self._context
+        if (seen is not None and seen[0] is encoder_hidden_states
+                and seen[1] == encoder_hidden_states._version):
+            return
+        for module in model.modules():
+            processor = getattr(module, "processor", None)
+            if isinstance(processor, RoutedCrossAttnProcessor) and processor.control is self:
+                processor.project(module, encoder_hidden_states)
+        # Holding the tensor keeps its memory from being reused by another one.
+        self._context = (encoder_hidden_states, encoder_hidden_states._version)
 
 
 def _heads(attn: Attention, x: torch.Tensor) -> torch.Tensor:
@@ -118,61 +110,51 @@ def _finish(attn: Attention, out: torch.Tensor, residual: torch.Tensor) -> torch
     return out / attn.rescale_output_factor
 
 
+def routed_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                     layout: Layout, weight: torch.Tensor, scale: float) -> torch.Tensor:
+    """The text row's cross-attention in one pass over all chunks: each pixel's logits outside
+    its own chunk are -inf, and its region's word tokens are raised by eDiff-I's boost,
+    weight · peak. The logits are computed in float32 over every chunk: the boost's peak is a
+    maximum over a whole region's logits, which a fused kernel wouldn't give back, and the
+    context is short (77·(n + 1) tokens), so this costs little next to self-attention."""
+    logits = (query.float() @ key.float().transpose(-1, -2)) * scale
+    logits = logits.masked_fill(layout.unread, -math.inf)
+    peak = rules.boost_peak(logits, layout.labels, layout.members)
+    logits = logits + weight * peak[..., None] * layout.boosted
+    return logits.softmax(dim=-1).to(value.dtype) @ value
+
+
 class RoutedCrossAttnProcessor:
     """attn2: a pixel of region k reads only chunk k (its word tokens boosted), a background pixel
-    only the empty prompt, so no instruction reaches it. Each label's pixels are gathered and
-    attend to their own 77 tokens, so the cost is that of one prompt for any n.
-
-    The context's keys and values are projected once per call, not at every step: they depend
-    only on the prompts, and projecting 77·(n + 1) tokens per step would grow with n."""
+    only the empty prompt, so no instruction reaches it; the guidance rows read the empty prompt,
+    as in stock. The context's keys and values come from `project`, called once per call through
+    `AttentionControl.set_context`."""
 
     def __init__(self, control: AttentionControl) -> None:
         self.control = control
-        self._context: tuple[torch.Tensor, int, tuple[torch.Tensor, ...]] | None = None
+        self.keys: tuple[torch.Tensor, ...] | None = None
 
-    def keys_values(self, attn: Attention, encoder_hidden_states: torch.Tensor
-                    ) -> tuple[torch.Tensor, ...]:
-        """(text keys, text values, null keys, null values) for this context, projected on its
-        first use and reused while the same tensor comes back unchanged."""
-        cached = self._context
-        if (cached is not None and cached[0] is encoder_hidden_states
-                and cached[1] == encoder_hidden_states._version):
-            return cached[2]
+    def project(self, attn: Attention, encoder_hidden_states: torch.Tensor) -> None:
+        """(text keys, text values, null keys, null values) of this layer for the context."""
         text = encoder_hidden_states[:1]
         null = encoder_hidden_states[1:, -self.control.chunk_length:]
-        projected = (_heads(attn, attn.to_k(text)), _heads(attn, attn.to_v(text)),
+        self.keys = (_heads(attn, attn.to_k(text)), _heads(attn, attn.to_v(text)),
                      _heads(attn, attn.to_k(null)), _heads(attn, attn.to_v(null)))
-        # Holding the tensor keeps its memory from being reused by another one.
-        self._context = (encoder_hidden_states, encoder_hidden_states._version, projected)
-        return projected
 
     def __call__(self, attn: Attention, hidden_states: torch.Tensor,
                  encoder_hidden_states: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
                  *args: object, **kwargs: object) -> torch.Tensor:
-        control = self.control
-        routes = control.routes[hidden_states.shape[1]]
+        if self.keys is None:
+            raise RuntimeError("no context projected: call AttentionControl.set_context(unet, "
+                               "encoder_hidden_states) before the UNet")
+        key, value, null_key, null_value = self.keys
+        layout = self.control.layouts[hidden_states.shape[1]]
         query = _heads(attn, attn.to_q(hidden_states))
-        out = torch.empty_like(query)
-        key, value, null_key, null_value = self.keys_values(attn, encoder_hidden_states)
-
+        out = routed_attention(query[:1], key, value, layout, self.control.weight, attn.scale)
         if hidden_states.shape[0] > 1:  # guidance branches: the empty prompt, as in stock
-            out[1:] = F.scaled_dot_product_attention(query[1:], null_key, null_value,
-                                                     scale=attn.scale)
-
-        weight = control.boost_weight()
-        for route in routes:
-            q = query[:1] if route.pixels is None else query[:1].index_select(2, route.pixels)
-            k, v = key[:, :, route.chunk], value[:, :, route.chunk]
-            if route.words is None or weight == 0:
-                o = F.scaled_dot_product_attention(q, k, v, scale=attn.scale)
-            else:
-                logits = boosted_logits(q, k, route.words, weight, attn.scale)
-                o = logits.softmax(dim=-1).to(v.dtype) @ v
-            if route.pixels is None:
-                out[:1] = o
-            else:
-                out[:1].index_copy_(2, route.pixels, o)
+            out = torch.cat([out, F.scaled_dot_product_attention(
+                query[1:], null_key, null_value, scale=attn.scale)])
         return _finish(attn, out, hidden_states)
 
 
@@ -187,17 +169,18 @@ class GroupSelfAttnProcessor:
                  encoder_hidden_states: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
                  *args: object, **kwargs: object) -> torch.Tensor:
-        routes = self.control.self_routes[hidden_states.shape[1]]
+        layout = self.control.layouts[hidden_states.shape[1]]
+        if layout.block_mask is not None:
+            # Sorted by group, pixels that can't read each other fill whole blocks, which the
+            # kernel skips; the permutation is undone before the output projection.
+            ordered = hidden_states.index_select(1, layout.order)
+            out = flex_self_attention(_heads(attn, attn.to_q(ordered)),
+                                      _heads(attn, attn.to_k(ordered)),
+                                      _heads(attn, attn.to_v(ordered)),
+                                      layout.block_mask, attn.scale)
+            return _finish(attn, out.index_select(2, layout.inverse), hidden_states)
         query = _heads(attn, attn.to_q(hidden_states))
         key = _heads(attn, attn.to_k(hidden_states))
         value = _heads(attn, attn.to_v(hidden_states))
-        if routes is None:
-            return _finish(attn, F.scaled_dot_product_attention(query, key, value,
-                                                                scale=attn.scale), hidden_states)
-        out = torch.empty_like(query)
-        for route in routes:
-            k, v = (key, value) if route.keys is None else (key.index_select(2, route.keys),
-                                                            value.index_select(2, route.keys))
-            out.index_copy_(2, route.queries, F.scaled_dot_product_attention(
-                query.index_select(2, route.queries), k, v, scale=attn.scale))
-        return _finish(attn, out, hidden_states)
+        return _finish(attn, F.scaled_dot_product_attention(
+            query, key, value, attn_mask=layout.self_mask, scale=attn.scale), hidden_states)

@@ -200,6 +200,7 @@ class PromptArtisanPipeline(DiffusionPipeline, StableDiffusionMixin):
                     model_input = torch.cat([latents] * 3) if guided else latents
                     model_input = torch.cat(
                         [self.scheduler.scale_model_input(model_input, t), image_latents], dim=1)
+                    control.set_context(self.unet, prompt_embeds)
                     noise_pred = self.unet(model_input, t, encoder_hidden_states=prompt_embeds,
                                            return_dict=False)[0]
                     if guided:

@@ -18,8 +18,9 @@ from promptartisan.engine.attention import (
     AttentionControl,
     GroupSelfAttnProcessor,
     RoutedCrossAttnProcessor,
-    boosted_logits,
+    routed_attention,
 )
+from promptartisan.engine.layout import build_layout
 from promptartisan.engine.regions import label_maps
 from promptartisan.settings import Settings
 
@@ -49,6 +50,16 @@ def control_for(masks: list[np.ndarray], orders: list[int], groups: list[int],
     return control
 
 
+class Projecting(RoutedCrossAttnProcessor):
+    """Projects the context it is called with, as `AttentionControl.set_context` does for the
+    pipeline once per call."""
+
+    def __call__(self, attn: torch.nn.Module, hidden: torch.Tensor, ctx: torch.Tensor
+                 ) -> torch.Tensor:
+        self.project(attn, ctx)
+        return super().__call__(attn, hidden, ctx)
+
+
 def context(prompts: list[torch.Tensor], null: torch.Tensor) -> torch.Tensor:
     """The pipeline's batch: [c_1, …, c_n, c_null] for the text row, c_null tiled for the two
     guidance rows."""
@@ -75,7 +86,7 @@ def inputs(seed: int, n: int) -> tuple[torch.Tensor, list[torch.Tensor], torch.T
 def test_region_pixels_read_only_their_prompt_background_only_the_null(block) -> None:
     attn = block.attn2
     hidden, prompts, null = inputs(0, 2)
-    out = RoutedCrossAttnProcessor(control_for([LEFT, RIGHT], [0, 0], [1, 2]))(
+    out = Projecting(control_for([LEFT, RIGHT], [0, 0], [1, 2]))(
         attn, hidden, context(prompts, null))
     background = ~(LEFT | RIGHT)
     for mask, ctx in ((LEFT, prompts[0]), (RIGHT, prompts[1]), (background, null)):
@@ -87,7 +98,7 @@ def test_region_pixels_read_only_their_prompt_background_only_the_null(block) ->
 
 def test_changing_prompt_j_changes_only_pixels_labeled_j(block) -> None:
     attn = block.attn2
-    proc = RoutedCrossAttnProcessor(control_for([LEFT, RIGHT], [0, 0], [1, 2], 0.3, 5.0))
+    proc = Projecting(control_for([LEFT, RIGHT], [0, 0], [1, 2], 0.3, 5.0))
     hidden, prompts, null = inputs(1, 2)
     base = proc(attn, hidden, context(prompts, null))
     background = pixels(~(LEFT | RIGHT))
@@ -110,7 +121,7 @@ def test_overlap_is_routed_to_the_higher_order(block) -> None:
     overlap = pixels(LEFT & wide)
     hidden, prompts, null = inputs(2, 2)
     for orders, winner in (([1, 0], 0), ([0, 1], 1)):
-        proc = RoutedCrossAttnProcessor(control_for([LEFT, wide], orders, [1, 2]))
+        proc = Projecting(control_for([LEFT, wide], orders, [1, 2]))
         out = proc(attn, hidden, context(prompts, null))
         assert torch.allclose(out[:1, overlap], stock(attn, hidden[:1, overlap], prompts[winner]),
                               atol=1e-6)
@@ -165,36 +176,42 @@ def test_self_attention_equals_attention_with_the_group_mask(block) -> None:
 def test_self_attention_is_plain_with_one_group(block) -> None:
     attn = block.attn1
     control = control_for([LEFT, RIGHT], [0, 0], [1, 1])
-    assert control.self_routes[48] is None
+    assert not control.layouts[48].blocked
     hidden = torch.randn(3, 48, 16, generator=torch.Generator().manual_seed(4))
     assert torch.allclose(GroupSelfAttnProcessor(control)(attn, hidden), stock(attn, hidden),
                           atol=1e-6)
 
 
-def test_boost_raises_word_logits_only() -> None:
+def test_boost_raises_word_tokens_only() -> None:
+    """With the identity as values, the attention's output is its weights."""
     gen = torch.Generator().manual_seed(5)
-    query, key = torch.randn(1, 4, 10, 8, generator=gen), torch.randn(1, 4, CHUNK, 8, generator=gen)
-    words = torch.zeros(CHUNK, dtype=torch.bool)
-    words[1:6] = True
-    plain = boosted_logits(query, key, words, 0.0, 8**-0.5)
-    boosted = boosted_logits(query, key, words, 0.5, 8**-0.5)
-    assert torch.equal(boosted[..., ~words], plain[..., ~words])  # SOT, EOT and PAD untouched
-    assert (boosted[..., words] > plain[..., words]).all()
-    mass = boosted.softmax(-1)[..., words].sum(-1)
-    assert (mass > plain.softmax(-1)[..., words].sum(-1)).all()
+    words = torch.zeros(2, CHUNK, dtype=torch.bool)
+    words[0, 1:6] = True
+    labels = torch.ones(10, dtype=torch.long)
+    layout = build_layout(labels, labels, words, "mask", torch.device("cpu"))
+    query = torch.randn(1, 4, 10, 8, generator=gen)
+    key = torch.randn(1, 4, 2 * CHUNK, 8, generator=gen)
+    value = torch.eye(2 * CHUNK).expand(1, 4, -1, -1)
+    plain, boosted = (routed_attention(query, key, value, layout, torch.tensor(w), 8**-0.5)
+                      for w in (0.0, 0.5))
+    assert not plain[..., CHUNK:].any() and not boosted[..., CHUNK:].any()  # no other chunk
+    own = words[0]
+    assert (boosted[..., :CHUNK][..., own].sum(-1) > plain[..., :CHUNK][..., own].sum(-1)).all()
+    ratio = boosted[..., :CHUNK][..., ~own] / plain[..., :CHUNK][..., ~own]
+    assert torch.allclose(ratio, ratio[..., :1].expand_as(ratio))  # SOT, EOT, PAD untouched
 
 
 def test_boost_scales_with_noise_level_and_reaches_region_pixels_only(block) -> None:
     attn = block.attn2
     hidden, prompts, null = inputs(6, 2)
     ctx = context(prompts, null)
-    off = RoutedCrossAttnProcessor(control_for([LEFT, RIGHT], [0, 0], [1, 2]))(attn, hidden, ctx)
+    off = Projecting(control_for([LEFT, RIGHT], [0, 0], [1, 2]))(attn, hidden, ctx)
     control = control_for([LEFT, RIGHT], [0, 0], [1, 2], boost=0.3, sigma=0.0)
     assert control.boost_weight() == 0.0
-    assert torch.equal(RoutedCrossAttnProcessor(control)(attn, hidden, ctx), off)
+    assert torch.equal(Projecting(control)(attn, hidden, ctx), off)
     control.sigma = 5.0
     assert control.boost_weight() == pytest.approx(0.3 * math.log(6.0))
-    on = RoutedCrossAttnProcessor(control)(attn, hidden, ctx)
+    on = Projecting(control)(attn, hidden, ctx)
     background = pixels(~(LEFT | RIGHT))
     assert torch.equal(on[:1, background], off[:1, background]) and torch.equal(on[1:], off[1:])
     for mask in (LEFT, RIGHT):
@@ -211,16 +228,23 @@ def test_context_is_projected_once_and_again_when_it_changes(block, monkeypatch)
         return forward(x)
 
     monkeypatch.setattr(attn.to_k, "forward", counted)
-    proc = RoutedCrossAttnProcessor(control_for([LEFT, RIGHT], [0, 0], [1, 2]))
+    control = control_for([LEFT, RIGHT], [0, 0], [1, 2])
+    proc = RoutedCrossAttnProcessor(control)
     hidden, prompts, null = inputs(2, 2)
     ctx = context(prompts, null)
+    with pytest.raises(RuntimeError, match="set_context"):
+        proc(attn, hidden, ctx)
+    monkeypatch.setattr(attn, "processor", proc)  # installed, as the pipeline does
+    control.set_context(block, ctx)
     first = proc(attn, hidden, ctx)
-    assert torch.equal(proc(attn, hidden, ctx), first)  # a second step
+    control.set_context(block, ctx)  # a second step
+    assert torch.equal(proc(attn, hidden, ctx), first)
     assert len(projections) == 2  # the text row and the null rows, once
 
     ctx[0, :CHUNK] += 1.0  # prompt 1 changes in place (a callback may do this)
+    control.set_context(block, ctx)
     changed = proc(attn, hidden, ctx)
     assert len(projections) == 4
-    fresh = RoutedCrossAttnProcessor(control_for([LEFT, RIGHT], [0, 0], [1, 2]))
-    assert torch.equal(changed, fresh(attn, hidden, ctx))
+    assert torch.equal(changed, Projecting(control_for([LEFT, RIGHT], [0, 0], [1, 2]))(
+        attn, hidden, ctx))
     assert not torch.equal(changed[:1, pixels(LEFT)], first[:1, pixels(LEFT)])

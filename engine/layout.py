@@ -1,0 +1,65 @@
+"""Each attention resolution's layout for one call: the rules of attention_rules.py turned into the
+tensors the processors read, built once per call and resolution, outside any traced code.
+
+Everything a processor reads at a step is a tensor of a fixed shape for a given resolution and
+number of prompts, whatever the masks: a compiled UNet then compiles once per call shape instead
+of once per mask layout, and the processors launch the same few kernels for any n.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.nn.attention.flex_attention import BlockMask
+
+from promptartisan.engine import attention_rules as rules
+from promptartisan.engine.flex import group_block_mask
+
+
+@dataclass
+class Layout:
+    """One resolution's pixels. `labels`: (N,) region labels; `members`: bool (n + 1, N), the
+    pixels of each label. `order`: the pixels sorted by
+    (group, label), so that every group and every region is a contiguous run of positions, and
+    `inverse` to undo it: flex_attention then skips whole blocks of pixels that can't read each
+    other. `unread`: bool (N, tokens), the context tokens a pixel may not read; `boosted`: float
+    (N, tokens), 1 on the word tokens the boost raises. `blocked`: whether self-attention blocks
+    anything (two groups or more), with the rule as a dense bool (N, N) `self_mask` (pixel order)
+    or as a flex `block_mask` (sorted order): one of the two, per the control's kernel."""
+
+    labels: torch.Tensor
+    members: torch.Tensor
+    order: torch.Tensor
+    inverse: torch.Tensor
+    unread: torch.Tensor
+    boosted: torch.Tensor
+    blocked: bool
+    self_mask: torch.Tensor | None = None
+    block_mask: BlockMask | None = None
+
+
+def sort_order(labels: torch.Tensor, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel positions sorted by (group, label), stable, and the inverse permutation."""
+    order = torch.argsort(groups * (int(labels.max()) + 1) + labels, stable=True)
+    return order, torch.argsort(order)
+
+
+def build_layout(labels: torch.Tensor, groups: torch.Tensor, words: torch.Tensor,
+                 kernel: str, device: torch.device) -> Layout:
+    """The layout of one resolution from its flat label and group maps (N,) and the prompts'
+    word tokens (n + 1, length). `kernel`: "flex" (CUDA) or "mask" (anywhere)."""
+    labels, groups, words = labels.to(device), groups.to(device), words.to(device)
+    num_chunks, length = words.shape
+    token_chunks = torch.arange(num_chunks * length, device=device) // length
+    order, inverse = sort_order(labels, groups)
+    blocked = rules.blocks_self_attention(groups)
+    layout = Layout(labels=labels, members=rules.members(labels, num_chunks), order=order,
+                    inverse=inverse,
+                    unread=~rules.may_read_token(labels, token_chunks, num_chunks),
+                    boosted=rules.boosted_tokens(labels, words).float(), blocked=blocked)
+    if blocked and kernel == "flex":
+        layout.block_mask = group_block_mask(groups[order])
+    elif blocked:
+        layout.self_mask = rules.may_read_pixel(groups[:, None], groups[None, :])
+    return layout
