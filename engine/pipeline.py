@@ -4,6 +4,7 @@ with Complete Attention Control (DESIGN.md, "The engine", steps 1–7)."""
 from __future__ import annotations
 
 import inspect
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,14 @@ from promptartisan.engine.regions import (
 # and a smaller w keeps InstructPix2Pix's 7.5× text guidance from over-saturating the edit.
 DEFAULT_ATTENTION_BOOST = 0.3
 MAX_REGIONS = 8
+# The boost grows with log(1 + σ). The highest σ a schedule shipped with diffusers starts from is
+# EDM's 80 (SD1.5's is 14.6); a zero-terminal-SNR schedule starts from σ = ∞. Capped here, the
+# boost stays finite and at most as strong as at EDM's start.
+MAX_NOISE_LEVEL = 100.0
+# The UNet blocks whose attention layers the processors control, at the resolutions
+# `attention_shapes` predicts (stride-2 downsamplers); other blocks attend elsewhere or differently.
+CONTROLLED_BLOCKS = {"CrossAttnDownBlock2D", "DownBlock2D", "UNetMidBlock2DCrossAttn",
+                     "CrossAttnUpBlock2D", "UpBlock2D"}
 
 
 @dataclass
@@ -63,6 +72,7 @@ class PromptArtisanPipeline(DiffusionPipeline, StableDiffusionMixin):
     def __init__(self, vae: AutoencoderKL, text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer,
                  unet: UNet2DConditionModel, scheduler: KarrasDiffusionSchedulers) -> None:
         super().__init__()
+        check_unet(unet)
         self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                               scheduler=scheduler)
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
@@ -96,10 +106,30 @@ class PromptArtisanPipeline(DiffusionPipeline, StableDiffusionMixin):
         words = (positions >= 1) & (positions < ends)
         return embeds.reshape(1, -1, embeds.shape[-1]).to(self.text_encoder.dtype), words
 
-    def noise_level(self, timestep: torch.Tensor) -> float:
-        """σ_t = sqrt((1 − ᾱ_t) / ᾱ_t), the noise level eDiff-I's boost is scaled by."""
-        alpha = self.scheduler.alphas_cumprod[int(timestep.round())]
-        return float(((1 - alpha) / alpha).sqrt())
+    def noise_level(self, index: int, timestep: torch.Tensor) -> float:
+        """σ of the model's input at loop iteration `index`, which eDiff-I's boost is scaled by:
+        the scheduler's own `sigmas[index]` where it keeps them (the Karras-style and EDM
+        schedulers), else sqrt((1 − ᾱ_t) / ᾱ_t); capped at MAX_NOISE_LEVEL."""
+        sigmas = getattr(self.scheduler, "sigmas", None)
+        if sigmas is not None and index < len(sigmas):
+            sigma = float(sigmas[index])
+        else:
+            alpha = float(self.scheduler.alphas_cumprod[int(timestep.round())])
+            sigma = math.sqrt((1 - alpha) / alpha) if alpha > 0 else math.inf
+        return min(max(sigma, 0.0), MAX_NOISE_LEVEL)
+
+    # As diffusers' StableDiffusionPipeline.prepare_extra_step_kwargs, which stock uses.
+    def prepare_extra_step_kwargs(self, generator: torch.Generator | None, eta: float
+                                  ) -> dict[str, Any]:
+        """`eta` and `generator` for schedulers whose `step` takes them, as stock passes them
+        (η is DDIM's and TCD's stochasticity; the other schedulers have no such argument)."""
+        accepted = set(inspect.signature(self.scheduler.step).parameters)
+        extra_step_kwargs: dict[str, Any] = {}
+        if "eta" in accepted:
+            extra_step_kwargs["eta"] = eta
+        if "generator" in accepted:
+            extra_step_kwargs["generator"] = generator
+        return extra_step_kwargs
 
     @torch.no_grad()
     def __call__(
@@ -114,6 +144,7 @@ class PromptArtisanPipeline(DiffusionPipeline, StableDiffusionMixin):
         preserve_background: bool = True,
         feather: int = 8,
         max_regions: int = MAX_REGIONS,
+        eta: float = 0.0,
         generator: torch.Generator | None = None,
         latents: torch.Tensor | None = None,
         output_type: str = "pil",
@@ -123,20 +154,26 @@ class PromptArtisanPipeline(DiffusionPipeline, StableDiffusionMixin):
         """Apply every region's instruction to `image` in one denoising pass.
 
         `attention_boost`: eDiff-I's w on each region's word tokens (0 disables).
-        `blend_steps`: for this many first steps the latent outside the regions is reset to the
-        noised source; None means half the steps. The first half fixes the layout and the low
-        frequencies: holding the background to the source trajectory then stops edits leaking
-        into it (colour casts through self-attention); freeing it for the second half lets the
-        borders of each edit heal into their surroundings instead of looking pasted on.
+        `blend_steps`: for this many first denoising steps the latent outside the regions is reset
+        to the noised source; None means half the steps. A step is counted as stock
+        InstructPix2Pix counts it on its progress bar, so a second-order solver (Heun, KDPM2),
+        which calls the UNet twice a step, blends as many steps as any other. The first half
+        fixes the layout and the low frequencies: holding the background to the source
+        trajectory then stops edits leaking into it (colour casts through self-attention);
+        freeing it for the second half lets the borders of each edit heal into their
+        surroundings instead of looking pasted on.
         `preserve_background`: paste the result into the source through the union of the masks
         feathered over `feather` pixels, so pixels farther away are the source's own, bit for
-        bit. `max_regions`: more regions are refused. `latents`: the initial noise (standard
-        normal), as in diffusers. `output_type`: "pil", "np" or "latent" (the final latents,
+        bit. `max_regions`: more regions are refused. `eta`: DDIM's η (and TCD's), for schedulers
+        that take it, as in stock. `latents`: the initial noise (standard normal), as in
+        diffusers. `output_type`: "pil", "np" or "latent" (the final latents,
         neither decoded nor pasted back).
-        `callback_on_step_end(pipe, step, timestep, tensors) -> tensors` runs after each step; it
-        may call `pipe.interrupt_run()`, and the output then has `interrupted=True`, no images.
+        `callback_on_step_end(pipe, step, timestep, tensors) -> tensors` runs after each UNet
+        call, as in stock (`step` counts them); it may call `pipe.interrupt_run()`, and the
+        output then has `interrupted=True`, no images.
         """
         # 0. Check inputs.
+        check_unet(self.unet)
         source = _source_image(image)
         regions, masks, groups = prepare_regions(regions, source.size, max_regions)
         blend_steps = num_inference_steps // 2 if blend_steps is None else blend_steps
@@ -149,6 +186,13 @@ class PromptArtisanPipeline(DiffusionPipeline, StableDiffusionMixin):
         if unknown:
             raise ValueError(f"callback tensors {sorted(unknown)} are not among "
                              f"{self._callback_tensor_inputs}")
+        #    The composite label maps at every attention resolution (design step 2), here so
+        #    that a layout that can't be routed fails before any model runs.
+        height, width = self.image_processor.get_default_height_width(source)
+        shapes = attention_shapes(height // self.vae_scale_factor, width // self.vae_scale_factor,
+                                  len(self.unet.config.block_out_channels),
+                                  round_up=self.unet.config.downsample_padding == 1)
+        maps = label_maps(torch.from_numpy(masks), [r.order for r in regions], groups, shapes)
         self._interrupt = False
         device = self._execution_device
         guided = guidance_scale > 1.0 and image_guidance_scale >= 1.0
@@ -179,14 +223,14 @@ class PromptArtisanPipeline(DiffusionPipeline, StableDiffusionMixin):
         noise = latents.to(device=device, dtype=dtype)
         latents = noise * self.scheduler.init_noise_sigma
 
-        # 4. Composite label maps at every attention resolution, once for the whole call.
-        levels = len(self.unet.config.block_out_channels)
-        shapes = attention_shapes(*source_latents.shape[-2:], levels)
-        maps = label_maps(torch.from_numpy(masks), [r.order for r in regions], groups, shapes)
+        # 4. Attention control from the label maps, once for the whole call.
         control = AttentionControl(maps, words, attention_boost, device)
         inside = (maps.labels[shapes[0]] > 0).to(device=device, dtype=dtype)[None, None]
-        accepted = inspect.signature(self.scheduler.step).parameters
-        extra_step_kwargs = {"generator": generator} if "generator" in accepted else {}
+        extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
+        # As stock counts them: a solver of order k calls the UNet k times a step, after the
+        # calls of its warm-up (PNDM's Runge-Kutta start).
+        num_warmup_steps = len(timesteps) - num_inference_steps * self.scheduler.order
+        steps_done = 0
 
         # 5. Denoising loop: one UNet call per step for any number of regions.
         original_processors = self.unet.attn_processors
@@ -196,7 +240,7 @@ class PromptArtisanPipeline(DiffusionPipeline, StableDiffusionMixin):
                 for i, t in enumerate(timesteps):
                     if self._interrupt:
                         break
-                    control.sigma = self.noise_level(t)
+                    control.sigma = self.noise_level(i, t) if attention_boost > 0 else 0.0
                     model_input = torch.cat([latents] * 3) if guided else latents
                     model_input = torch.cat(
                         [self.scheduler.scale_model_input(model_input, t), image_latents], dim=1)
@@ -209,9 +253,13 @@ class PromptArtisanPipeline(DiffusionPipeline, StableDiffusionMixin):
                                       + image_guidance_scale * (image_only - uncond))
                     latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs,
                                                   return_dict=False)[0]
+                    step_ends = i + 1 == len(timesteps) or (
+                        i + 1 > num_warmup_steps and (i + 1) % self.scheduler.order == 0)
+                    steps_done += step_ends
 
-                    # 6. Latent blending: outside the regions, the source at the next noise level.
-                    if i < blend_steps:
+                    # 6. Latent blending: outside the regions, the source at the next noise level,
+                    #    after each of the first `blend_steps` denoising steps.
+                    if step_ends and steps_done <= blend_steps:
                         background = (source_latents if i + 1 == len(timesteps) else
                                       self.scheduler.add_noise(source_latents, noise,
                                                                timesteps[i + 1:i + 2]))
@@ -225,7 +273,8 @@ class PromptArtisanPipeline(DiffusionPipeline, StableDiffusionMixin):
                         latents = outputs.pop("latents", latents)
                         prompt_embeds = outputs.pop("prompt_embeds", prompt_embeds)
                         image_latents = outputs.pop("image_latents", image_latents)
-                    progress_bar.update()
+                    if step_ends:
+                        progress_bar.update()
         finally:
             self.unet.set_attn_processor(original_processors)
 
@@ -264,3 +313,33 @@ def _source_image(image: PIL.Image.Image | np.ndarray) -> PIL.Image.Image:
         raise ValueError(f"image is {source.width}×{source.height}; it must be at least 8×8")
     return source
 
+
+def check_unet(unet: UNet2DConditionModel) -> None:
+    """Refuse a UNet this pipeline can't drive, with the reason, before anything runs: it must be
+    an InstructPix2Pix UNet (8 input channels: the noisy latent and the source's latent),
+    conditioned on the text alone, built of the blocks whose attention the processors control."""
+    config = unet.config
+    if config.in_channels != 8:
+        raise ValueError(f"the UNet takes {config.in_channels} input channels, not 8: "
+                         f"PromptArtisan needs an InstructPix2Pix UNet, which reads the noisy "
+                         f"latent and the source image's latent (a 4-channel UNet is a "
+                         f"text-to-image model)")
+    needs = {
+        "class_embed_type": config.class_embed_type,
+        "num_class_embeds": config.num_class_embeds,
+        "addition_embed_type": None if config.addition_embed_type == "text"
+        else config.addition_embed_type,
+        "encoder_hid_dim_type": None if config.encoder_hid_dim_type == "text_proj"
+        else config.encoder_hid_dim_type,
+        "attention_type": None if config.attention_type == "default" else config.attention_type,
+    }
+    extra = [f"{key}={value!r}" for key, value in needs.items() if value is not None]
+    if extra:
+        raise ValueError(f"the UNet needs conditioning besides the text and the source image "
+                         f"({', '.join(extra)}), which PromptArtisan does not provide: it drives "
+                         f"SD1.5-style InstructPix2Pix UNets")
+    blocks = {*config.down_block_types, *config.up_block_types, config.mid_block_type} - {None}
+    if not blocks <= CONTROLLED_BLOCKS or config.downsample_padding not in (0, 1):
+        raise ValueError(f"the UNet is built of {sorted(blocks)} with downsample_padding="
+                         f"{config.downsample_padding}; PromptArtisan's attention control knows "
+                         f"{sorted(CONTROLLED_BLOCKS)} with a padding of 0 or 1")

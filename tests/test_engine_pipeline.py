@@ -30,10 +30,16 @@ def pipe(tiny_dir: Path) -> PromptArtisanPipeline:
     return pipe
 
 
-def grid(n: int) -> list[Region]:
-    """n disjoint 16×16 boxes on the latent grid (multiples of 8 pixels)."""
-    return [Region(box_mask(SIZE, (16 * (k % 4), 16 * (k // 4), 16 * (k % 4) + 16,
-                                   16 * (k // 4) + 16)), PROMPTS[k]) for k in range(n)]
+def grid(n: int, size: tuple[int, int] = SIZE) -> list[Region]:
+    """n disjoint 16×16 boxes, one in each of 2×2 blocks (4×2 for more than 4) of an image of
+    `size`: each in its own cell at the tiny UNet's coarsest resolution (2×2 at 64×48), where
+    every region must have a pixel."""
+    columns = 2 if n <= 4 else 4
+    width, height = size[0] // columns, size[1] // 2
+    boxes = [((k % columns) * width + (width - 16) // 2, (k // columns) * height + 4)
+             for k in range(n)]
+    return [Region(box_mask(size, (x, y, x + 16, y + 16)), PROMPTS[k])
+            for k, (x, y) in enumerate(boxes)]
 
 
 def seed(value: int = 0) -> torch.Generator:
@@ -74,13 +80,15 @@ def test_one_full_region_equals_stock_instruct_pix2pix(tiny_settings: Settings,
 
 
 @pytest.mark.parametrize("n", [1, 2, 4, 8])
-def test_single_pass_runs_the_unet_once_per_step_for_any_n(pipe, small_photo, n: int) -> None:
+def test_single_pass_runs_the_unet_once_per_step_for_any_n(pipe, photo, n: int) -> None:
+    image = photo.resize((128, 96))  # room for 8 regions in the 3×4 cells of the coarsest level
     calls, handle = count_unet_calls(pipe)
     try:
-        pipe(small_photo, grid(n), num_inference_steps=2, generator=seed())
+        pipe(image, grid(n, image.size), num_inference_steps=2, generator=seed())
         single = calls[0]
         calls[0] = 0
-        SequentialBaseline(pipe)(small_photo, grid(n), num_inference_steps=2, generator=seed())
+        SequentialBaseline(pipe)(image, grid(n, image.size), num_inference_steps=2,
+                                 generator=seed())
         sequential = calls[0]
     finally:
         handle.remove()
