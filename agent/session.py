@@ -15,12 +15,21 @@ version or no row at all; `Session.open` sweeps what the app itself left behind 
 temporaries, and the files a dead write's journal lists) and nothing else. Undo, redo and
 reset move the pointer; nothing is ever deleted. Every failure is a `SessionError` that says
 which session and why: a damaged database, a missing file, a full disk.
+
+Views: several windows on one session each hold their own position in the tree (and their own
+pending question), so none moves another's or makes a version unreachable. `in_view(view)`
+gives the session as one view sees it; without a view it is the session's own pointer,
+`current`, which every move of every view also sets: where the session was last left, where a
+view without a position yet starts, and what the command line works on. Positions live in the
+`state` table (`current:VIEW`, `pending:VIEW`, `came:VIEW:PARENT`), so sessions written before
+views open unchanged.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import sqlite3
@@ -54,6 +63,7 @@ ABANDONED_AFTER_S = 600
 ORIGINAL = 0
 
 Direction = Literal["undo", "redo", "reset"]
+VIEW_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -192,13 +202,28 @@ def _mask_image(mask: np.ndarray) -> Image.Image:
 
 
 class Session:
-    """One picture's history. Safe to use from several threads; each write is one transaction."""
+    """One picture's history, as one view (a chat window) sees it; `view` None is the
+    session's own pointer. Safe to use from several threads; each write is one transaction."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, view: str | None = None) -> None:
+        if view is not None and not VIEW_ID.fullmatch(view):
+            raise SessionError(f"{view!r} is not a view id (letters, digits, - and _, at most "
+                               "64)")
         self.folder = Path(folder)
         self.id = self.folder.name
+        self.view = view
         self._db = self.folder / DB_NAME
         self._lock = threading.RLock()
+
+    def in_view(self, view: str | None) -> Session:
+        """This session as `view` sees it: its own position, pending question and redo trail.
+        A view new to the session starts, from now on, where the session was last left."""
+        session = Session(self.folder, view)
+        if view is not None:
+            with session._lock, session._transaction() as conn:
+                conn.execute("INSERT OR IGNORE INTO state (key, value) SELECT ?, value FROM "
+                             "state WHERE key = 'current'", (session._key("current"),))
+        return session
 
     # ----- creating, opening, listing -------------------------------------------------------
 
@@ -236,9 +261,10 @@ class Session:
         return cls(root / session_id)
 
     @classmethod
-    def open(cls, session_id: str, root: str | Path) -> Session:
-        """Reopen a session, e.g. after a crash: what a killed write left is swept; every
-        finished version is there. A damaged one is a SessionError naming it and why."""
+    def open(cls, session_id: str, root: str | Path, view: str | None = None) -> Session:
+        """Reopen a session (as `view` sees it), e.g. after a crash: what a killed write left
+        is swept; every finished version is there. A damaged one is a SessionError naming it
+        and why."""
         folder = Path(root) / session_id
         if not session_id or "/" in session_id or session_id.startswith(".") \
                 or not os.path.isfile(folder / DB_NAME):
@@ -246,7 +272,7 @@ class Session:
         session = cls(folder)
         session.info()  # a damaged database fails here, naming the session and why
         session._sweep()
-        return session
+        return session.in_view(view)
 
     @staticmethod
     def list(root: str | Path) -> list[SessionInfo]:
@@ -272,19 +298,21 @@ class Session:
             versions = conn.execute("SELECT COUNT(*) FROM versions").fetchone()[0]
             turns = conn.execute("SELECT COUNT(*) FROM turns").fetchone()[0]
         return SessionInfo(self.id, self.folder, self._number("created", float), versions,
-                           self.current, turns)
+                           self._number("current", int), turns)
 
     # ----- reading ------------------------------------------------------------------------
 
     @property
     def current(self) -> int:
-        """The version the next edit starts from."""
-        return self._number("current", int)
+        """The version the next edit starts from: this view's position (a view that has none
+        yet starts where the session was last left)."""
+        with self._read() as conn:
+            return self._position(conn)
 
     @property
     def pending(self) -> PendingRequest | None:
-        """The question awaiting an answer, if any."""
-        value = self._state("pending", None)
+        """The question this view awaits an answer to, if any."""
+        value = self._state(self._key("pending"), None)
         return None if value is None else PendingRequest(**self._json(value, "pending"))
 
     def image(self, version: int | None = None) -> Image.Image:
@@ -358,10 +386,10 @@ class Session:
                     seed: int | None = None, seconds: float | None = None,
                     kind: str = "edit") -> int:
         """Store a new version (child of `parent`, default the current one), its masks and the
-        turn that made it (`kind`: edit or upload), make it current and clear any pending
-        question. Returns its number."""
+        turn that made it (`kind`: edit or upload), make it this view's current one and clear
+        its pending question. Returns its number."""
         with self._lock, new_files(self.folder) as files, self._transaction() as conn:
-            parent = self._current(conn) if parent is None else parent
+            parent = self._position(conn) if parent is None else parent
             number = conn.execute("SELECT COALESCE(MAX(id), -1) + 1 FROM versions").fetchone()[0]
             image_file = free_name(self.folder, VERSIONS, f"{number:04d}")
             mask_files = [free_name(self.folder, MASKS, f"{number:04d}-{k}")
@@ -388,44 +416,49 @@ class Session:
                   r.source, r.score, r.label, json.dumps(r.boxes))
                  for k, r in enumerate(regions)],
             )
-            self._set_state(conn, "current", str(number))
-            conn.execute("DELETE FROM state WHERE key = 'pending'")
+            self._go(conn, number)
         return number
 
     def record_turn(self, text: str, kind: str, message: str,
                     plan: dict[str, Any] | None = None,
                     pending: PendingRequest | None = None, seconds: float | None = None) -> None:
         """Record a turn that made no version (a question, a chat reply). `pending` becomes the
-        question awaiting an answer; None clears it."""
+        question this view awaits an answer to; None clears it."""
         with self._lock, self._transaction() as conn:
-            current = self._current(conn)
+            current = self._position(conn)
             self._insert_turn(conn, time.time(), text, kind, message, plan, current, current,
                               seconds)
             if pending is None:
-                conn.execute("DELETE FROM state WHERE key = 'pending'")
+                conn.execute("DELETE FROM state WHERE key = ?", (self._key("pending"),))
             else:
-                self._set_state(conn, "pending", json.dumps(asdict(pending)))
+                self._set_state(conn, self._key("pending"), json.dumps(asdict(pending)))
 
     def move(self, kind: Direction, text: str = "", plan: dict[str, Any] | None = None
              ) -> Moved:
-        """Undo (to the parent), redo (to the most recent child) or reset (to the upload),
-        recorded as a turn. Deletes nothing."""
+        """Move this view: undo (to the parent), redo (to the child this view last undid from,
+        else the most recent child) or reset (to the upload), recorded as a turn. Deletes
+        nothing."""
         with self._lock, self._transaction() as conn:
-            before = self._current(conn)
+            before = self._position(conn)
             if kind == "undo":
                 row = conn.execute("SELECT parent FROM versions WHERE id = ?",
                                    (before,)).fetchone()
-                after = before if row["parent"] is None else row["parent"]
+                after = before if row is None or row["parent"] is None else row["parent"]
+                if after != before:  # redo comes back here, whatever other views add meanwhile
+                    self._set_state(conn, self._key(f"came:{after}"), str(before))
             elif kind == "redo":
-                row = conn.execute("SELECT MAX(id) AS child FROM versions WHERE parent = ?",
-                                   (before,)).fetchone()
-                after = before if row["child"] is None else row["child"]
+                children = [row[0] for row in conn.execute(
+                    "SELECT id FROM versions WHERE parent = ? ORDER BY id", (before,))]
+                came = conn.execute("SELECT value FROM state WHERE key = ?",
+                                    (self._key(f"came:{before}"),)).fetchone()
+                after = (int(came[0]) if came is not None and came[0].isdigit()
+                         and int(came[0]) in children
+                         else children[-1] if children else before)
             else:
                 after = ORIGINAL
             message = _move_message(kind, before, after)
             self._insert_turn(conn, time.time(), text, kind, message, plan, before, after, None)
-            self._set_state(conn, "current", str(after))
-            conn.execute("DELETE FROM state WHERE key = 'pending'")
+            self._go(conn, after)
         return Moved(before, after, message)
 
     def export(self, out: str | Path, force: bool = False) -> Path:
@@ -520,9 +553,31 @@ class Session:
             raise SessionError(f"session {self.id}: the file of {what} can't be read ({exc})"
                                ) from exc
 
-    @staticmethod
-    def _current(conn: sqlite3.Connection) -> int:
-        return int(conn.execute("SELECT value FROM state WHERE key = 'current'").fetchone()[0])
+    def _key(self, name: str) -> str:
+        """The state key of this view's `name`."""
+        if self.view is None:
+            return name
+        head, _, tail = name.partition(":")
+        return f"{head}:{self.view}:{tail}" if tail else f"{name}:{self.view}"
+
+    def _position(self, conn: sqlite3.Connection) -> int:
+        """This view's version; a view that has none yet is where the session was left."""
+        for key in dict.fromkeys([self._key("current"), "current"]):
+            row = conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+            if row is not None:
+                try:
+                    return int(row[0])
+                except (TypeError, ValueError):
+                    raise SessionError(f"session {self.id} is damaged: its {key!r} is "
+                                       f"{row[0]!r}, not a number") from None
+        raise SessionError(f"session {self.id} is damaged: no 'current' in its state")
+
+    def _go(self, conn: sqlite3.Connection, number: int) -> None:
+        """Put this view (and the session's last-left pointer) on `number`; its pending
+        question, if any, is answered by the move."""
+        self._set_state(conn, self._key("current"), str(number))
+        self._set_state(conn, "current", str(number))
+        conn.execute("DELETE FROM state WHERE key = ?", (self._key("pending"),))
 
     @staticmethod
     def _set_state(conn: sqlite3.Connection, key: str, value: str) -> None:

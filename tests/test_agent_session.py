@@ -163,3 +163,51 @@ def test_listing_removes_abandoned_creations_but_not_recent_ones(
     assert [info.id for info in Session.list(tmp_path)] == [session.id]
     assert not abandoned.exists()
     assert recent.exists()
+
+
+def test_two_views_keep_their_own_positions_and_redo_returns_to_their_own_branch(
+        tmp_path: Path, small_photo: Image.Image) -> None:
+    """The issue's case: windows A and C both on version 1 edit it (siblings 2 and 3); neither
+    moves the other, and A's redo comes back to A's 2, not to C's newer 3."""
+    session = Session.create(tmp_path, small_photo)
+    add(session, small_photo, 10)
+    a = session.in_view("window-a")
+    c = Session.open(session.id, tmp_path, view="window-c")
+    assert (a.current, c.current) == (1, 1)  # a new view starts where the session was left
+    assert add(a, small_photo, 20) == 2
+    assert c.current == 1
+    assert add(c, small_photo, 30) == 3
+    assert session.children(1) == [2, 3]
+    assert moved(a, "undo") == (2, 1)
+    assert c.current == 3
+    assert moved(a, "redo") == (1, 2)  # A's own, though 3 is newer
+    assert moved(c, "undo") == (3, 1)
+    assert moved(c, "redo") == (1, 3)
+    assert moved(a, "reset") == (2, 0)
+    assert moved(a, "redo") == (0, 1)
+    assert moved(a, "redo") == (1, 2)
+    assert c.current == 3
+    reopened = Session.open(session.id, tmp_path, view="window-a")
+    assert reopened.current == 2
+    assert Session.open(session.id, tmp_path).current == 2  # where the session was last left
+    assert Session.list(tmp_path)[0].current == 2
+
+
+def test_each_view_has_its_own_pending_question(tmp_path: Path,
+                                                small_photo: Image.Image) -> None:
+    session = Session.create(tmp_path, small_photo)
+    a, c = session.in_view("a"), session.in_view("c")
+    a.record_turn("change it", "clarify", "How?", pending=PendingRequest("change it", "How?"))
+    assert a.pending is not None and a.pending.question == "How?"
+    assert c.pending is None and session.pending is None
+    add(c, small_photo, 10)  # another window's edit answers nothing of A's
+    assert a.pending is not None and a.current == 0
+    add(a, small_photo, 20)
+    assert a.pending is None and session.version(2).parent == 0
+
+
+@pytest.mark.parametrize("view", ["", "a:b", "../x", "x" * 65])
+def test_a_bad_view_id_is_refused(tmp_path: Path, small_photo: Image.Image, view: str) -> None:
+    session = Session.create(tmp_path, small_photo)
+    with pytest.raises(SessionError, match="not a view id"):
+        session.in_view(view)

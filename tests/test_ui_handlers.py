@@ -30,6 +30,7 @@ from promptartisan.ui import handlers
 from promptartisan.ui.handlers import (
     BUSY,
     NEED_IMAGE,
+    NO_SUCH_VERSION,
     NOT_OFFERED,
     NOT_THIS_CHATS,
     OUT_OF_MEMORY,
@@ -232,14 +233,15 @@ class Chat:
     engine: FakeEngine
 
 
-def make_chat(settings: Settings, engine: FakeEngine | None = None) -> Chat:
+def make_chat(settings: Settings, engine: FakeEngine | None = None,
+              session_ids: Sequence[str] = ()) -> Chat:
     emitter, planner, engine = RecordingEmitter(), ScriptedPlanner(), engine or FakeEngine()
 
     def editor(chat_settings: Settings) -> Editor:
         return Editor(chat_settings, planner=planner, grounder=BoxGrounder(), pipeline=engine)
 
-    return Chat(ChatController(settings, emitter, editor_factory=editor), emitter, planner,
-                engine)
+    return Chat(ChatController(settings, emitter, editor_factory=editor,
+                               session_ids=session_ids), emitter, planner, engine)
 
 
 @pytest.fixture
@@ -462,11 +464,87 @@ def test_history_buttons(chat: Chat, small_photo: Image.Image) -> None:
 
     chat.controller.action("reset", payload)
     assert session.current == 0
-    chat.controller.action("compare", payload)
+    original = buttons(chat.emitter.last("pictures"))["compare"]
+    assert original["version"] == 0
+    chat.controller.action("compare", original)
     assert "original" in chat.emitter.last("text").text
-    chat.controller.action("masks", payload)
+    chat.controller.action("masks", original)
     assert "no masks" in chat.emitter.last("text").text
     assert not chat.emitter.of("error")
+
+
+def test_every_button_acts_on_the_version_it_sits_under(chat: Chat,
+                                                        small_photo: Image.Image) -> None:
+    """The issue's case: under "Undone: back to version 0", Download gave version 1 and
+    Compare compared 0 → 1, because they read where the session was, not their payload."""
+    chat.controller.message(TWO_EDITS, [upload(small_photo)])
+    edited = buttons(chat.emitter.last("pictures"))
+    chat.controller.action("undo", edited["undo"])
+    undone = chat.emitter.last("pictures")
+    assert "back to version 0" in undone.text
+    at_zero = buttons(undone)
+    assert {payload["version"] for payload in at_zero.values()} == {0}
+    session = Session.open(edited["undo"]["session"], chat.controller.settings.session_dir)
+
+    chat.controller.action("download", at_zero["download"])
+    assert chat.emitter.last("file").path == session.version(0).file
+    chat.controller.action("compare", at_zero["compare"])
+    assert "original" in chat.emitter.last("text").text
+    chat.controller.action("masks", at_zero["masks"])
+    assert "Version 0 was not made by an edit" in chat.emitter.last("text").text
+
+    # The buttons under version 1 still act on version 1, though the chat is on 0.
+    chat.controller.action("download", edited["download"])
+    assert chat.emitter.last("file").path == session.version(1).file
+    chat.controller.action("compare", edited["compare"])
+    assert chat.emitter.last("pictures").text == "Version 0 → version 1:"
+    chat.controller.action("masks", edited["masks"])
+    assert "Where each edit of version 1 went" in chat.emitter.last("pictures").text
+    assert session.current == 0 and not chat.emitter.of("error")
+
+    # Undo, Redo and Reset move from where the chat is, whichever picture they sit under.
+    chat.controller.action("undo", edited["undo"])
+    assert "Nothing to undo" in chat.emitter.last("pictures").text
+    chat.controller.action("redo", at_zero["redo"])
+    assert session.current == 1
+
+
+@pytest.mark.parametrize("version", [99, -1, "1", 1.0, True, [1]])
+def test_a_button_naming_a_version_the_session_lacks_is_refused(
+        chat: Chat, small_photo: Image.Image, version: Any) -> None:
+    chat.controller.message(TWO_EDITS, [upload(small_photo)])
+    session_id = chat.controller.session_ids[0]
+    for name in ("download", "compare", "masks"):
+        chat.emitter.clear()
+        chat.controller.action(name, {"session": session_id, "version": version})
+        assert [(item.kind, item.text) for item in chat.emitter.shown] == [
+            ("error", NO_SUCH_VERSION)], name
+
+
+def test_two_chats_on_one_session_keep_their_own_places(settings: Settings,
+                                                        small_photo: Image.Image) -> None:
+    """The issue's case: A and C both edit version 0 (siblings 1 and 2); A's Undo goes from
+    A's 1, A's Redo comes back to A's 1, and C is never moved."""
+    session = Session.create(settings.session_dir, small_photo)
+    a, c = make_chat(settings, session_ids=[session.id]), make_chat(settings,
+                                                                  session_ids=[session.id])
+    for window in (a, c):
+        window.controller.reopen()  # each window shows version 0: its place from now on
+    a.controller.message("make the sky a sunset")
+    c.controller.message("make the sky a sunset")
+    assert session.children(0) == [1, 2]
+    a.controller.action("undo", {"session": session.id})
+    assert "Undone: back to version 0" in a.emitter.last("pictures").text
+    a.controller.action("redo", {"session": session.id})
+    assert "Redone: version 1" in a.emitter.last("pictures").text
+    c.controller.action("masks", {"session": session.id})
+    assert "version 2" in c.emitter.last("pictures").text  # C is where C was
+    c.controller.action("undo", {"session": session.id})
+    assert "Undone: back to version 0" in c.emitter.last("pictures").text
+    c.controller.action("redo", {"session": session.id})
+    assert "Redone: version 2" in c.emitter.last("pictures").text
+    a.controller.message("make the sky a sunset")  # A edits from its own 1
+    assert session.version(3).parent == 1
 
 
 def test_an_unknown_session_in_a_button_is_refused(chat: Chat) -> None:

@@ -9,6 +9,10 @@ A chat acts only on the sessions it created or was given through the app: a butt
 counts only if it is one of this chat's own, and the welcome's offers to continue earlier
 sessions carry a random token this chat minted, not the id. A client can send any payload; it
 can't make another chat's picture its own.
+
+Each chat is its own view of a session (`Session.in_view`): several windows on one picture each
+keep their own place in its history. A button acts on the version it sits under (its payload's
+`version`); Undo, Redo and Reset move from the version this chat is on.
 """
 
 from __future__ import annotations
@@ -90,6 +94,8 @@ NOT_THIS_CHATS = (
     "photo, or continue an earlier session from a new chat's welcome."
 )
 NOT_OFFERED = "That offer to continue a session isn't one this chat made, so nothing was done."
+NO_SUCH_VERSION = "That button names a version this picture's history doesn't have, so nothing " \
+    "was done."
 TINY_NOTE = (
     "Switched this chat to the **tiny demo models**: they run anywhere in seconds, but their "
     "weights are random, so results are colourful noise. They show how the chat works, not "
@@ -230,6 +236,7 @@ class ChatController:
         self.session_ids: list[str] = list(session_ids)  # the pictures requests go to
         self._own: set[str] = set(session_ids)  # every session this chat created or was given
         self._offers: dict[str, str] = {}  # resume token -> the earlier session it continues
+        self.view = secrets.token_hex(8)  # this chat's own place in each session's history
         # A client picks among the planners the server was started with, never a file or URL
         # of its own (an llm: spec makes the server open a model file or contact a server).
         self.planner_choices = panel_planners(settings)
@@ -279,17 +286,18 @@ class ChatController:
         if name == "use_tiny":
             self.use_tiny()
             return
-        changes: dict[str, Callable[[Any], None]] = {
-            "undo": lambda s: self._move(s, "undo"),
-            "redo": lambda s: self._move(s, "redo"),
-            "reset": lambda s: self._move(s, "reset"),
-            "resume": self._resume,
+        # Each handler gets the session and the version its button sits under.
+        changes: dict[str, Callable[[Any, int], None]] = {
+            "undo": lambda s, v: self._move(s, "undo"),
+            "redo": lambda s, v: self._move(s, "redo"),
+            "reset": lambda s, v: self._move(s, "reset"),
+            "resume": lambda s, v: self._resume(s),
         }
-        views: dict[str, Callable[[Any], None]] = {
+        views: dict[str, Callable[[Any, int], None]] = {
             "masks": self._show_masks,
             "compare": self._compare,
             "download": self._download,
-            "export": self._export,
+            "export": lambda s, v: self._export(s),
         }
         if name not in views and name not in changes:
             self.emitter.error(f"Unknown action {name!r}.")
@@ -298,11 +306,15 @@ class ChatController:
         session_id = self._offered(payload) if name == "resume" else self._owned(payload)
         if session_id is None:
             return
+        version = payload.get("version")
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+            self.emitter.error(NO_SUCH_VERSION)
+            return
         if name in views:  # reading only: works even while a turn runs
-            self._on_session(views[name], session_id)
+            self._on_version(views[name], session_id, version)
         elif self._acquire():
             try:
-                self._on_session(changes[name], session_id)
+                self._on_version(changes[name], session_id, version)
             finally:
                 self._busy.release()
 
@@ -334,6 +346,20 @@ class ChatController:
                 handler(session)
         except Exception as exc:  # any failure becomes a message; the chat goes on
             self._report_exception(exc)
+
+    def _on_version(self, handler: Callable[[Any, int], None], session_id: str,
+                    version: int | None) -> None:
+        """`handler(session, version)`: the button's version, or where this chat is when the
+        button names none; a version the session doesn't have is refused."""
+
+        def run(session: Any) -> None:
+            number = session.current if version is None else version
+            if not any(v.id == number for v in session.versions()):
+                self.emitter.error(NO_SUCH_VERSION)
+                return
+            handler(session, number)
+
+        self._on_session(run, session_id)
 
     def update_settings(self, values: dict[str, Any]) -> None:
         """Values from the settings panel; they apply from the next request on."""
@@ -392,8 +418,8 @@ class ChatController:
         if images:
             try:
                 sessions = [self._sessions.create(self.settings.session_dir, image,
-                                                  max_pixels=self.settings.max_pixels)
-                            for image in images]
+                                                  max_pixels=self.settings.max_pixels
+                                                  ).in_view(self.view) for image in images]
             except Exception as exc:  # a full disk, an unwritable folder: say so, go on
                 self._report_exception(exc)
                 return
@@ -489,8 +515,7 @@ class ChatController:
                                          cancel=self._cancel)
         self._show_result(session, result, "")
 
-    def _show_masks(self, session: Any) -> None:
-        version = session.current
+    def _show_masks(self, session: Any, version: int) -> None:
         regions = session.regions(version)
         if not regions:
             self.emitter.text(f"Version {version} was not made by an edit, so it has no masks.")
@@ -509,8 +534,8 @@ class ChatController:
         self.emitter.pictures(f"Where each edit of version {version} went:\n\n{listing}",
                               [Picture(f"{session.id}-v{version:04d}-masks.png", picture)])
 
-    def _compare(self, session: Any) -> None:
-        version = session.version(session.current)
+    def _compare(self, session: Any, number: int) -> None:
+        version = session.version(number)
         if version.parent is None:
             self.emitter.text("This is the original picture; there is nothing to compare yet.")
             return
@@ -520,8 +545,8 @@ class ChatController:
         self.emitter.pictures(f"Version {version.parent} → version {version.id}:",
                               [Picture(f"{session.id}-compare-v{version.id:04d}.png", picture)])
 
-    def _download(self, session: Any) -> None:
-        version = session.version(session.current)
+    def _download(self, session: Any, number: int) -> None:
+        version = session.version(number)
         self.emitter.file(f"Version {version.id} as PNG:", version.file,
                           f"{session.id}-v{version.id:04d}.png")
 
@@ -549,7 +574,7 @@ class ChatController:
         from promptartisan.agent.session import SessionError
 
         try:
-            return self._sessions.open(session_id, self.settings.session_dir)
+            return self._sessions.open(session_id, self.settings.session_dir, view=self.view)
         except SessionError as exc:
             self.emitter.error(f"That picture's history can't be opened: {exc}.")
             return None
