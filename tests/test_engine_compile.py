@@ -37,27 +37,66 @@ class CountingBackend:
         return graph.forward
 
 
-@pytest.mark.parametrize("kernel", ["mask", "flex"])
-def test_unet_with_the_processors_traces_without_a_graph_break(settings, kernel: str) -> None:
-    unet = models.load(UNet2DConditionModel, "instruct-pix2pix", settings, subfolder="unet")
+@pytest.fixture(scope="module")
+def unet(tiny_dir: Path) -> UNet2DConditionModel:
+    settings = Settings(tiny=True, tiny_dir=tiny_dir, device="cpu", dtype="float32")
+    return models.load(UNet2DConditionModel, "instruct-pix2pix", settings, subfolder="unet")
+
+
+def install(unet: UNet2DConditionModel, seed: int, kernel: str
+            ) -> tuple[AttentionControl, torch.Tensor]:
+    """Processors for two regions of different groups at a random layout on a 6×8 latent, and
+    the context they were given."""
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((2, 6, 8), dtype=bool)
+    masks[0, :rng.integers(2, 5), :rng.integers(2, 5)] = True
+    masks[1, rng.integers(3, 5):, rng.integers(4, 7):] = True
     shapes = attention_shapes(6, 8, len(unet.config.block_out_channels))
-    masks = torch.from_numpy(np.stack([box_mask((8, 6), (0, 0, 4, 6)),
-                                       box_mask((8, 6), (5, 1, 8, 4))]))
     words = torch.zeros(3, 77, dtype=torch.bool)
     words[:2, 1:4] = True
-    control = AttentionControl(label_maps(masks, [0, 0], [1, 2], shapes), words, 0.3, "cpu",
-                               kernel=kernel)
-    control.sigma = 2.0
+    control = AttentionControl(label_maps(torch.from_numpy(masks), [0, 0], [1, 2], shapes),
+                               words, 0.3, "cpu", kernel=kernel)
     unet.set_attn_processor(control.processors(unet.attn_processors))
-    context = torch.randn(3, 77 * 3, unet.config.cross_attention_dim)
+    context = torch.randn(3, 77 * 3, unet.config.cross_attention_dim,
+                          generator=torch.Generator().manual_seed(seed))
     control.set_context(unet, context)
-    sample = torch.randn(3, 8, 6, 8)
+    return control, context
+
+
+def sample(seed: int) -> torch.Tensor:
+    return torch.randn(3, 8, 6, 8, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("kernel", ["mask", "flex"])
+def test_unet_with_the_processors_traces_without_a_graph_break(unet, kernel: str) -> None:
+    control, context = install(unet, 0, kernel)
+    control.sigma = 2.0
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # flex_attention traced for the eager backend
-        explanation = torch._dynamo.explain(unet)(sample, torch.tensor(500.0),
+        explanation = torch._dynamo.explain(unet)(sample(0), torch.tensor(500.0),
                                                   encoder_hidden_states=context)
     assert explanation.graph_break_count == 0, explanation.break_reasons
     assert explanation.graph_count == 1
+
+
+@pytest.mark.parametrize("kernel", ["mask", "flex"])
+def test_unet_compiles_once_across_steps_and_layouts(unet, kernel: str) -> None:
+    backend = CountingBackend()
+    compiled = torch.compile(unet, backend=backend, fullgraph=True)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for seed in range(3):
+                control, context = install(unet, seed, kernel)
+                for sigma in (8.0, 0.5):
+                    control.sigma = sigma
+                    args = (sample(seed), torch.tensor(500.0))
+                    ours = compiled(*args, encoder_hidden_states=context).sample
+                    assert torch.allclose(ours, unet(*args, encoder_hidden_states=context)
+                                          .sample, atol=1e-5)
+    finally:
+        torch._dynamo.reset()
+    assert backend.graphs == 1  # 3 layouts × 2 boost weights
 
 
 def test_compiled_pipeline_compiles_once_across_steps_and_layouts(settings, small_photo) -> None:

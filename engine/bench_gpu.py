@@ -1,0 +1,289 @@
+"""The engine on a GPU: what one pass with n regions costs against stock InstructPix2Pix, eager
+and under `torch.compile`, as JSON figures in an output folder.
+
+    python -m promptartisan.engine.bench_gpu --out "$OUT"
+
+Method
+- Model: full-size SD 1.5 InstructPix2Pix architecture (`benchmark.sd15_pipeline`) with random
+  weights, built on the device, in float16 by default: a forward pass costs the same whatever
+  the weights' values. Image: `benchmark.bench_image`, 512 px; regions: `benchmark.bench_regions`
+  (n boxes on a grid, each its own group, so self-attention is blocked for n ≥ 2); 20 steps.
+- Cases, in each mode: `stock` (diffusers' StableDiffusionInstructPix2PixPipeline, one prompt),
+  `single` with n = 1, 2, 4, 8 (one PromptArtisan pass), `sequential` with n = 4 (one stock pass
+  per instruction, each on the previous output). Modes: `eager`, then `compiled`
+  (`torch.compile(unet)`, default mode, one compiled UNet shared by every case).
+- Each case runs once to warm up (its compile time shows in `warmup_s`), then `--repeat` timed
+  runs. `edit_s`: the best whole edit, synchronised, from the image in to the image out.
+  `step_s`: the median UNet call of the best run, timed with CUDA events around each call
+  (forward hooks on the outermost UNet module, outside the compiled code; on CPU, the clock).
+  `peak_mb`: peak allocated memory during the timed runs, above what was allocated before
+  (the weights); `peak_total_mb`: the absolute peak; both CUDA only (null elsewhere).
+- Goals (from issue 12): eager single pass n = 4 ≤ 1.05× and n = 8 ≤ 1.10× eager stock per edit;
+  compiled single pass faster than eager stock. `summary` holds these ratios.
+- Time: the figures are written after every case, so a run cut short still leaves its figures;
+  a case that would start after `--budget-s` seconds is skipped and listed as skipped.
+
+A smoke run on any machine: `--arch tiny --size 64 --steps 2 --device cpu --dtype float32
+--compile-backend eager`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import StableDiffusionInstructPix2PixPipeline
+
+from promptartisan.engine import benchmark
+from promptartisan.engine.pipeline import PromptArtisanPipeline
+from promptartisan.engine.regions import Region
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    started = time.perf_counter()
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = getattr(torch, args.dtype or ("float16" if device.type == "cuda" else "float32"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    pipe = _pipeline(args.arch, device, dtype)
+    pipe.set_progress_bar_config(disable=True)
+    report: dict[str, Any] = {
+        "command": "python -m promptartisan.engine.bench_gpu "
+        + " ".join(sys.argv[1:] if argv is None else argv),
+        "arch": args.arch, "size": args.size, "steps": args.steps, "dtype": args.dtype
+        or str(dtype).removeprefix("torch."), "device": _device_name(device),
+        "torch": torch.__version__, "python": platform.python_version(),
+        "build_s": round(time.perf_counter() - started, 2), "rows": [], "skipped": [],
+    }
+    image = benchmark.bench_image(args.size)
+    for mode in args.modes:
+        if mode == "compiled":
+            pipe.unet = torch.compile(pipe.unet, backend=args.compile_backend)
+        timer = _UnetTimer(pipe.unet, device)
+        stock = StableDiffusionInstructPix2PixPipeline(
+            **pipe.components, safety_checker=None, feature_extractor=None,
+            requires_safety_checker=False)
+        stock.set_progress_bar_config(disable=True)
+        for case, n in _cases(args, mode):
+            if time.perf_counter() - started > args.budget_s:
+                report["skipped"].append({"mode": mode, "case": case, "n": n})
+                continue
+            regions = benchmark.bench_regions(n, args.size)
+            edit = _edit(case, pipe, stock, image, regions, args.steps, device)
+            row = _measure(edit, timer, device, args.repeat)
+            report["rows"].append({"mode": mode, "case": case, "n": n, **row})
+            print(f"{mode:>8} {case:>10} n={n}: {row['edit_s']:.3f} s/edit, "
+                  f"{row['step_s'] * 1000:.1f} ms/step, warm-up {row['warmup_s']:.1f} s, "
+                  f"peak {row['peak_mb']} MB", flush=True)
+            report["summary"] = _summary(report["rows"])
+            report["elapsed_s"] = round(time.perf_counter() - started, 1)
+            (args.out / "bench_gpu.json").write_text(json.dumps(report, indent=2))
+        timer.remove()
+    report["elapsed_s"] = round(time.perf_counter() - started, 1)
+    (args.out / "bench_gpu.json").write_text(json.dumps(report, indent=2))
+    (args.out / "bench_gpu.md").write_text(_table(report))
+    print(_table(report))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m promptartisan.engine.bench_gpu",
+        description="single pass vs stock InstructPix2Pix on a GPU, eager and compiled")
+    parser.add_argument("--out", type=Path, required=True, help="folder for bench_gpu.json/.md")
+    parser.add_argument("--arch", choices=["sd15", "tiny"], default="sd15")
+    parser.add_argument("--size", type=int, default=512, help="image side in pixels")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--regions", type=_counts, default=[1, 2, 4, 8])
+    parser.add_argument("--sequential", type=_counts, default=[4],
+                        help="region counts for the sequential baseline")
+    parser.add_argument("--modes", type=_modes, default=["eager", "compiled"])
+    parser.add_argument("--repeat", type=int, default=2, help="timed runs per case")
+    parser.add_argument("--device", help="default: cuda if available")
+    parser.add_argument("--dtype", choices=["float16", "bfloat16", "float32"],
+                        help="default: float16 on cuda, float32 elsewhere")
+    parser.add_argument("--compile-backend", default="inductor",
+                        help="torch.compile backend (eager: a quick smoke run)")
+    parser.add_argument("--budget-s", type=float, default=420.0,
+                        help="skip the cases that would start after this many seconds")
+    return parser
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if min(counts, default=0) < 1:
+        raise argparse.ArgumentTypeError("region counts must be ≥ 1")
+    return counts
+
+
+def _modes(text: str) -> list[str]:
+    modes = [part.strip() for part in text.split(",") if part.strip()]
+    if not modes or set(modes) - {"eager", "compiled"}:
+        raise argparse.ArgumentTypeError("modes: eager, compiled or both")
+    return modes
+
+
+def _pipeline(arch: str, device: torch.device, dtype: torch.dtype) -> PromptArtisanPipeline:
+    """The model built on the device itself: initialising 1.1 billion random weights on the
+    host and copying them over would take longer than the measurements."""
+    if arch == "tiny":
+        from promptartisan import models
+        from promptartisan.settings import load_settings
+
+        return models.load(PromptArtisanPipeline, "instruct-pix2pix",
+                           load_settings(overrides={"tiny": True}), dtype=dtype).to(device)
+    with torch.device(device):
+        pipe = benchmark.sd15_pipeline()
+    return pipe.to(dtype=dtype)
+
+
+def _cases(args: argparse.Namespace, mode: str) -> list[tuple[str, int]]:
+    """Stock first (the reference), then the single passes, then the sequential baseline. In
+    compiled mode the sequential baseline follows stock, whose compiled graph it reuses, and
+    n = 4 and 8 come first among the single passes: if time runs out, the goals are measured."""
+    single = [("single", n) for n in args.regions]
+    sequential = [("sequential", n) for n in args.sequential]
+    if mode == "compiled":
+        single.sort(key=lambda case: (case[1] not in (4, 8), case[1]))
+        return [("stock", 1), *sequential, *single]
+    return [("stock", 1), *single, *sequential]
+
+
+def _edit(case: str, pipe: PromptArtisanPipeline, stock: StableDiffusionInstructPix2PixPipeline,
+          image: Any, regions: list[Region], steps: int, device: torch.device
+          ) -> Callable[[], None]:
+    def generator() -> torch.Generator:
+        return torch.Generator(device).manual_seed(0)
+
+    if case == "stock":
+        return lambda: stock(prompt=regions[0].prompt, image=image, num_inference_steps=steps,
+                             generator=generator())
+    if case == "single":
+        return lambda: pipe(image, regions, num_inference_steps=steps, generator=generator())
+
+    def sequential() -> None:
+        current = image
+        for region in regions:
+            current = stock(prompt=region.prompt, image=current, num_inference_steps=steps,
+                            generator=generator()).images[0]
+
+    return sequential
+
+
+class _UnetTimer:
+    """Times every UNet call: CUDA events recorded by hooks on the outermost module (outside
+    any compiled code, and without synchronising), or the host clock on a CPU."""
+
+    def __init__(self, unet: torch.nn.Module, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.marks: list[tuple[Any, Any]] = []
+        self._handles = [unet.register_forward_pre_hook(self._start),
+                         unet.register_forward_hook(self._stop)]
+
+    def _now(self) -> Any:
+        if not self.cuda:
+            return time.perf_counter()
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+    def _start(self, *_: object) -> None:
+        self.marks.append((self._now(), None))
+
+    def _stop(self, *_: object) -> None:
+        self.marks[-1] = (self.marks[-1][0], self._now())
+
+    def seconds(self) -> list[float]:
+        if self.cuda:
+            torch.cuda.synchronize()
+            return [start.elapsed_time(stop) / 1000 for start, stop in self.marks]
+        return [stop - start for start, stop in self.marks]
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+def _measure(edit: Callable[[], None], timer: _UnetTimer, device: torch.device, repeat: int
+             ) -> dict[str, Any]:
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    sync()
+    start = time.perf_counter()
+    edit()
+    sync()
+    warmup = time.perf_counter() - start
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+    runs = []
+    for _ in range(repeat):
+        timer.marks.clear()
+        sync()
+        start = time.perf_counter()
+        edit()
+        sync()
+        runs.append((time.perf_counter() - start, statistics.median(timer.seconds())))
+    best = min(runs)
+    row = {"edit_s": round(best[0], 4), "edit_s_all": [round(r[0], 4) for r in runs],
+           "step_s": round(best[1], 5), "unet_calls": len(timer.marks),
+           "warmup_s": round(warmup, 2), "peak_mb": None, "peak_total_mb": None}
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device)
+        row["peak_mb"], row["peak_total_mb"] = (round((peak - base) / 2**20),
+                                                round(peak / 2**20))
+    return row
+
+
+def _summary(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """The issue's goals as ratios of whole-edit seconds (lower is better)."""
+    edit = {(row["mode"], row["case"], row["n"]): row["edit_s"] for row in rows}
+    stock = edit.get(("eager", "stock", 1))
+    summary = {}
+    if stock:
+        for n in (1, 2, 4, 8):
+            for mode in ("eager", "compiled"):
+                if (mode, "single", n) in edit:
+                    summary[f"{mode}_single_n{n}_over_eager_stock"] = round(
+                        edit[(mode, "single", n)] / stock, 3)
+        if ("eager", "sequential", 4) in edit and ("eager", "single", 4) in edit:
+            summary["eager_speedup_n4"] = round(edit[("eager", "sequential", 4)]
+                                                / edit[("eager", "single", 4)], 2)
+    return summary
+
+
+def _table(report: dict[str, Any]) -> str:
+    lines = [f"{report['arch']}, {report['size']} px, {report['steps']} steps, "
+             f"{report['device']}, {report['dtype']}, torch {report['torch']}", "",
+             "| mode | case | n | s / edit | ms / UNet step | peak MB | warm-up s |",
+             "|---|---|---|---|---|---|---|"]
+    for row in report["rows"]:
+        lines.append(f"| {row['mode']} | {row['case']} | {row['n']} | {row['edit_s']:.3f} | "
+                     f"{row['step_s'] * 1000:.1f} | {row['peak_mb']} | {row['warmup_s']:.1f} |")
+    for skipped in report["skipped"]:
+        lines.append(f"| {skipped['mode']} | {skipped['case']} | {skipped['n']} | skipped "
+                     f"(time budget) | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{device.type} ({torch.get_num_threads()} threads)"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

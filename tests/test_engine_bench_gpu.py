@@ -1,0 +1,50 @@
+"""The GPU benchmark script, run end to end on the tiny models on the CPU (a smoke run, not a
+timing test): every case in both modes, its figures as JSON and a Markdown table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from promptartisan.engine import bench_gpu
+
+
+def test_bench_gpu_writes_every_case_in_both_modes(tiny_dir: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROMPTARTISAN_TINY_DIR", str(tiny_dir))
+    out = tmp_path / "out"
+    assert bench_gpu.main(["--out", str(out), "--arch", "tiny", "--size", "64", "--steps", "2",
+                           "--regions", "1,2", "--sequential", "2", "--repeat", "1",
+                           "--device", "cpu", "--compile-backend", "eager"]) == 0
+    report = json.loads((out / "bench_gpu.json").read_text())
+    cases = [(row["mode"], row["case"], row["n"]) for row in report["rows"]]
+    assert cases == [("eager", "stock", 1), ("eager", "single", 1), ("eager", "single", 2),
+                     ("eager", "sequential", 2), ("compiled", "stock", 1),
+                     ("compiled", "sequential", 2), ("compiled", "single", 1),
+                     ("compiled", "single", 2)]
+    for row in report["rows"]:
+        assert row["edit_s"] > 0 and row["step_s"] > 0
+        assert row["unet_calls"] == 2 * (row["n"] if row["case"] == "sequential" else 1)
+    assert report["summary"]["eager_single_n2_over_eager_stock"] > 0
+    assert report["skipped"] == []
+    table = (out / "bench_gpu.md").read_text()
+    assert table.count("\n| ") == len(cases) + 1  # the header and one line per case
+
+
+def test_bench_gpu_skips_what_would_start_after_the_budget(tiny_dir: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    monkeypatch.setenv("PROMPTARTISAN_TINY_DIR", str(tiny_dir))
+    assert bench_gpu.main(["--out", str(tmp_path), "--arch", "tiny", "--size", "64", "--steps",
+                           "1", "--regions", "1", "--sequential", "1", "--modes", "eager",
+                           "--device", "cpu", "--budget-s", "0"]) == 0
+    report = json.loads((tmp_path / "bench_gpu.json").read_text())
+    assert report["rows"] == [] and len(report["skipped"]) == 3
+
+
+def test_bench_gpu_rejects_bad_arguments() -> None:
+    for argv in (["--out", "x", "--regions", "0"], ["--out", "x", "--modes", "fast"], []):
+        with pytest.raises(SystemExit):
+            bench_gpu.main(argv)
