@@ -15,6 +15,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -44,6 +45,9 @@ DEVICE_LOCK = threading.Lock()
 ENGINE_FEATHER = 8
 """Paste-back feather radius at working size; at the upload's size it scales with the image.
 Pixels farther than that from every mask are the upload's own, bit for bit."""
+
+CANCEL_POLL_SECONDS = 0.05
+"""How often a turn waiting for its planner looks whether it was cancelled."""
 
 Stage = Literal["planning", "grounding", "editing", "saving"]
 Kind = Literal["edit", "clarify", "undo", "redo", "reset", "chat", "error", "cancelled"]
@@ -207,6 +211,12 @@ class Editor:
 
     def _turn(self, session: Session, text: str, image: Any, mask: Any, plan: Plan | None,
               emit: Callable[[ProgressEvent], None], cancel: threading.Event) -> TurnResult:
+        limit = self.settings.max_message_chars
+        if len(text) > limit:
+            return self._unchanged(session, "error", (
+                f"That message is {len(text):,} characters long; I read requests of up to "
+                f"{limit:,}. Please send a shorter one: a sentence or two for each change. "
+                f"Nothing was changed."))
         if image is not None:
             upload = load_image(image, self.settings.max_pixels)
             number = session.add_version(upload, [], {"kind": "upload", "size": list(upload.size)},
@@ -216,7 +226,7 @@ class Editor:
                                   version_id=number, image=upload)
         _check(cancel)
         emit(ProgressEvent("planning", "Reading the request…"))
-        request = self._understand(session, text, plan, mask is not None)
+        request = self._understand(session, text, plan, mask is not None, cancel)
         plan = request.plan
         emit(ProgressEvent("planning", "Planned.", plan=plan))
         plan_json = plan.model_dump(mode="json")
@@ -236,7 +246,7 @@ class Editor:
         return self._edit(session, request, mask, emit, cancel)
 
     def _understand(self, session: Session, text: str, plan: Plan | None,
-                    has_mask: bool) -> Request:
+                    has_mask: bool, cancel: threading.Event) -> Request:
         """The request this message makes, read as the answer to a pending question if any."""
         if plan is not None:
             return Request(text, plan)
@@ -253,7 +263,7 @@ class Editor:
                 chosen = {**pending.data["chosen"], str(pending.data["index"]): boxes}
                 return Request(pending.text, Plan.model_validate(pending.data["plan"]), chosen)
         if pending is not None and pending.kind == "locate":
-            own = self.planner.plan(text, context)
+            own = self._plan(text, context, cancel)
             if own.action in ("edit", "undo", "redo", "reset"):
                 return Request(text, own)
             rephrased = _retarget(Plan.model_validate(pending.data["plan"]),
@@ -263,7 +273,25 @@ class Editor:
             from promptartisan.agent.rules_planner import merge_answer
 
             text = merge_answer(pending.text, pending.question, text)
-        return Request(text, self.planner.plan(text, context))
+        return Request(text, self._plan(text, context, cancel))
+
+    def _plan(self, text: str, context: list[str], cancel: threading.Event) -> Plan:
+        """The planner's plan of `text`. The planner runs in a thread of its own while the turn
+        looks at `cancel`, so a stop ends the turn at once even while a language model's server
+        keeps the planner waiting; the abandoned call ends by its own timeouts, unheard."""
+        planner = self.planner
+        planned: Future[Plan] = Future()
+
+        def run() -> None:
+            try:
+                planned.set_result(planner.plan(text, context))
+            except BaseException as exc:  # raised again in the turn, which reports it
+                planned.set_exception(exc)
+
+        threading.Thread(target=run, name="planner", daemon=True).start()
+        while not wait([planned], timeout=CANCEL_POLL_SECONDS).done:
+            _check(cancel)
+        return planned.result()
 
     def _edit(self, session: Session, request: Request, mask: Any,
               emit: Callable[[ProgressEvent], None], cancel: threading.Event) -> TurnResult:

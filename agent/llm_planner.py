@@ -1,13 +1,16 @@
 """A planner backed by a LangChain chat model with structured output (a `Plan` tool call).
 
 The model's answer is validated against `Plan`; an invalid answer is retried once with the
-validation error, and a second failure, or a provider that can't be reached, falls back to the
-offline planner with a note saying so. A conversation never stops because a server is down.
+validation error, and a second failure, a provider that can't be reached or one that doesn't
+answer within its timeouts (`agent/planners.py` sets them) falls back to the offline planner
+with a note saying so. A conversation never stops because a server is down or hangs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
@@ -69,16 +72,23 @@ INVALID_RETRY = (
 
 class LLMPlanner:
     """Plans with `chat_model` (any LangChain chat model that supports tool calling); falls
-    back to `fallback` (the rules planner) when the model fails."""
+    back to `fallback` (the rules planner) when the model fails. `exclusive`: the model runs in
+    this process and can't serve two calls at once (llama.cpp), so calls queue; a turn stopped
+    during planning leaves its call running, and the next turn's call waits for it."""
 
     def __init__(self, chat_model: BaseChatModel, fallback: Planner, name: str,
-                 context_turns: int = 6) -> None:
+                 context_turns: int = 6, exclusive: bool = False) -> None:
         self.name = name
         self.fallback = fallback
         self.context_turns = context_turns
         self._structured = chat_model.with_structured_output(Plan, include_raw=True)
+        self._turns = threading.Lock() if exclusive else contextlib.nullcontext()
 
     def plan(self, text: str, context: list[str]) -> Plan:
+        with self._turns:
+            return self._plan(text, context)
+
+    def _plan(self, text: str, context: list[str]) -> Plan:
         messages = self.messages(text, context)
         try:
             problem = self._ask(messages)
@@ -93,8 +103,9 @@ class LLMPlanner:
                     f"the offline rules planner made this one instead.")
         except Exception as exc:  # providers raise many types (httpx, openai, ollama, OSError)
             log.warning("%s failed: %r", self.name, exc)
-            note = (f"Couldn't reach the language model ({self.name}: {_short(exc)}); the "
-                    f"offline rules planner made this plan instead.")
+            problem = "didn't answer in time" if _timed_out(exc) else "couldn't be reached"
+            note = (f"The language model {problem} ({self.name}: {_short(exc)}); the offline "
+                    f"rules planner made this plan instead.")
         planned = self.fallback.plan(text, context)
         return planned.model_copy(update={"note": _join(planned.note, note)})
 
@@ -117,6 +128,20 @@ class LLMPlanner:
             return Plan.model_validate(parsed)
         except ValidationError as exc:
             return _short(exc)
+
+
+def _timed_out(error: BaseException) -> bool:
+    """Whether a provider's error comes from a timeout: the providers wrap httpx's (or the
+    socket's) timeout in their own types, and keep it as the cause."""
+    import httpx
+    from langchain_core.exceptions import ModelTimeoutError
+
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, TimeoutError | httpx.TimeoutException | ModelTimeoutError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _short(error: BaseException, limit: int = 300) -> str:

@@ -14,6 +14,10 @@ Specs:
   (``pip install 'promptartisan[llamacpp]'``).
 
 Every LLM planner falls back to the rules planner when its model fails or can't be reached.
+A server is given `settings.planner_connect_timeout` seconds to accept the connection and
+`settings.planner_read_timeout` for each read of the answer, and is not asked again: a server
+that accepts and never answers costs one read timeout, then the rules planner plans. (A GGUF
+model runs in this process and has no timeout; the chat's stop button ends the wait for it.)
 """
 
 from __future__ import annotations
@@ -55,15 +59,18 @@ def load_planner(spec: str, settings: Settings) -> Planner:
         raise PlannerError(f"unknown planner {spec!r}; use one of: {SPEC_FORMS}")
     from promptartisan.agent.llm_planner import LLMPlanner
 
-    return LLMPlanner(chat_model(provider, model), fallback=RulesPlanner(), name=rest)
+    return LLMPlanner(chat_model(provider, model, settings), fallback=RulesPlanner(), name=rest,
+                      exclusive=provider == "llamacpp")
 
 
-def chat_model(provider: str, model: str) -> BaseChatModel:
-    """A LangChain chat model at temperature 0 for `provider`; nothing is contacted yet."""
+def chat_model(provider: str, model: str, settings: Settings) -> BaseChatModel:
+    """A LangChain chat model at temperature 0 for `provider`, with the settings' timeouts and
+    no retries; nothing is contacted yet."""
     if provider == "ollama":
         name, _, url = model.partition("@")
         options: dict[str, Any] = {"base_url": url or os.environ.get("OLLAMA_HOST")}
         return _build("langchain_ollama", "ChatOllama", "ollama", model=name, temperature=0,
+                      client_kwargs={"timeout": _http_timeout(settings)},
                       **{k: v for k, v in options.items() if v})
     if provider == "openai":
         name, _, url = model.partition("@")
@@ -73,7 +80,8 @@ def chat_model(provider: str, model: str) -> BaseChatModel:
             raise PlannerError("llm:openai needs OPENAI_API_KEY, or a local server's URL "
                                "(llm:openai:MODEL@http://host:port/v1 or OPENAI_BASE_URL)")
         return _build("langchain_openai", "ChatOpenAI", "openai", model=name, temperature=0,
-                      base_url=base_url, api_key=api_key)
+                      base_url=base_url, api_key=api_key, timeout=_http_timeout(settings),
+                      max_retries=0)
     if provider == "llamacpp":
         path = Path(model).expanduser()
         if not path.is_file():
@@ -81,6 +89,13 @@ def chat_model(provider: str, model: str) -> BaseChatModel:
         return _build("langchain_community.chat_models", "ChatLlamaCpp", "llamacpp",
                       model_path=str(path), temperature=0, n_ctx=4096, verbose=False)
     raise PlannerError(f"unknown LLM provider {provider!r}; use one of: {SPEC_FORMS}")
+
+
+def _http_timeout(settings: Settings) -> Any:
+    """The settings' timeouts as the providers' clients (httpx, both) take them."""
+    import httpx
+
+    return httpx.Timeout(settings.planner_read_timeout, connect=settings.planner_connect_timeout)
 
 
 def _build(module: str, name: str, extra: str, **options: Any) -> BaseChatModel:

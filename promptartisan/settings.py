@@ -54,6 +54,18 @@ class Settings(BaseModel):
 
     # Agent.
     planner: str = "rules"
+    planner_connect_timeout: float = Field(
+        5.0, gt=0, le=600,
+        description="Seconds an LLM planner waits for its server to accept the connection.")
+    planner_read_timeout: float = Field(
+        60.0, gt=0, le=3600,
+        description="Seconds an LLM planner waits for each read of the answer (a local model on "
+                    "a CPU may think for tens of seconds). Past either timeout the rules planner "
+                    "plans instead and says so.")
+    max_message_chars: int = Field(
+        2000, ge=1, le=1_000_000,
+        description="Longer chat messages are refused with a reply that says the limit: a "
+                    "paragraph of edits fits; a pasted document is no request.")
     grounding_backend: GroundingBackend = "auto"
     session_dir: Path = Path.home() / ".local" / "share" / "promptartisan" / "sessions"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import threading
 from typing import Any
 
 import pytest
@@ -10,8 +12,11 @@ from langchain_core.messages import AIMessage, BaseMessage
 
 from promptartisan.agent.llm_planner import LLMPlanner
 from promptartisan.agent.plan import Instruction, Plan
-from promptartisan.agent.planners import PlannerError, load_planner
+from promptartisan.agent.planners import PlannerError, chat_model, load_planner
 from promptartisan.settings import Settings
+
+JOIN_SECONDS = 30
+"""A bound against a test hanging, not a measurement."""
 
 
 class ToolCallingFake(GenericFakeChatModel):
@@ -97,17 +102,65 @@ def test_provider_down_falls_back_with_a_message() -> None:
     model, fallback = Unreachable(messages=iter([])), FallbackPlanner()
     plan = LLMPlanner(model, fallback, name="ollama:llama3.1").plan("make it red", [])
     assert fallback.asked == [("make it red", [])]
-    assert "Couldn't reach the language model (ollama:llama3.1" in plan.note
+    assert "couldn't be reached (ollama:llama3.1" in plan.note
     assert "Connection refused" in plan.note
 
 
-@pytest.mark.parametrize("spec, extra", [
-    ("llm:ollama:llama3.1:8b", "ollama"),
-    ("llm:openai:qwen@http://localhost:8000/v1", "openai"),
+class Hanging(Unreachable):
+    def _generate(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("Request timed out.") from TimeoutError("timed out")
+
+
+def test_provider_timeout_falls_back_and_says_it_took_too_long() -> None:
+    plan = LLMPlanner(Hanging(messages=iter([])), FallbackPlanner(), name="openai:qwen").plan(
+        "make it red", [])
+    assert "didn't answer in time (openai:qwen: Request timed out.)" in plan.note
+
+
+def test_an_in_process_model_plans_one_message_at_a_time() -> None:
+    """A turn stopped while llama.cpp plans leaves its call running; the next turn's call must
+    wait for it, since one model in this process can't serve two at once."""
+    entered, release = [threading.Event(), threading.Event()], threading.Event()
+    started: list[int] = []
+
+    class Blocking(ToolCallingFake):
+        def _generate(self, *args: Any, **kwargs: Any) -> Any:
+            entered[len(started)].set()
+            started.append(1)
+            release.wait(JOIN_SECONDS)
+            return super()._generate(*args, **kwargs)
+
+    model = Blocking(messages=iter([tool_call(VALID), tool_call(VALID, "2")]), seen=[])
+    planner = LLMPlanner(model, FallbackPlanner(), name="llamacpp", exclusive=True)
+    calls = [threading.Thread(target=planner.plan, args=("add a rainbow", [])) for _ in "ab"]
+    calls[0].start()
+    assert entered[0].wait(JOIN_SECONDS)
+    calls[1].start()
+    assert not entered[1].wait(0.5), "a second call ran while the first was still running"
+    release.set()
+    for call in calls:
+        call.join(JOIN_SECONDS)
+    assert len(started) == 2 and not any(call.is_alive() for call in calls)
+
+
+@pytest.mark.parametrize("spec, extra, module", [
+    ("llm:ollama:llama3.1:8b", "ollama", "langchain_ollama"),
+    ("llm:openai:qwen@http://localhost:8000/v1", "openai", "langchain_openai"),
 ])
-def test_missing_provider_package_names_the_extra(spec: str, extra: str) -> None:
+def test_missing_provider_package_names_the_extra(
+        spec: str, extra: str, module: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # what an import finds when not installed
     with pytest.raises(PlannerError, match=rf"pip install 'promptartisan\[{extra}\]'"):
         load_planner(spec, Settings())
+
+
+def test_provider_clients_get_the_settings_timeouts_and_no_retries() -> None:
+    settings = Settings(planner_connect_timeout=2.5, planner_read_timeout=40)
+    ollama = chat_model("ollama", "llama3.1:8b@http://gpu-box:11434", settings)
+    openai = chat_model("openai", "qwen@http://localhost:8000/v1", settings)
+    assert openai.max_retries == 0
+    for timeout in (ollama.client_kwargs["timeout"], openai.request_timeout):
+        assert (timeout.connect, timeout.read) == (2.5, 40)
 
 
 @pytest.mark.parametrize("spec", ["magic", "llm:", "llm:bard:x", "llm:llamacpp:/no/such.gguf"])
