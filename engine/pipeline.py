@@ -182,6 +182,14 @@ class PromptArtisanPipeline(DiffusionPipeline, StableDiffusionMixin):
                              "attention_boost ≥ 0")
         if output_type not in ("pil", "np", "latent"):
             raise ValueError(f"output_type must be 'pil', 'np' or 'latent', not {output_type!r}")
+        scheduler = type(self.scheduler).__name__
+        if blend_steps > 0 and not hasattr(self.scheduler, "add_noise"):
+            raise ValueError(f"{scheduler} can't noise the source for latent blending: pass "
+                             f"blend_steps=0")
+        if attention_boost > 0 and not any(hasattr(self.scheduler, name)
+                                           for name in ("sigmas", "alphas_cumprod")):
+            raise ValueError(f"{scheduler} gives no noise level to scale the attention boost by: "
+                             f"pass attention_boost=0")
         unknown = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
         if unknown:
             raise ValueError(f"callback tensors {sorted(unknown)} are not among "
