@@ -32,6 +32,8 @@ from promptartisan.agent.plan import Instruction, Plan
 from promptartisan.agent.session import PendingRequest, RegionRecord, Session
 from promptartisan.settings import Settings
 from promptartisan.tools.images import from_working_size, load_image, to_working_size
+from promptartisan.tools.mask_io import read_mask, resize_mask
+from promptartisan.tools.paste import paste_back
 
 if TYPE_CHECKING:
     from promptartisan.agent.planners import Planner
@@ -365,8 +367,8 @@ class Editor:
         found: dict[int, tuple[Grounding, str]] = {}
         for index, instruction in enumerate(instructions):
             if index in masks:
-                found[index] = (_grounding_of(fit_mask(masks[index], image.size),
-                                              "your selection"), "user")
+                mask = read_mask(masks[index], image.size, self.settings.max_pixels)
+                found[index] = (_grounding_of(mask, "your selection"), "user")
             elif str(index) in chosen:
                 with DEVICE_LOCK:
                     selected = self.grounder.segment(image, boxes=chosen[str(index)])
@@ -393,7 +395,7 @@ class Editor:
             if not grounding.mask.any():
                 raise ValueError(f"the region for \"{instruction.target}\" is empty")
             regions.append(RegionRecord(
-                mask=fit_mask(grounding.mask, image.size), prompt=instruction.instruction,
+                mask=read_mask(grounding.mask, image.size), prompt=instruction.instruction,
                 target=instruction.target, group=instruction.group, order=index, source=source,
                 score=float(grounding.score), label=grounding.label,
                 boxes=np.asarray(grounding.boxes, dtype=float).reshape(-1, 4).tolist()))
@@ -421,7 +423,7 @@ class Editor:
         seed = seed if seed is not None else s.seed if s.seed is not None \
             else secrets.randbelow(2**31)
         work = to_working_size(source, s.working_size)
-        engine_regions = [Region(mask=fit_mask(r.mask, work.size), prompt=r.prompt,
+        engine_regions = [Region(mask=resize_mask(r.mask, work.size), prompt=r.prompt,
                                  group=r.group, order=r.order) for r in regions]
 
         def on_step(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]
@@ -447,11 +449,14 @@ class Editor:
                           callback_on_step_end=on_step, **engine_settings)
         if output.interrupted:
             raise Cancelled
-        result = from_working_size(output.images[0], source.size)
         feather = math.ceil(ENGINE_FEATHER * max(source.size) / max(work.size))
         if s.preserve_background:
-            union = np.logical_or.reduce([r.mask for r in regions])
-            result = paste(source, result, union, feather)
+            union = np.array(regions[0].mask, dtype=bool)
+            for region in regions[1:]:
+                union |= region.mask
+            result = paste_back(source, output.images[0], union, feather)
+        else:
+            result = from_working_size(output.images[0], source.size)
         parameters = {
             "size": list(source.size), "working_size": list(work.size), "steps": s.steps,
             "engine": engine_settings, "feather_px": feather, "seed": seed,
@@ -479,39 +484,6 @@ def _quiet(pipe: Any) -> Any:
 def _check(cancel: threading.Event) -> None:
     if cancel.is_set():
         raise Cancelled
-
-
-def fit_mask(mask: Any, size: tuple[int, int]) -> np.ndarray:
-    """A bool mask (height, width) = `size` from a PIL image or an array of any size: bool,
-    0–1 floats or 0–255 integers; channels are merged."""
-    if isinstance(mask, Image.Image):
-        array = np.asarray(mask.convert("L")) > 127
-    else:
-        array = np.asarray(mask)
-        if array.ndim == 3:
-            array = array.max(axis=-1)
-        if array.dtype != bool:
-            array = array > (0.5 if np.issubdtype(array.dtype, np.floating) else 127)
-    if array.ndim != 2:
-        raise ValueError(f"a mask must be a picture or an HxW array, got shape {array.shape}")
-    if array.shape != (size[1], size[0]):
-        scaled = Image.fromarray(array.astype(np.uint8) * 255).resize(
-            size, Image.Resampling.BILINEAR)
-        array = np.asarray(scaled) > 127
-    return array
-
-
-def paste(source: Image.Image, result: Image.Image, mask: np.ndarray,
-          radius: int) -> Image.Image:
-    """`result` on `mask`, `source` farther than `radius` from it, a linear seam between;
-    where the weight is 0 the source's pixels come through unchanged."""
-    from promptartisan.engine.regions import feather_mask
-
-    alpha = feather_mask(mask, radius).astype(np.float64)[..., None]
-    base = np.asarray(source.convert("RGB"), dtype=np.float64)
-    edit = np.asarray(result.convert("RGB"), dtype=np.float64)
-    blended = np.rint(base + (edit - base) * alpha)
-    return Image.fromarray(np.clip(blended, 0, 255).astype(np.uint8))
 
 
 def _grounding_of(mask: np.ndarray, label: str) -> Grounding:

@@ -10,10 +10,11 @@ import pytest
 from PIL import Image
 from test_agent_fakes import BoxGrounder, PaintingEngine, ScriptedPlanner, boxed, edit
 
-from promptartisan.agent.editor import Editor, ProgressEvent, fit_mask
+from promptartisan.agent.editor import Editor, ProgressEvent
 from promptartisan.agent.plan import Plan
 from promptartisan.agent.session import Session
 from promptartisan.settings import Settings
+from promptartisan.tools.mask_io import read_mask
 
 SKY, DOG = (0.0, 0.0, 1.0, 0.3), (0.5, 0.5, 0.9, 0.95)
 
@@ -245,5 +246,5 @@ def test_a_chat_plan_answers_and_keeps_the_picture(settings: Settings, tmp_path:
     Image.new("L", (640, 480), 255),
 ])
 def test_masks_of_any_kind_fit_the_image(mask: object) -> None:
-    fitted = fit_mask(mask, (64, 48))
+    fitted = read_mask(mask, (64, 48))
     assert fitted.shape == (48, 64) and fitted.dtype == bool and fitted.all()

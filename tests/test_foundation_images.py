@@ -71,6 +71,22 @@ def test_sixteen_bit_grayscale_scales_to_eight_bits() -> None:
     assert tuple(loaded[0, 0]) == (0, 0, 0)
 
 
+def test_a_dark_sixteen_bit_picture_stays_dark() -> None:
+    """All values ≤ 255 in a 16-bit file: the bit depth comes from the mode, so 255 is
+    255/65535 of full scale (1 in 8 bits), not white."""
+    array = np.array([[0, 128, 129, 255], [200, 385, 386, 32896]], dtype=np.uint16)
+    picture = Image.open(io.BytesIO(encode(Image.fromarray(array), "PNG")))
+    assert picture.mode.startswith("I")
+    loaded = np.asarray(load_image(encode(Image.fromarray(array), "PNG")))[..., 0]
+    assert loaded.tolist() == np.rint(array / 257).astype(np.uint8).tolist()
+    assert loaded.tolist() == [[0, 0, 1, 1], [1, 1, 2, 128]]
+
+
+def test_a_picture_given_in_rgb_is_copied_not_shared(rgb: Image.Image) -> None:
+    loaded = load_image(rgb)
+    assert loaded is not rgb and np.array_equal(np.asarray(loaded), np.asarray(rgb))
+
+
 def test_cmyk_and_grayscale_become_rgb(rgb: Image.Image) -> None:
     cmyk = load_image(encode(rgb.convert("CMYK"), "JPEG"))
     gray = load_image(encode(rgb.convert("L"), "PNG"))

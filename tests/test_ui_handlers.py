@@ -20,12 +20,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from promptartisan.agent.editor import Editor, fit_mask
+from promptartisan.agent.editor import Editor
 from promptartisan.agent.plan import Instruction, Plan
 from promptartisan.agent.session import Session
 from promptartisan.models import MissingModelError
 from promptartisan.settings import Settings
 from promptartisan.tools.grounding import Grounding
+from promptartisan.tools.mask_io import read_mask
 from promptartisan.ui import handlers
 from promptartisan.ui.handlers import (
     BUSY,
@@ -208,7 +209,7 @@ class FakeEngine:
                 time.sleep(0.01)
         pixels = np.asarray(image.convert("RGB")).copy()
         for region in regions:
-            inside = fit_mask(region.mask, image.size)
+            inside = read_mask(region.mask, image.size)
             pixels[inside] = 255 - pixels[inside]
         return SimpleNamespace(images=[Image.fromarray(pixels)], interrupted=False)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from promptartisan.tools.images import InvalidImageError, load_image
+from promptartisan.tools.mask_io import resize_mask
 from promptartisan.tools.masks import Refinement, box_of, refine
 from promptartisan.tools.phrases import choose, parse
 
@@ -25,6 +26,11 @@ if TYPE_CHECKING:
     from promptartisan.tools.sam import Segmenter
 
 BACKENDS = ("clipseg", "grounded-sam", "sam")
+
+GROUNDING_LONG_SIDE = 2048
+"""A bigger image is grounded on a copy this long: the models see 352 to 1024 pixels, so
+refining masks at full size only costs memory (label and distance maps of gigabytes at
+7000×7000). Masks come back resized to the image, boxes in its pixels."""
 
 
 @dataclass
@@ -86,6 +92,26 @@ def full_grounding(size: tuple[int, int], label: str) -> Grounding:
     )
 
 
+def _for_grounding(image: Image.Image) -> Image.Image:
+    """`image`, or a copy with the long side `GROUNDING_LONG_SIDE` when it is longer."""
+    scale = GROUNDING_LONG_SIDE / max(image.size)
+    if scale >= 1:
+        return image
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.BILINEAR)
+
+
+def _at_size(grounding: Grounding, small: tuple[int, int], size: tuple[int, int]) -> Grounding:
+    """`grounding` found on a copy of `small` size, for the image of `size`."""
+    if small == size:
+        return grounding
+    scale = np.array([size[0] / small[0], size[1] / small[1]] * 2, dtype=np.float32)
+    return replace(grounding, mask=resize_mask(grounding.mask, size),
+                   boxes=np.asarray(grounding.boxes, dtype=np.float32).reshape(-1, 4) * scale,
+                   candidates=[np.asarray(box, dtype=np.float32) * scale
+                               for box in grounding.candidates])
+
+
 class Grounder(ABC):
     """Text → masks for all the phrases of a turn; clicks and boxes → a mask (through SAM)."""
 
@@ -104,6 +130,12 @@ class Grounder(ABC):
         """One grounding per phrase (None where nothing fits), in the phrases' order. Plural
         phrases get `group` = their position in `phrases`."""
         image = as_image(image)
+        small = _for_grounding(image)
+        return [None if found is None else _at_size(found, small.size, image.size)
+                for found in self._ground(small, phrases)]
+
+    def _ground(self, image: Image.Image, phrases: Sequence[str] | str
+                ) -> list[Grounding | None]:
         targets = [parse(phrase) for phrase in as_phrases(phrases)]
         queries = list(dict.fromkeys(t.query for t in targets if not t.whole))
         found = dict(zip(queries, self.find(image, queries), strict=True)) if queries else {}
@@ -139,16 +171,23 @@ class Grounder(ABC):
         """The region a person pointed at: `points` (x, y) with `labels` (1 in, 0 out; all 1
         by default) and/or `boxes` (x0, y0, x1, y1), in image pixels. Always a mask: a click
         on something tiny keeps its tiny mask rather than None."""
-        image = as_image(image)
+        full = as_image(image)
+        image = _for_grounding(full)
+        if image is not full:  # clicks and boxes in the copy's pixels
+            x, y = image.width / full.width, image.height / full.height
+            if points is not None:
+                points = (np.asarray(points, dtype=np.float64) * [x, y]).tolist()
+            if boxes is not None:
+                boxes = (np.asarray(boxes, dtype=np.float64) * [x, y, x, y]).tolist()
         masks, scores = self.segmenter.predict(image, points=points, labels=labels, boxes=boxes)
         raw = np.logical_or.reduce(masks)
         mask = refine(raw, self.refinement)
         given = np.asarray(boxes, dtype=np.float32).reshape(-1, 4) if boxes is not None else None
-        return Grounding(
+        return _at_size(Grounding(
             mask=raw if mask is None else mask, score=float(np.mean(scores)),
             boxes=given if given is not None and len(given) else box_of(raw)[None],
             label="selection",
-        )
+        ), image.size, full.size)
 
     @property
     def segmenter(self) -> Segmenter:

@@ -9,6 +9,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 DEFAULT_MAX_PIXELS = 50_000_000
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
+"""Pillow's modes for 16-bit grey ("I": how it opens 16-bit PNGs and TIFFs without a ;16 mode)."""
 
 
 class InvalidImageError(ValueError):
@@ -23,6 +25,19 @@ def load_image(
     Refuses empty, truncated and non-image data, decompression bombs and images over
     `max_pixels`, each with an `InvalidImageError`.
     """
+    image = open_image(source, max_pixels)
+    try:
+        return _to_rgb(image)
+    except (OSError, ValueError, SyntaxError) as exc:
+        name = Path(source).name if isinstance(source, (str, Path)) else "image"
+        raise InvalidImageError(f"{name}: the image data is damaged ({exc})") from exc
+
+
+def open_image(
+    source: str | Path | bytes | Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Image.Image:
+    """`source` decoded in its own mode (alpha, bit depth and palette kept: a mask reader needs
+    them), EXIF orientation applied, with `load_image`'s checks."""
     name = "image"
     if isinstance(source, Image.Image):
         image = source
@@ -49,8 +64,10 @@ def load_image(
             f"{max_pixels:,}; resize it first"
         )
     try:
-        image = ImageOps.exif_transpose(image)
-        return _to_rgb(image)
+        if image is source:  # the caller's picture: turn a copy
+            return ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)  # our own: no second full-size copy
+        return image
     except (OSError, ValueError, SyntaxError) as exc:
         raise InvalidImageError(f"{name}: the image data is damaged ({exc})") from exc
 
@@ -78,22 +95,21 @@ def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
-    """Flatten alpha onto white, expand palettes, scale 16-bit and convert CMYK/gray to RGB."""
+    """Flatten alpha onto white, expand palettes, scale 16-bit (by the mode: a dark 16-bit
+    picture stays dark) and convert CMYK/gray to RGB."""
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if array.max() > 255 else 255.0
-        image = Image.fromarray(np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    if image.mode in SIXTEEN_BIT_MODES:
+        image = Image.fromarray(sixteen_to_eight(np.asarray(image)))
     if image.mode == "F":
-        array = np.asarray(image, dtype=np.float64)
+        array = np.asarray(image, dtype=np.float32)
         image = Image.fromarray(np.clip(array * (255.0 if array.max() <= 1 else 1), 0, 255)
                                 .astype(np.uint8))
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "RGBa"):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def working_size(size: tuple[int, int], long_side: int = 512) -> tuple[int, int]:
@@ -110,7 +126,20 @@ def to_working_size(image: Image.Image, long_side: int = 512) -> Image.Image:
 
 
 def from_working_size(image: Image.Image, original_size: tuple[int, int]) -> Image.Image:
-    """Resize an engine result back to the upload's size."""
-    if image.size == tuple(original_size):
+    """Resize an engine result back to the upload's size: Lanczos, columns then rows. The order
+    is fixed (Pillow picks its own per call) so that the paste-back, which resizes a strip of
+    rows at a time, gets the very pixels of this whole resize."""
+    width, height = original_size
+    if image.size == (width, height):
         return image
-    return image.resize(tuple(original_size), Image.Resampling.LANCZOS)
+    columns = image.resize((width, image.height), Image.Resampling.LANCZOS)
+    return columns.resize((width, height), Image.Resampling.LANCZOS)
+
+
+def sixteen_to_eight(array: np.ndarray) -> np.ndarray:
+    """16-bit values (0–65535, whatever the picture's own range) to 8 bits: round(v / 257)."""
+    wide = np.array(array, dtype=np.int32)  # the one working copy, changed in place
+    np.clip(wide, 0, 65535, out=wide)
+    wide += 128
+    wide //= 257
+    return wide.astype(np.uint8)

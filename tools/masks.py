@@ -93,7 +93,7 @@ def refine(mask: np.ndarray, refinement: Refinement | None = None) -> np.ndarray
 
 def box_of(mask: np.ndarray) -> np.ndarray:
     """The xyxy box around `mask` (pixel edges: a single pixel at (x, y) is x, y, x+1, y+1)."""
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
+    rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if len(columns) == 0:  # (nonzero() would list every pixel: gigabytes for a big mask)
         return np.zeros(4, dtype=np.float32)
-    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=np.float32)
+    return np.array([columns[0], rows[0], columns[-1] + 1, rows[-1] + 1], dtype=np.float32)

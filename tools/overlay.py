@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from promptartisan.tools.grounding import Grounding
+from promptartisan.tools.masks import box_of
 
 # Well separated, colour-blind-friendly first (Okabe–Ito), then golden-ratio hues.
 PALETTE = [(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178),
@@ -32,24 +33,28 @@ def overlay(image: Image.Image, groundings: Sequence[Grounding | None],
     but keep their colour slot, so a phrase's colour doesn't depend on the others' results."""
     if labels is not None and len(labels) != len(groundings):
         raise ValueError(f"{len(labels)} labels for {len(groundings)} groundings")
-    base = np.asarray(image.convert("RGB"), dtype=np.float32)
-    height, width = base.shape[:2]
-    out = base.copy()
-    outlines = []
-    for index, grounding in enumerate(groundings):
+    result = image.copy() if image.mode == "RGB" else image.convert("RGB")
+    width, height = result.size
+    tint = round(TINT * 255)
+    outlines, corners = [], {}
+    for index, grounding in enumerate(groundings):  # in uint8, over each mask's box only
         if grounding is None:
             continue
         mask = np.asarray(grounding.mask, dtype=bool)
         if mask.shape != (height, width):
             raise ValueError(f"mask {index} is {mask.shape[1]}×{mask.shape[0]}, the image is "
                              f"{width}×{height}")
-        rgb = np.array(colour(index), dtype=np.float32)
-        out[mask] = out[mask] * (1 - TINT) + rgb * TINT
-        edge = _outline(mask, max(1, max(height, width) // 256))
-        outlines.append((edge, rgb))
-    for edge, rgb in outlines:
-        out[edge] = rgb
-    result = Image.fromarray(out.round().astype(np.uint8))
+        x0, y0, x1, y1 = (int(v) for v in box_of(mask))
+        if x1 == 0:
+            continue
+        inside = mask[y0:y1, x0:x1]
+        result.paste(colour(index), (x0, y0, x1, y1),
+                     Image.fromarray(np.multiply(inside, tint, dtype=np.uint8)))
+        edge = _outline(inside, max(1, max(height, width) // 256))
+        outlines.append((colour(index), (x0, y0, x1, y1), Image.fromarray(edge)))
+        corners[index] = (x0, y0)
+    for rgb, box, edge in outlines:
+        result.paste(rgb, box, edge)
     draw = ImageDraw.Draw(result)
     font = ImageFont.load_default(size=max(10, max(height, width) // 40))
     for index, grounding in enumerate(groundings):
@@ -59,9 +64,8 @@ def overlay(image: Image.Image, groundings: Sequence[Grounding | None],
         for box in grounding.candidates:
             draw.rectangle([float(v) for v in box], outline=rgb, width=1)
         text = labels[index] if labels is not None else _label(grounding)
-        ys, xs = np.nonzero(grounding.mask)
-        if len(xs):
-            x, y = int(xs.min()), int(ys.min())
+        if index in corners:
+            x, y = corners[index]
             left, top, right, bottom = draw.textbbox((x + 2, y + 2), text, font=font)
             draw.rectangle([left - 2, top - 2, right + 2, bottom + 2], fill=rgb)
             draw.text((x + 2, y + 2), text, fill=_ink(rgb), font=font)
@@ -70,12 +74,9 @@ def overlay(image: Image.Image, groundings: Sequence[Grounding | None],
 
 def _outline(mask: np.ndarray, width: int) -> np.ndarray:
     """The pixels of `mask` within `width` of its border (image edges count as border)."""
-    inner = mask.copy()
-    for _ in range(width):
-        padded = np.pad(inner, 1)
-        inner = (inner & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2]
-                 & padded[1:-1, 2:])
-    return mask & ~inner
+    from scipy import ndimage
+
+    return mask & ~ndimage.binary_erosion(mask, iterations=width, border_value=0)
 
 
 def _label(grounding: Grounding) -> str:

@@ -56,7 +56,7 @@ def _edit(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from promptartisan.agent.editor import Editor
-    from promptartisan.tools.images import load_image
+    from promptartisan.tools.mask_io import read_mask
 
     settings = settings_from_args(args, planner=args.planner, steps=args.steps, seed=args.seed)
     _check_out_folder(args.out)
@@ -75,7 +75,8 @@ def _edit(args: argparse.Namespace) -> int:
             return 2
         instructions = plan.instructions
     else:
-        regions = [(load_image(Path(mask)), prompt) for mask, prompt in args.region]
+        regions = [(read_mask(Path(mask), max_pixels=settings.max_pixels), prompt)
+                   for mask, prompt in args.region]
         report["regions"] = [{"mask": mask, "prompt": prompt} for mask, prompt in args.region]
     count = len(instructions) if instructions is not None else len(args.region)
     outputs = [Outputs(args.out / f"{name}.edited.png",
@@ -110,9 +111,10 @@ def _edit_one(editor: Any, path: Path, written: Outputs, instructions: list[Any]
     report's entry for it."""
     from PIL import Image
 
-    from promptartisan.agent.editor import Question, fit_mask
+    from promptartisan.agent.editor import Question
     from promptartisan.agent.session import RegionRecord
     from promptartisan.tools.images import load_image
+    from promptartisan.tools.mask_io import read_mask
 
     image = load_image(path, editor.settings.max_pixels)
     if instructions is not None:
@@ -121,7 +123,7 @@ def _edit_one(editor: Any, path: Path, written: Outputs, instructions: list[Any]
             return {"status": "skipped", "message": located.text, "choices": located.choices}
         records = located.regions
     else:
-        records = [RegionRecord(mask=fit_mask(mask, image.size), prompt=prompt,
+        records = [RegionRecord(mask=read_mask(mask, image.size), prompt=prompt,
                                 target=f"region {k}", order=k, source="user")
                    for k, (mask, prompt) in enumerate(regions or [])]
     rendered = editor.render(image, records, on_event=on_event)
