@@ -50,7 +50,7 @@ class SequentialBaseline:
         **masked_kwargs: Any,
     ) -> PromptArtisanPipelineOutput:
         """Edit `image` region by region; `masked_kwargs` go to each masked pass."""
-        size = image.size if isinstance(image, PIL.Image.Image) else image.shape[1::-1]
+        size = image.size if isinstance(image, PIL.Image.Image) else tuple(image.shape[1::-1])
         regions = prepare_regions(regions, size, max_regions)[0]
         self.pipe._interrupt = False
         current = image
@@ -73,6 +73,8 @@ class SequentialBaseline:
                                                                          offset)).images[0]
             except _Stopped:
                 return PromptArtisanPipelineOutput(images=[], interrupted=True)
+        if current.size != size:  # stock works at a multiple of 8 pixels: back to the source's
+            current = current.resize(size, PIL.Image.Resampling.BICUBIC)
         return PromptArtisanPipelineOutput(images=[current], interrupted=False)
 
     def _shifted(self, callback: Callable[..., dict[str, Any]] | None, offset: int

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import box_mask
-from diffusers import StableDiffusionInstructPix2PixPipeline
+from diffusers import StableDiffusionInstructPix2PixPipeline, UNet2DConditionModel
 from PIL import Image
 from scipy.ndimage import distance_transform_edt
 
@@ -211,6 +211,8 @@ def test_bad_inputs_fail_before_any_model_runs(pipe, small_photo) -> None:
             pipe(small_photo, grid(8) + grid(1))
         with pytest.raises(RegionError, match="more than the limit of 2"):
             pipe(small_photo, grid(3), max_regions=2)
+        with pytest.raises(RegionError, match="5 regions lie in too few cells of the 2×2 grid"):
+            pipe(small_photo, grid(5))  # 4 cells at the tiny UNet's coarsest level
         with pytest.raises(RegionError, match="aspect ratios differ"):
             pipe(small_photo, [Region(np.ones((64, 64), bool), "a")])
         with pytest.raises(RegionError, match="every region's mask is empty"), \
@@ -233,3 +235,108 @@ def test_overlong_prompt_is_truncated_with_a_warning_naming_it(pipe, small_photo
     with pytest.warns(UserWarning, match=r"region 1's prompt 'make the very bright red.*tokens"):
         out = pipe(small_photo, [region], num_inference_steps=1)
     assert len(out.images) == 1
+
+
+def test_every_region_is_read_in_every_attention_layer(pipe, small_photo, monkeypatch) -> None:
+    """A 5×5 region beside a later, equal-order big region (it used to lose every pixel at the
+    coarse levels, so no pixel read its prompt in the mid block), and a 5×5 region on top of the
+    big one. Each cross-attention layer gets the same input in every run (recorded, then
+    replayed); a region's prompt is read there if perturbing it changes the layer's output."""
+    regions = [Region(box_mask(SIZE, (2, 2, 7, 7)), "add a hat"),
+               Region(box_mask(SIZE, (8, 0, 64, 48)), "make it red"),
+               Region(box_mask(SIZE, (50, 36, 55, 41)), "add snow", order=1)]
+    layers = {name: module for name, module in pipe.unet.named_modules()
+              if name.endswith("attn2")}
+    assert any(name.startswith("mid_block") for name in layers)
+    inputs: dict[str, torch.Tensor] = {}
+    outputs: dict[str, torch.Tensor] = {}
+
+    def replay(name: str):
+        def hook(_module, args, kwargs):
+            if name not in inputs:
+                inputs[name] = args[0]
+            return (inputs[name], *args[1:]), kwargs
+        return hook
+
+    def keep(name: str):
+        def hook(_module, _args, _kwargs, output):
+            outputs[name] = output[0]  # the text row
+        return hook
+
+    handles = [hook for name, layer in layers.items() for hook in (
+        layer.register_forward_pre_hook(replay(name), with_kwargs=True),
+        layer.register_forward_hook(keep(name), with_kwargs=True))]
+    encode = pipe.encode_prompts
+
+    def run() -> dict[str, torch.Tensor]:
+        pipe(small_photo, regions, num_inference_steps=1, blend_steps=0, generator=seed(),
+             output_type="latent")
+        return dict(outputs)
+
+    try:
+        first = run()
+        for k in range(len(regions)):
+            def perturbed(prompts, device, k=k):
+                embeds, words = encode(prompts, device)
+                chunk = slice(77 * k, 77 * (k + 1))
+                embeds = embeds.clone()
+                embeds[:, chunk] += torch.randn(embeds[:, chunk].shape, generator=seed())
+                return embeds, words
+
+            monkeypatch.setattr(pipe, "encode_prompts", perturbed)
+            changed = run()
+            unread = [name for name in layers
+                      if torch.equal(changed[name], first[name])]
+            assert unread == [], f"region {k + 1}'s prompt is not read in {unread}"
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def unet_variant(pipe: PromptArtisanPipeline, **changes: object) -> UNet2DConditionModel:
+    return UNet2DConditionModel.from_config({**pipe.unet.config, **changes})
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [({"in_channels": 4}, "takes 4 input channels, not 8"),
+     ({"class_embed_type": "timestep"}, "class_embed_type='timestep'"),
+     ({"addition_embed_type": "text_time", "addition_time_embed_dim": 8,
+       "projection_class_embeddings_input_dim": 56}, "addition_embed_type='text_time'"),
+     ({"downsample_padding": 2}, "downsample_padding=2")],
+)
+def test_a_unet_it_cant_drive_is_refused_with_the_reason(pipe, small_photo, changes: dict,
+                                                         message: str) -> None:
+    unet = unet_variant(pipe, **changes)
+    parts = {**pipe.components, "unet": unet}
+    with pytest.raises(ValueError, match=message):
+        PromptArtisanPipeline(**parts)
+    swapped = PromptArtisanPipeline(**pipe.components)
+    swapped.unet = unet  # swapped in after construction: refused at call time
+    calls, handle = count_unet_calls(swapped)
+    try:
+        with pytest.raises(ValueError, match=message):
+            swapped(small_photo, grid(1), num_inference_steps=1)
+    finally:
+        handle.remove()
+    assert calls[0] == 0
+
+
+def test_a_unet_whose_downsamplers_round_down_is_routed_at_its_sizes(pipe, photo) -> None:
+    """downsample_padding=0 halves 5×9 latents to 2×4, not 3×5: the label maps follow."""
+    image = photo.resize((72, 40))
+    unet = unet_variant(pipe, downsample_padding=0)
+    padded = PromptArtisanPipeline(**{**pipe.components, "unet": unet})
+    padded.set_progress_bar_config(disable=True)
+    out = padded(image, [Region(box_mask(image.size, (8, 8, 40, 32)), "make it red")],
+                 num_inference_steps=1, output_type="np")
+    assert out.images.shape == (1, 40, 72, 3)
+
+
+def test_sequential_baseline_returns_the_source_size(pipe, photo) -> None:
+    image = photo.resize((250, 333))  # stock works at 248×328
+    regions = [Region(box_mask(image.size, (20, 30, 120, 200)), "make it red")]
+    for masked in (False, True):
+        out = SequentialBaseline(pipe, masked=masked)(image, regions, num_inference_steps=1,
+                                                      generator=seed())
+        assert out.images[0].size == (250, 333)
