@@ -60,14 +60,17 @@ _shared_lock = threading.Lock()
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """Where a turn is. `plan` comes with the planning stage's last event, so a UI can show
-    what was understood while the turn goes on."""
+    """Where a turn is. `plan` comes with the planning stage's last event, `overlay` and
+    `groundings` (the masks found) with the grounding stage's, so a UI can show what was
+    understood and where while the turn goes on."""
 
     stage: Stage
     message: str
     step: int | None = None
     total: int | None = None
     plan: Plan | None = None
+    overlay: Image.Image | None = None
+    groundings: list[Grounding] | None = None
 
 
 @dataclass
@@ -308,6 +311,9 @@ class Editor:
         located = self.locate(source, plan.instructions, request.chosen, masks)
         if isinstance(located, Question):
             return self._ask_where(session, request, source, located)
+        overlay = self._overlay(source, located.groundings)
+        emit(ProgressEvent("grounding", "Found where to edit.", overlay=overlay,
+                           groundings=located.groundings))
         _check(cancel)
         rendered = self.render(source, located.regions, emit, cancel)
         _check(cancel)
@@ -321,7 +327,7 @@ class Editor:
                                      plan=plan.model_dump(mode="json"), parent=parent,
                                      seed=rendered.seed)
         return TurnResult("edit", f"{message} (version {number})", plan, number, rendered.image,
-                          self._overlay(source, located.groundings), located.groundings,
+                          overlay, located.groundings,
                           masks=[region.mask for region in located.regions])
 
     def _ask_where(self, session: Session, request: Request, source: Image.Image,

@@ -4,7 +4,9 @@ shown through a recording emitter."""
 
 from __future__ import annotations
 
+import html
 import io
+import re
 import shutil
 import stat
 import threading
@@ -42,6 +44,7 @@ from promptartisan.ui.handlers import (
     StepUpdate,
     Upload,
 )
+from promptartisan.ui.render import escape_markdown
 
 TWO_EDITS = "make the sky a sunset and put a hat on the man"
 VAGUE = "change something"
@@ -709,7 +712,83 @@ def test_a_batch_with_a_bad_file_edits_the_good_ones(chat: Chat,
     assert len(chat.emitter.of("pictures")) == 2
 
 
+# ----- steps --------------------------------------------------------------------------------
+
+
+def _updates(emitter: RecordingEmitter) -> list[StepUpdate]:
+    return [item.step for item in emitter.of("step") if item.step]
+
+
+def test_grounding_closes_with_its_masks_before_editing_and_saving_when_saved(
+        chat: Chat, small_photo: Image.Image) -> None:
+    chat.controller.message(TWO_EDITS, [upload(small_photo)])
+    updates = _updates(chat.emitter)
+    grounded = next(i for i, step in enumerate(updates) if step.title == "Grounding" and step.done)
+    assert updates[grounded].pictures and "**the man**: found" in updates[grounded].text
+    assert grounded < min(i for i, step in enumerate(updates) if step.title == "Editing")
+    assert len([step for step in updates if step.title == "Grounding" and step.done]) == 1
+    steps = chat.emitter.steps()
+    assert steps["Saving"].done and steps["Saving"].text == "Saved as version 1."
+    assert all(step.done and not step.failed for step in steps.values())
+
+
+def test_every_open_step_closes_after_a_question(chat: Chat, small_photo: Image.Image) -> None:
+    chat.controller.message("make the car red", [upload(small_photo)])
+    assert chat.emitter.last("ask").choices
+    steps = chat.emitter.steps()
+    assert set(steps) == {"Plan", "Grounding"}
+    assert all(step.done and not step.failed for step in steps.values())
+    assert steps["Grounding"].text.endswith(handlers.STEP_ASKED)
+
+
 # ----- failures -----------------------------------------------------------------------------
+
+
+def _shown_as(markdown_text: str) -> str:
+    """What a CommonMark renderer (with GitHub's tables and strikethrough) shows of the text."""
+    from markdown_it import MarkdownIt
+
+    rendered = MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(markdown_text)
+    assert rendered.startswith("<p>") and rendered.count("<p>") == 1, rendered
+    return html.unescape(re.sub(r"<[^>]+>", "", rendered)).strip()
+
+
+@pytest.mark.parametrize("text", [
+    "planner llm:ollama:MODEL[@URL] is not running", "no <model> here", "my_photo_2 *copy*.png",
+    "# 1. - item | cell ~~gone~~ `code` ![x](y) &copy; $x$ a\\b", "line one\nline two",
+    "1. first", "2) second", "- dash", "+ plus", "> quote", "=== under", "---", "***", "___",
+    "<b>bold</b>", "http://host/a_b_c"])
+def test_markdown_escaping_shows_text_as_it_is(text: str) -> None:
+    assert _shown_as(escape_markdown(text)) == " ".join(text.split())
+
+
+def test_an_error_is_shown_as_written_and_says_what_to_do(settings: Settings,
+                                                          small_photo: Image.Image) -> None:
+    chat = make_chat(settings, FakeEngine(error=RuntimeError(
+        "can't reach llm:ollama:MODEL[@URL] for <model> *now*")))
+    chat.controller.message(TWO_EDITS, [upload(small_photo)])
+    error = chat.emitter.last("error").text
+    assert "can't reach llm:ollama:MODEL[@URL] for <model> *now*" in _shown_as(error)
+    assert "try again" in error.lower()
+    steps = chat.emitter.steps()
+    assert all(step.done for step in steps.values())
+    assert not steps["Grounding"].failed and steps["Grounding"].pictures  # that stage went well
+    assert steps["Editing"].failed and steps["Editing"].text.endswith(handlers.STEP_FAILED)
+
+
+def test_a_broken_upload_is_named_as_uploaded_and_its_request_answered(
+        chat: Chat, tmp_path: Path) -> None:
+    stored = tmp_path / "3f0c9a1e-5b7d-4c1e-9a43-0d2f6b8e7c11"  # how the server keeps an upload
+    stored.write_bytes(b"GIF89a but not really")
+    chat.controller.message("make the sky a sunset", [Upload("holiday_photo.png", path=stored)])
+    error = chat.emitter.last("error").text
+    shown = _shown_as(error)
+    assert "holiday_photo.png" in shown and "not an image" in shown
+    assert stored.name not in error and "Pillow" not in error
+    assert "Attach a photo" in error
+    reply = chat.emitter.last("text").text
+    assert "didn't act on your request" in reply and "make the sky a sunset" in _shown_as(reply)
+    assert not chat.planner.calls
 
 
 def test_an_exception_inside_the_turn_is_reported_and_the_chat_goes_on(
@@ -797,7 +876,9 @@ def test_stop_ends_the_turn_and_changes_nothing(settings: Settings,
     turn.join(10)
     assert not turn.is_alive()
     assert chat.emitter.last("text").text == STOPPED
-    assert chat.emitter.steps()["Editing"].failed
+    steps = chat.emitter.steps()
+    assert steps["Editing"].failed and steps["Editing"].text.endswith(handlers.STEP_STOPPED)
+    assert all(step.done for step in steps.values())
     session = Session.open(chat.controller.session_ids[0], settings.session_dir)
     assert session.current == 0 and len(session.versions()) == 1
     chat.engine.hold = False

@@ -88,7 +88,7 @@ def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise InvalidImageError(f"{name}: refused as a decompression bomb ({exc})") from exc
     except UnidentifiedImageError as exc:
-        raise InvalidImageError(f"{name}: not an image file Pillow can read") from exc
+        raise InvalidImageError(f"{name}: not an image file in a format I can read") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise InvalidImageError(f"{name}: the file is truncated or damaged ({exc})") from exc
     return image

@@ -34,6 +34,7 @@ from PIL import Image
 from promptartisan import models
 from promptartisan.settings import Settings
 from promptartisan.tools.images import InvalidImageError, load_image
+from promptartisan.ui.render import escape_markdown as md
 from promptartisan.ui.render import side_by_side
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,11 @@ STAGE_TITLES = {
     "editing": "Editing",
     "saving": "Saving",
 }
+
+# What a step still open says when the turn ends without an edit.
+STEP_ASKED = "Stopped here to ask a question (below)."
+STEP_STOPPED = "Stopped."
+STEP_FAILED = "Failed (the reason is below)."
 
 # What the plan step says when the request makes no edit.
 PLANS_WITHOUT_EDITS = {
@@ -89,6 +95,7 @@ OUT_OF_MEMORY = (
     "Ran out of memory on this request. Try fewer edits at once, fewer steps in the settings "
     "panel, or a smaller picture. Nothing was changed, and the chat goes on."
 )
+TRY_AGAIN = "Every version so far is kept; try again, or rephrase the request."
 NOT_THIS_CHATS = (
     "That button belongs to a picture this chat didn't open, so nothing was done. Attach a "
     "photo, or continue an earlier session from a new chat's welcome."
@@ -254,7 +261,7 @@ class ChatController:
         try:
             listed = self._sessions.list(self.settings.session_dir)
         except SessionError as exc:  # an unreadable sessions folder still gets a welcome
-            self.emitter.error(f"Earlier chats can't be listed: {exc}")
+            self.emitter.error(f"Earlier chats can't be listed: {md(str(exc))}")
             listed = []
         earlier = [info for info in listed if not info.damaged][-RESUME_OFFERS:]
         if earlier and not self.session_ids:
@@ -300,7 +307,7 @@ class ChatController:
             "export": lambda s, v: self._export(s),
         }
         if name not in views and name not in changes:
-            self.emitter.error(f"Unknown action {name!r}.")
+            self.emitter.error(f"Unknown action {md(repr(name))}.")
             return
         # Resume names its session by an offer token; every other button by this chat's own id.
         session_id = self._offered(payload) if name == "resume" else self._owned(payload)
@@ -376,7 +383,8 @@ class ChatController:
 
                 load_planner(updated.planner, updated)
         except (ValueError, TypeError) as exc:
-            self.emitter.error(f"Those settings can't be used: {exc}. The previous ones stay.")
+            self.emitter.error(f"Those settings can't be used: {md(str(exc))}. The previous ones "
+                               "stay; change the value and try again.")
             return
         if updated != self.settings:
             self.settings = updated
@@ -407,6 +415,9 @@ class ChatController:
     def _message(self, text: str, uploads: Sequence[Upload]) -> None:
         images = self._read_uploads(uploads)
         if uploads and not images:
+            if text:
+                self.emitter.text(f"So I didn't act on your request (“{md(text)}”): send it "
+                                  "again with a photo that opens.")
             return
         if len(images) == 1 and len(self.session_ids) == 1:
             # One new picture in a one-picture chat: a new version of the same session, so
@@ -439,15 +450,18 @@ class ChatController:
             self._run_turns(text, sessions)
 
     def _read_uploads(self, uploads: Sequence[Upload]) -> list[Image.Image]:
-        """The readable uploads as pictures; each unreadable one gets its own message."""
+        """The readable uploads as pictures; each unreadable one gets its own message, naming
+        the file as the person uploaded it (the server's copy has a name of its own)."""
         images = []
         for upload in uploads:
             try:
                 source = upload.path if upload.path is not None else upload.data
                 images.append(load_image(source, self.settings.max_pixels))  # type: ignore[arg-type]
             except InvalidImageError as exc:
-                self.emitter.error(f"I can't use **{upload.name}**: {exc}. Attach a photo "
-                                   "(PNG, JPEG, WebP…) instead.")
+                stored = f"{upload.path.name}: " if upload.path is not None else "image: "
+                reason = str(exc).removeprefix(stored)
+                self.emitter.error(f"I can't use **{md(upload.name)}**: {md(reason)}. Attach a "
+                                   "photo (PNG, JPEG, WebP…) instead.")
         return images
 
     def _run_turns(self, text: str, sessions: list[Any]) -> None:
@@ -477,7 +491,7 @@ class ChatController:
             result = editor.turn(session, text, image=image, plan=plan, on_event=progress.event,
                                  cancel=self._cancel)
         except Exception as exc:  # any failure becomes a message; the chat goes on
-            progress.close(failed=True)
+            progress.close(STEP_FAILED, failed=True)
             self._report_exception(exc)
             return None
         progress.finish(result)
@@ -493,7 +507,7 @@ class ChatController:
         elif result.kind == "chat":
             self.emitter.text(prefix + result.message)
         elif result.kind == "error":
-            self._report_failed_turn(prefix + result.message, result.error)
+            self._report_failed_turn(prefix + md(result.message), result.error)
         elif result.kind == "cancelled":
             self.emitter.text(prefix + STOPPED)
         else:
@@ -576,7 +590,8 @@ class ChatController:
         try:
             return self._sessions.open(session_id, self.settings.session_dir, view=self.view)
         except SessionError as exc:
-            self.emitter.error(f"That picture's history can't be opened: {exc}.")
+            self.emitter.error(f"That picture's history can't be opened: {md(str(exc))}. "
+                               "Attach the photo again to start a new session.")
             return None
 
     def _report_models(self) -> None:
@@ -604,28 +619,33 @@ class ChatController:
             self.emitter.error(OUT_OF_MEMORY)
         elif isinstance(error, models.MissingModelError):
             self.emitter.error(message, [ActionButton("use_tiny", "Use the tiny demo models")])
+        elif error is not None:  # a failure, not a refusal that says what to do itself
+            self.emitter.error(f"{message} {TRY_AGAIN}")
         else:
             self.emitter.error(message)
 
     def _report_exception(self, exc: Exception) -> None:
         if isinstance(exc, models.MissingModelError):
-            self.emitter.error(f"A model is missing: {exc}",
+            self.emitter.error(f"A model is missing: {md(str(exc))}",
                                [ActionButton("use_tiny", "Use the tiny demo models")])
         elif isinstance(exc, InvalidImageError):
-            self.emitter.error(f"That picture can't be used: {exc}")
+            self.emitter.error(f"That picture can't be used: {md(str(exc))}. Attach a photo "
+                               "(PNG, JPEG, WebP…) instead.")
         elif _is_out_of_memory(exc):
             self.emitter.error(OUT_OF_MEMORY)
         elif isinstance(exc, models.ModelError):
-            self.emitter.error(f"A model can't be loaded: {exc}")
+            self.emitter.error(f"A model can't be loaded: {md(str(exc))}. Check the model "
+                               "settings, or run `promptartisan models download`.")
         else:
             log.exception("chat request failed")
-            self.emitter.error(f"Something went wrong: {exc}. Every version so far is kept; "
-                               "try again or rephrase the request.")
+            self.emitter.error(f"Something went wrong: {md(str(exc))}. {TRY_AGAIN}")
 
 
 class TurnProgress:
-    """Turns the Editor's progress events into visible steps, then fills the plan and grounding
-    steps with what the turn found."""
+    """Turns the Editor's progress events into visible steps. Each step closes when its stage
+    ends, saying what it did: the plan with the plan, grounding with its masks (before editing
+    starts), saving with the version saved; a question, a stop or an error closes every step
+    still open, saying so."""
 
     def __init__(self, emitter: Emitter, label: str = "") -> None:
         self.emitter = emitter
@@ -633,6 +653,7 @@ class TurnProgress:
         self.turn = uuid.uuid4().hex  # step keys are unique to this turn
         self.open: dict[str, str] = {}  # stage → the last text shown
         self.closed: set[str] = set()
+        self.plan: Any = None
 
     def title(self, stage: str) -> str:
         title = STAGE_TITLES.get(stage, stage.capitalize())
@@ -650,30 +671,46 @@ class TurnProgress:
         if plan is not None:
             self._show_plan(plan)
             return
+        overlay = getattr(event, "overlay", None)
+        if overlay is not None:
+            self._update(stage, grounding_text(self.plan, event.groundings), done=True,
+                         pictures=(Picture("masks.png", overlay),))
+            return
         text = event.message or ""
         if event.total and event.step:  # the bar says "step n of N" itself
             text = progress_bar(event.step, event.total)
         self._update(stage, text)
 
     def _show_plan(self, plan: Any) -> None:
+        self.plan = plan
         if plan.instructions:
             self._update("planning", plan_text(plan), done=True)
         elif plan.action in PLANS_WITHOUT_EDITS:
             self._update("planning", PLANS_WITHOUT_EDITS[plan.action], done=True)
 
     def finish(self, result: Any) -> None:
-        """Show the plan and the masks the turn used, and close every step."""
+        """Show the plan if no event did, and close every step still open with how its stage
+        ended."""
         plan = getattr(result, "plan", None)
-        if plan is not None:
+        if plan is not None and "planning" not in self.closed:
             self._show_plan(plan)
-        if result.kind == "edit" and getattr(result, "overlay", None) is not None:
-            self._update("grounding", grounding_text(plan, result.groundings), done=True,
-                         pictures=(Picture("masks.png", result.overlay),))
-        self.close(failed=result.kind in ("error", "cancelled"))
+        if result.kind == "clarify":
+            self.close(STEP_ASKED)
+        elif result.kind == "cancelled":
+            self.close(STEP_STOPPED, failed=True)
+        elif result.kind == "error":
+            self.close(STEP_FAILED, failed=True)
+        else:
+            if "saving" in self.open and "saving" not in self.closed:
+                self._update("saving", f"Saved as version {result.version_id}.", done=True)
+            self.close()
 
-    def close(self, failed: bool = False) -> None:
+    def close(self, outcome: str = "", failed: bool = False) -> None:
+        """Close every open step; `outcome` follows its last text (why the stage ended)."""
         for stage in [s for s in self.open if s not in self.closed]:
-            self._update(stage, self.open[stage], done=True, failed=failed)
+            text = self.open[stage]
+            self._update(stage, f"{text}\n\n{outcome}" if outcome and text else outcome or text,
+                         done=True, failed=failed)
 
     def _update(self, stage: str, text: str, done: bool = False, failed: bool = False,
                 pictures: tuple[Picture, ...] = ()) -> None:

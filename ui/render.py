@@ -1,14 +1,27 @@
 """Pictures the chat shows that no other package makes: before|after side by side, and
-images encoded for the browser."""
+images encoded for the browser; and text from elsewhere made safe to show as Markdown."""
 
 from __future__ import annotations
 
 import io
+import re
 
 from PIL import Image, ImageDraw, ImageFont
 
 LABEL_HEIGHT_FRACTION = 0.07
 GAP = 8
+# Marks that start markup anywhere in a line (emphasis, code, links, HTML, entities,
+# strikethrough, tables, LaTeX), and those that do only at a line's start (headings, quotes,
+# lists, setext underlines); CommonMark lets a backslash escape any of them.
+INLINE_MARKUP = re.compile(r"([\\`*_\[\]<>~&$|])")
+LINE_START_MARKUP = re.compile(r"^(\d*)([#+=-]|(?<=\d)[.)])")  # "1." and "1)" start lists
+
+
+def escape_markdown(text: str) -> str:
+    """`text` (an error from a library, a file name, a spec like `llm:ollama:MODEL[@URL]`)
+    shown literally by a Markdown renderer, on one line."""
+    line = INLINE_MARKUP.sub(r"\\\1", " ".join(text.split()))
+    return LINE_START_MARKUP.sub(r"\1\\\2", line)
 
 
 def side_by_side(before: Image.Image, after: Image.Image, labels: tuple[str, str] = (
