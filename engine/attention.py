@@ -8,7 +8,8 @@ image-only and unconditional branches of InstructPix2Pix's guidance) carry only 
 Who reads what is decided in attention_rules.py and laid out per resolution in layout.py. The
 processors read only tensors of fixed shapes and no Python state that changes between steps or
 mask layouts, so `torch.compile(unet)` traces them without a graph break and compiles once per
-call shape; each layer is one attention call whatever the number of regions.
+call shape; each layer launches the same few kernels whatever the number of regions (one
+attention call for self-attention, one masked pass for the text row of cross-attention).
 """
 
 from __future__ import annotations
@@ -132,23 +133,23 @@ class RoutedCrossAttnProcessor:
 
     def __init__(self, control: AttentionControl) -> None:
         self.control = control
-        self.keys: tuple[torch.Tensor, ...] | None = None
+        self.projected: tuple[torch.Tensor, ...] | None = None
 
     def project(self, attn: Attention, encoder_hidden_states: torch.Tensor) -> None:
         """(text keys, text values, null keys, null values) of this layer for the context."""
         text = encoder_hidden_states[:1]
         null = encoder_hidden_states[1:, -self.control.chunk_length:]
-        self.keys = (_heads(attn, attn.to_k(text)), _heads(attn, attn.to_v(text)),
+        self.projected = (_heads(attn, attn.to_k(text)), _heads(attn, attn.to_v(text)),
                      _heads(attn, attn.to_k(null)), _heads(attn, attn.to_v(null)))
 
     def __call__(self, attn: Attention, hidden_states: torch.Tensor,
                  encoder_hidden_states: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
                  *args: object, **kwargs: object) -> torch.Tensor:
-        if self.keys is None:
+        if self.projected is None:
             raise RuntimeError("no context projected: call AttentionControl.set_context(unet, "
                                "encoder_hidden_states) before the UNet")
-        key, value, null_key, null_value = self.keys
+        key, value, null_key, null_value = self.projected
         layout = self.control.layouts[hidden_states.shape[1]]
         query = _heads(attn, attn.to_q(hidden_states))
         out = routed_attention(query[:1], key, value, layout, self.control.weight, attn.scale)

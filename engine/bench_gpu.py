@@ -18,6 +18,8 @@ Method
   (forward hooks on the outermost UNet module, outside the compiled code; on CPU, the clock).
   `peak_mb`: peak allocated memory during the timed runs, above what was allocated before
   (the weights); `peak_total_mb`: the absolute peak; both CUDA only (null elsewhere).
+- Check first: flex_attention's self-attention against the dense-mask kernel, float32, on
+  the device (`check.flex_vs_mask_max_abs`; the CPU tests hold both to the rules within 1e-5).
 - Goals (from issue 12): eager single pass n = 4 ≤ 1.05× and n = 8 ≤ 1.10× eager stock per edit;
   compiled single pass faster than eager stock. `summary` holds these ratios.
 - Time: the figures are written after every case, so a run cut short still leaves its figures;
@@ -30,6 +32,7 @@ A smoke run on any machine: `--arch tiny --size 64 --steps 2 --device cpu --dtyp
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import statistics
@@ -39,12 +42,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from diffusers import StableDiffusionInstructPix2PixPipeline
 
 from promptartisan.engine import benchmark
+from promptartisan.engine.attention import AttentionControl, GroupSelfAttnProcessor
 from promptartisan.engine.pipeline import PromptArtisanPipeline
-from promptartisan.engine.regions import Region
+from promptartisan.engine.regions import Region, label_maps
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__, "python": platform.python_version(),
         "build_s": round(time.perf_counter() - started, 2), "rows": [], "skipped": [],
     }
+    report["check"] = _check_kernels(pipe, args.size, device)
+    print(f"flex vs dense-mask self-attention, float32: max |difference| "
+          f"{report['check']['flex_vs_mask_max_abs']:.2e}", flush=True)
     image = benchmark.bench_image(args.size)
     for mode in args.modes:
         if mode == "compiled":
@@ -146,6 +154,26 @@ def _pipeline(arch: str, device: torch.device, dtype: torch.dtype) -> PromptArti
     with torch.device(device):
         pipe = benchmark.sd15_pipeline()
     return pipe.to(dtype=dtype)
+
+
+def _check_kernels(pipe: PromptArtisanPipeline, size: int, device: torch.device
+                   ) -> dict[str, float]:
+    """The two self-attention kernels on this device, in float32, on the UNet's first
+    transformer block at its full resolution with 4 regions: flex_attention (fused on CUDA) must
+    compute what the dense mask does, which the tests check against the rules on the CPU."""
+    block = copy.deepcopy(pipe.unet.down_blocks[0].attentions[0].transformer_blocks[0]).float()
+    side = size // pipe.vae_scale_factor
+    regions = benchmark.bench_regions(4, side)
+    masks = torch.from_numpy(np.stack([region.mask for region in regions]))
+    maps = label_maps(masks, [0] * 4, [1, 2, 3, 4], [(side, side)])
+    words = torch.zeros(5, 77, dtype=torch.bool)
+    hidden = torch.randn(3, side * side, block.attn1.to_q.in_features, device=device,
+                         generator=torch.Generator(device).manual_seed(0))
+    with torch.no_grad():
+        flex, mask = (GroupSelfAttnProcessor(AttentionControl(maps, words, 0.0, device,
+                                                              kernel=kernel))(block.attn1, hidden)
+                      for kernel in ("flex", "mask"))
+    return {"flex_vs_mask_max_abs": float((flex - mask).abs().max()), "pixels": side * side}
 
 
 def _cases(args: argparse.Namespace, mode: str) -> list[tuple[str, int]]:
