@@ -33,6 +33,7 @@ from promptartisan.ui import handlers
 from promptartisan.ui.handlers import (
     BUSY,
     NEED_IMAGE,
+    NEW_SESSION,
     NO_SUCH_VERSION,
     NOT_OFFERED,
     NOT_THIS_CHATS,
@@ -375,16 +376,45 @@ def test_every_turn_has_its_own_steps(chat: Chat, small_photo: Image.Image) -> N
     assert ["hat" in text for text in plans.values()] == [True, False]
 
 
-def test_a_new_upload_in_a_one_picture_chat_is_a_new_version(chat: Chat,
-                                                             small_photo: Image.Image) -> None:
-    chat.controller.message("", [upload(small_photo)])
-    first = list(chat.controller.session_ids)
+def test_a_new_photo_starts_a_new_session_and_reset_stays_on_it(
+        chat: Chat, small_photo: Image.Image) -> None:
+    """The issue's case: a second photo joined the first one's history, and Reset then went
+    back to the first photo."""
+    chat.controller.message("make the sky a sunset", [upload(small_photo)])
+    first = chat.controller.session_ids[0]
+    turned = small_photo.rotate(180)
+    chat.controller.message("make the sky a sunset", [upload(turned)])
+    second = chat.controller.session_ids[0]
+    assert chat.controller.session_ids == [second] and second != first
+    offer = next(item for item in chat.emitter.of("text") if item.text == NEW_SESSION)
+    assert buttons(offer)["add_to"] == {"session": second, "into": first}
+    chat.controller.action("reset", buttons(chat.emitter.last("pictures"))["reset"])
+    reset = chat.emitter.last("pictures")
+    assert np.array_equal(np.asarray(reset.pictures[0].image), np.asarray(turned))
+    assert Session.open(first, chat.controller.settings.session_dir).current == 1  # untouched
+
+
+def test_add_to_this_one_puts_the_new_photo_in_the_earlier_history(
+        chat: Chat, small_photo: Image.Image) -> None:
+    chat.controller.message("make the sky a sunset", [upload(small_photo)])
+    first = chat.controller.session_ids[0]
     chat.controller.message("", [upload(small_photo.rotate(180))])
-    assert chat.controller.session_ids == first
-    session = Session.open(first[0], chat.controller.settings.session_dir)
-    assert session.current == 1
-    chat.controller.action("undo", {"session": first[0]})
-    assert session.current == 0
+    asked = chat.emitter.last("text")
+    assert asked.text == "Got this photo. What should I change?"
+    payload = buttons(asked)["add_to"]
+    chat.controller.action("add_to", payload)
+    assert chat.controller.session_ids == [first]
+    earlier = Session.open(first, chat.controller.settings.session_dir)
+    assert earlier.current == 2 and earlier.version(2).parent == 1
+    shown = chat.emitter.last("pictures")
+    assert "as version 2" in shown.text and buttons(shown)["undo"]["version"] == 2
+    chat.controller.action("add_to", payload)  # a second click adds nothing more
+    assert len(earlier.versions()) == 3
+    chat.controller.action("undo", buttons(shown)["undo"])
+    assert earlier.current == 1
+    chat.controller.action("add_to", {"session": payload["session"], "into": "elsewhere"})
+    assert chat.emitter.last("error").text == NOT_THIS_CHATS
+    assert len(earlier.versions()) == 3
 
 
 # ----- questions ----------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from promptartisan.ui.origin import SameOriginOnly, served_hosts
 from promptartisan.ui.render import png_bytes
 
 ACTION_NAMES = ("undo", "redo", "reset", "masks", "compare", "download", "export", "answer",
-                "use_tiny", "resume")
+                "use_tiny", "resume", "add_to", "retry")
 CONTROLLER = "controller"
 SESSION_IDS = "session_ids"  # kept in the user session so a data layer can resume the chat
 

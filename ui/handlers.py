@@ -95,6 +95,7 @@ OUT_OF_MEMORY = (
     "Ran out of memory on this request. Try fewer edits at once, fewer steps in the settings "
     "panel, or a smaller picture. Nothing was changed, and the chat goes on."
 )
+NEW_SESSION = "A new photo: it starts a history of its own."
 TRY_AGAIN = "Every version so far is kept; try again, or rephrase the request."
 NOT_THIS_CHATS = (
     "That button belongs to a picture this chat didn't open, so nothing was done. Attach a "
@@ -293,6 +294,14 @@ class ChatController:
         if name == "use_tiny":
             self.use_tiny()
             return
+        if name == "add_to":
+            into = self._owned({"session": payload.get("into")})
+            if into is not None and self._owned(payload) is not None and self._acquire():
+                try:
+                    self._on_session(lambda s: self._add_to(s, into), str(payload["session"]))
+                finally:
+                    self._busy.release()
+            return
         # Each handler gets the session and the version its button sits under.
         changes: dict[str, Callable[[Any, int], None]] = {
             "undo": lambda s, v: self._move(s, "undo"),
@@ -419,13 +428,10 @@ class ChatController:
                 self.emitter.text(f"So I didn't act on your request (“{md(text)}”): send it "
                                   "again with a photo that opens.")
             return
-        if len(images) == 1 and len(self.session_ids) == 1:
-            # One new picture in a one-picture chat: a new version of the same session, so
-            # Undo can step back to the earlier picture.
-            session = self._open(self.session_ids[0])
-            if session is not None:
-                self._turn(session, text, image=images[0])
-                return
+        # A new photo starts a session of its own, so Reset never jumps to another picture; in
+        # a one-picture chat a button adds it to the earlier picture's history instead.
+        earlier = self.session_ids[0] if len(images) == 1 and len(self.session_ids) == 1 \
+            else None
         if images:
             try:
                 sessions = [self._sessions.create(self.settings.session_dir, image,
@@ -436,10 +442,15 @@ class ChatController:
                 return
             self.session_ids = [session.id for session in sessions]
             self._own.update(self.session_ids)
+            offer = [ActionButton("add_to", "Add it to the earlier picture's history instead",
+                                  {"session": sessions[0].id, "into": earlier})] \
+                if earlier is not None else []
             if not text:
                 what = "this photo" if len(sessions) == 1 else f"these {len(sessions)} photos"
-                self.emitter.text(f"Got {what}. What should I change?")
+                self.emitter.text(f"Got {what}. What should I change?", offer)
                 return
+            if offer:
+                self.emitter.text(NEW_SESSION, offer)
         if not text:
             return
         if not self.session_ids:
@@ -513,9 +524,11 @@ class ChatController:
         else:
             self._show_version(session, prefix + result.message, result.image)
 
-    def _show_version(self, session: Any, text: str, image: Image.Image | None = None) -> None:
-        """The current version inline, with the history and export buttons."""
-        version = session.current
+    def _show_version(self, session: Any, text: str, image: Image.Image | None = None,
+                      version: int | None = None) -> None:
+        """A version (default: where this chat is) inline, with the history and export
+        buttons."""
+        version = session.current if version is None else version
         image = image if image is not None else session.image(version)
         self.emitter.pictures(text, [Picture(f"{session.id}-v{version:04d}.png", image)],
                               history_buttons(session.id, version))
@@ -570,6 +583,23 @@ class ChatController:
         out.chmod(0o600)
         self.emitter.file("The whole session — every version, its masks and how it was made:",
                           out, out.name)
+
+    def _add_to(self, photo: Any, into_id: str) -> None:
+        """The photo that started session `photo` becomes a new version of the earlier
+        picture's history (from where this chat is in it), and the chat goes on there."""
+        into = self._open(into_id)
+        if into is None:
+            return
+        added = next((v.id for v in into.versions()
+                      if v.provenance.get("added_from") == photo.id), None)
+        if added is None:
+            image = photo.image(0)
+            added = into.add_version(image, [], {"kind": "upload", "size": list(image.size),
+                                                 "added_from": photo.id},
+                                     text="", message="New image uploaded.", kind="upload")
+        self.session_ids = [into.id]
+        self._show_version(into, f"Added the photo to the earlier picture's history as version "
+                                 f"{added}; Undo steps back to the earlier picture.", version=added)
 
     def _resume(self, session: Any) -> None:
         self.session_ids = [session.id]
