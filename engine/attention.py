@@ -136,10 +136,11 @@ class RoutedCrossAttnProcessor:
         self.projected: tuple[torch.Tensor, ...] | None = None
 
     def project(self, attn: Attention, encoder_hidden_states: torch.Tensor) -> None:
-        """(text keys, text values, null keys, null values) of this layer for the context."""
+        """(text keys, text values, null keys, null values) of this layer for the context; the
+        text keys in float32, as `routed_attention` reads them, cast once here."""
         text = encoder_hidden_states[:1]
         null = encoder_hidden_states[1:, -self.control.chunk_length:]
-        self.projected = (_heads(attn, attn.to_k(text)), _heads(attn, attn.to_v(text)),
+        self.projected = (_heads(attn, attn.to_k(text)).float(), _heads(attn, attn.to_v(text)),
                      _heads(attn, attn.to_k(null)), _heads(attn, attn.to_v(null)))
 
     def __call__(self, attn: Attention, hidden_states: torch.Tensor,
