@@ -201,10 +201,24 @@ class Editor:
         region the person drew or clicked, which replaces grounding for a one-instruction
         edit; `plan`: skip planning. Never raises for bad input or a failing model: the
         result is then kind "error" and the session is as it was."""
+        return self._guarded(session, lambda: self._turn(
+            session, text.strip(), image, mask, plan, on_event or _ignore,
+            cancel or threading.Event()))
+
+    def retry(self, session: Session, version: int,
+              on_event: Callable[[ProgressEvent], None] | None = None,
+              cancel: threading.Event | None = None) -> TurnResult:
+        """The edit that made `version` once more with a new seed: the same regions and
+        instructions on the same parent, stored as a sibling of `version`. Never raises (see
+        `turn`)."""
+        return self._guarded(session, lambda: self._retry(
+            session, version, on_event or _ignore, cancel or threading.Event()))
+
+    def _guarded(self, session: Session, work: Callable[[], TurnResult]) -> TurnResult:
+        """`work()`'s result, timed; a cancel or a failure is a result too."""
         started = time.monotonic()
         try:
-            result = self._turn(session, text.strip(), image, mask, plan, on_event or _ignore,
-                                cancel or threading.Event())
+            result = work()
         except Cancelled:
             result = self._unchanged(session, "cancelled", "Cancelled; nothing was changed.")
         except Exception as exc:  # a turn must not crash the conversation
@@ -329,6 +343,36 @@ class Editor:
         return TurnResult("edit", f"{message} (version {number})", plan, number, rendered.image,
                           overlay, located.groundings,
                           masks=[region.mask for region in located.regions])
+
+    def _retry(self, session: Session, number: int, emit: Callable[[ProgressEvent], None],
+               cancel: threading.Event) -> TurnResult:
+        made = session.version(number)
+        records = session.regions(number)
+        if made.parent is None or not records:
+            return self._unchanged(session, "error", f"Version {number} was not made by an "
+                                   "edit, so there is nothing to try again.")
+        regions = [RegionRecord(
+            mask=session.mask(number, r["k"]), prompt=r["prompt"], target=r["target"],
+            group=r["group"], order=r["order"], source=r["source"], score=r["score"],
+            label=r["label"], boxes=r["boxes"]) for r in records]
+        seed = made.seed
+        while seed == made.seed:
+            seed = secrets.randbelow(2**31)
+        rendered = self.render(session.image(made.parent), regions, emit, cancel, seed=seed)
+        _check(cancel)
+        emit(ProgressEvent("saving", "Saving the new version…"))
+        plan_json = made.provenance.get("plan")
+        request = str(made.provenance.get("request") or "")
+        message = "Tried again with a new seed: " + "; ".join(
+            f"{r.prompt} ({r.target})" for r in regions)
+        added = session.add_version(
+            rendered.image, regions, {"kind": "edit", "request": request, "plan": plan_json,
+                                      "retry_of": number, **rendered.parameters},
+            text=request, message=message, plan=plan_json, parent=made.parent,
+            seed=rendered.seed)
+        plan = Plan.model_validate(plan_json) if plan_json else None
+        return TurnResult("edit", f"{message} (version {added}, beside version {number})",
+                          plan, added, rendered.image, masks=[r.mask for r in regions])
 
     def _ask_where(self, session: Session, request: Request, source: Image.Image,
                    question: Question) -> TurnResult:

@@ -349,8 +349,8 @@ def test_a_turn_shows_plan_masks_progress_and_result(chat: Chat,
                if item.step and item.step.title == "Editing"]
     assert any("step 3 of 3" in step.text for step in editing)
     result = chat.emitter.last("pictures")
-    assert set(buttons(result)) == {"undo", "redo", "reset", "masks", "compare", "download",
-                                    "export"}
+    assert set(buttons(result)) == {"undo", "redo", "reset", "retry", "masks", "compare",
+                                    "download", "export"}
     session = Session.open(chat.controller.session_ids[0], chat.controller.settings.session_dir)
     assert session.current == 1
     assert np.array_equal(np.asarray(result.pictures[0].image), np.asarray(session.image(1)))
@@ -581,6 +581,34 @@ def test_two_chats_on_one_session_keep_their_own_places(settings: Settings,
     assert session.version(3).parent == 1
 
 
+def test_retry_makes_the_same_edit_with_a_new_seed_as_a_sibling(
+        chat: Chat, small_photo: Image.Image) -> None:
+    chat.controller.message(TWO_EDITS, [upload(small_photo)])
+    edited = buttons(chat.emitter.last("pictures"))
+    session = Session.open(edited["retry"]["session"], chat.controller.settings.session_dir)
+    chat.controller.action("undo", edited["undo"])  # the chat moves away; Retry still means 1
+    assert "retry" not in buttons(chat.emitter.last("pictures"))  # the upload: no edit to redo
+    chat.emitter.clear()
+    chat.controller.action("retry", edited["retry"])
+    shown = chat.emitter.last("pictures")
+    assert "Tried again with a new seed" in shown.text and "beside version 1" in shown.text
+    assert buttons(shown)["retry"]["version"] == 2
+    assert session.version(2).parent == 0 and session.children(0) == [1, 2]
+    assert session.version(2).seed != session.version(1).seed
+    assert session.version(2).provenance["retry_of"] == 1
+    assert session.version(2).provenance["plan"] == session.version(1).provenance["plan"]
+    for k in (0, 1):
+        assert np.array_equal(session.mask(2, k), session.mask(1, k))
+    assert chat.planner.calls == [TWO_EDITS]  # not planned or grounded again
+    assert session.current == 2
+    steps = chat.emitter.steps()
+    assert set(steps) == {"Plan", "Editing", "Saving"} and all(s.done for s in steps.values())
+    assert steps["Saving"].text == "Saved as version 2."
+    chat.controller.action("retry", {"session": session.id, "version": 0})
+    assert "nothing to try again" in chat.emitter.last("error").text
+    assert len(session.versions()) == 3
+
+
 def test_an_unknown_session_in_a_button_is_refused(chat: Chat) -> None:
     chat.controller.action("undo", {"session": "no-such-session"})
     assert chat.emitter.last("error").text == NOT_THIS_CHATS
@@ -628,7 +656,8 @@ def test_a_damaged_session_is_not_offered_and_hides_no_other(settings: Settings,
 # ----- one chat can't reach another's sessions ----------------------------------------------
 
 
-SESSION_BUTTONS = ("undo", "redo", "reset", "masks", "compare", "download", "export")
+SESSION_BUTTONS = ("undo", "redo", "reset", "retry", "masks", "compare", "download",
+                   "export", "add_to")
 
 
 def test_a_second_chat_sending_the_first_chats_session_is_refused(

@@ -172,6 +172,9 @@ class EditorLike(Protocol):
     def turn(self, session: Any, text: str, image: Any = None, mask: Any = None,
              plan: Any = None, on_event: Any = None, cancel: Any = None) -> Any: ...
 
+    def retry(self, session: Any, version: int, on_event: Any = None,
+              cancel: Any = None) -> Any: ...
+
 
 def default_editor(settings: Settings) -> EditorLike:
     from promptartisan.agent.editor import Editor
@@ -307,6 +310,7 @@ class ChatController:
             "undo": lambda s, v: self._move(s, "undo"),
             "redo": lambda s, v: self._move(s, "redo"),
             "reset": lambda s, v: self._move(s, "reset"),
+            "retry": self._retry,
             "resume": lambda s, v: self._resume(s),
         }
         views: dict[str, Callable[[Any, int], None]] = {
@@ -496,11 +500,15 @@ class ChatController:
     def _turn(self, session: Any, text: str, plan: Any = None, image: Image.Image | None = None,
               label: str = "") -> Any:
         """One Editor turn with its steps shown as they happen, then its result."""
+        return self._shown(session, label, lambda editor, progress: editor.turn(
+            session, text, image=image, plan=plan, on_event=progress.event, cancel=self._cancel))
+
+    def _shown(self, session: Any, label: str,
+               run: Callable[[EditorLike, TurnProgress], Any]) -> Any:
+        """`run(editor, progress)` with its steps shown as they happen, then its result."""
         progress = TurnProgress(self.emitter, label)
         try:
-            editor = self._get_editor()
-            result = editor.turn(session, text, image=image, plan=plan, on_event=progress.event,
-                                 cancel=self._cancel)
+            result = run(self._get_editor(), progress)
         except Exception as exc:  # any failure becomes a message; the chat goes on
             progress.close(STEP_FAILED, failed=True)
             self._report_exception(exc)
@@ -522,7 +530,8 @@ class ChatController:
         elif result.kind == "cancelled":
             self.emitter.text(prefix + STOPPED)
         else:
-            self._show_version(session, prefix + result.message, result.image)
+            self._show_version(session, prefix + result.message, result.image,
+                               result.version_id)
 
     def _show_version(self, session: Any, text: str, image: Image.Image | None = None,
                       version: int | None = None) -> None:
@@ -531,7 +540,8 @@ class ChatController:
         version = session.current if version is None else version
         image = image if image is not None else session.image(version)
         self.emitter.pictures(text, [Picture(f"{session.id}-v{version:04d}.png", image)],
-                              history_buttons(session.id, version))
+                              history_buttons(session.id, version,
+                                              retry=bool(session.regions(version))))
 
     # ----- buttons ------------------------------------------------------------------------
 
@@ -541,6 +551,11 @@ class ChatController:
         result = self._get_editor().turn(session, kind, plan=Plan(action=kind),
                                          cancel=self._cancel)
         self._show_result(session, result, "")
+
+    def _retry(self, session: Any, version: int) -> None:
+        """The edit that made `version` again with a new seed, as a sibling of it."""
+        self._shown(session, "", lambda editor, progress: editor.retry(
+            session, version, on_event=progress.event, cancel=self._cancel))
 
     def _show_masks(self, session: Any, version: int) -> None:
         regions = session.regions(version)
@@ -751,10 +766,12 @@ class TurnProgress:
                                      failed))
 
 
-def history_buttons(session_id: str, version: int) -> list[ActionButton]:
+def history_buttons(session_id: str, version: int, retry: bool = False) -> list[ActionButton]:
+    """The buttons under a version; `retry` (the same edit with a new seed) for an edit's."""
     payload = {"session": session_id, "version": version}
     return [ActionButton(name, label, payload) for name, label in (
         ("undo", "Undo"), ("redo", "Redo"), ("reset", "Reset"),
+        *([("retry", "Retry")] if retry else []),
         ("masks", "Show masks"), ("compare", "Compare"), ("download", "Download PNG"),
         ("export", "Export session"))]
 
