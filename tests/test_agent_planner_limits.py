@@ -228,7 +228,7 @@ def work(text: str, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("family", ["red and blue …", "a comma list", "random lexicon words",
-                                    "sentences", "is not … enough", "locations", "fillers"])
+                                    "sentences", "is not … enough", "locations"])
 def test_planning_work_doubles_when_the_message_doubles(
         family: str, monkeypatch: pytest.MonkeyPatch) -> None:
     size = 8 * rules_planner.MAX_CLAUSE_CHARS  # well past the longest clause

@@ -8,6 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from promptartisan.agent.grammar import (
+    INTENSIFIERS,
+    change_phrase_starts,
+    is_adjective,
+    is_change_phrase,
+)
 from promptartisan.agent.plan import Plan
 from promptartisan.agent.rules_planner import RulesPlanner, merge_answer
 
@@ -394,11 +400,38 @@ def test_merged_answer_plans_as_an_edit(planner: RulesPlanner) -> None:
     assert plan.instructions[0].target == "dog" and "wolf" in plan.instructions[0].instruction
 
 
-def test_long_chats_stay_instant(planner: RulesPlanner) -> None:
-    import time
-
+def test_long_chats_read_only_the_recent_messages(
+        planner: RulesPlanner, monkeypatch: pytest.MonkeyPatch) -> None:
     context = ["hello"] * 40 + ["make the shirt red", "make it darker", "thanks"] * 5
-    started = time.perf_counter()
+    understood: list[str] = []
+    understand = RulesPlanner._understand
+
+    def counting(self: RulesPlanner, text: str, *args: object) -> object:
+        understood.append(text)
+        return understand(self, text, *args)
+
+    monkeypatch.setattr(RulesPlanner, "_understand", counting)
     plan = planner.plan("make it bigger", context)
-    assert time.perf_counter() - started < 1.0
+    assert len(understood) == RulesPlanner.LOOKBACK + 1  # each recent message once, then this
     assert plan.instructions[0].target == "shirt"
+
+
+def test_change_phrase_tails_match_the_phrase_test_on_every_tail() -> None:
+    """`change_phrase_starts` answers for every tail at once; each must be what the plain
+    definition says of that tail."""
+    import random
+
+    def plain(words: list[str]) -> bool:
+        content = [w for w in words if w not in INTENSIFIERS and w not in {"and", "or", ","}]
+        return bool(content) and all(is_adjective(w, last=w == words[-1]) for w in content) \
+            and is_adjective(words[-1])
+
+    vocabulary = ["red", "bright", "a", "bit", "and", ",", "or", "the", "car", "marble",
+                  "darker", "more", "very", "glass", "shiny-blue", "blue-ish", "old", "sky"]
+    rng = random.Random(7)
+    for _ in range(3000):
+        words = [rng.choice(vocabulary) for _ in range(rng.randint(0, 9))]
+        starts = change_phrase_starts(words)
+        assert [k in starts for k in range(len(words) + 1)] == \
+            [plain(words[k:]) for k in range(len(words) + 1)], words
+        assert is_change_phrase(words) == plain(words)
