@@ -107,9 +107,10 @@ class PromptArtisanPipeline(DiffusionPipeline, StableDiffusionMixin):
         return embeds.reshape(1, -1, embeds.shape[-1]).to(self.text_encoder.dtype), words
 
     def noise_level(self, index: int, timestep: torch.Tensor) -> float:
-        """σ of the model's input at loop iteration `index`, which eDiff-I's boost is scaled by:
-        the scheduler's own `sigmas[index]` where it keeps them (the Karras-style and EDM
-        schedulers), else sqrt((1 − ᾱ_t) / ᾱ_t); capped at MAX_NOISE_LEVEL."""
+        """The noise level σ of loop iteration `index`, which eDiff-I's boost is scaled by: the
+        scheduler's own `sigmas[index]` where it keeps them (the Karras-style and EDM schedulers,
+        whose timesteps are no index into ᾱ; KDPM2's second call reads its step's σ, not the
+        interpolated one), else sqrt((1 − ᾱ_t) / ᾱ_t); capped at MAX_NOISE_LEVEL."""
         sigmas = getattr(self.scheduler, "sigmas", None)
         if sigmas is not None and index < len(sigmas):
             sigma = float(sigmas[index])
