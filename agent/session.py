@@ -219,7 +219,7 @@ class Session:
         """This session as `view` sees it: its own position, pending question and redo trail.
         A view new to the session starts, from now on, where the session was last left."""
         session = Session(self.folder, view)
-        if view is not None:
+        if view is not None and session._state(session._key("current"), None) is None:
             with session._lock, session._transaction() as conn:
                 conn.execute("INSERT OR IGNORE INTO state (key, value) SELECT ?, value FROM "
                              "state WHERE key = 'current'", (session._key("current"),))

@@ -132,6 +132,8 @@ def test_chat_in_the_browser(browser: Browser, tmp_path: Path, tiny_dir: Path,
             expect(masks.locator('img[alt="masks.png"]')).to_be_visible()
             result = page.locator('img[alt$="-v0001.png"]')
             expect(result).to_be_visible()
+            saving = page.locator('[data-step-type="tool"]', has_text="Saving").last
+            expect(saving).to_contain_text("Saved as version 1")
             assert result.evaluate("img => img.naturalWidth") == photo.width
             shots.take(page, "edit", docs=True, top=plan)
 
@@ -151,6 +153,16 @@ def test_chat_in_the_browser(browser: Browser, tmp_path: Path, tiny_dir: Path,
             shown = np.asarray(Image.open(io.BytesIO(pixels)).convert("RGB"))
             assert np.array_equal(shown, np.asarray(photo)), "Undo didn't show the upload"
             shots.take(page, "undo")
+
+            # The buttons under the undone picture act on version 0, not on version 1.
+            page.get_by_role("button", name="Compare").last.click()
+            expect(page.get_by_text("This is the original picture")).to_be_visible()
+
+            # Retry under the edit: the same edit with a new seed, beside version 1.
+            page.get_by_role("button", name="Retry").last.click()
+            expect(page.get_by_text("Tried again with a new seed")).to_be_visible()
+            expect(page.locator('img[alt$="-v0002.png"]')).to_be_visible()
+            expect(page.get_by_text("beside version 1")).to_be_visible()
 
             # A vague request gets a question; the answer gets an edit.
             page.fill("#chat-input", VAGUE)
