@@ -195,7 +195,7 @@ def claim_cells(label: torch.Tensor, counts: torch.Tensor, visible: torch.Tensor
 
     Each visible region is matched to a cell of its own among those it has visible pixels in
     (a minimum-cost assignment), the cost of a cell being the pixels it then routes away from
-    their winner: 0 for a cell the region already owns. So a region that has cells keeps one,
+    their winner: 0 for a cell the region already owns. So a region that has cells still has one,
     and a claim takes another region's only cell just when that region can have another one
     (the cheapest such way). Those cells are relabelled, no other.
     """
