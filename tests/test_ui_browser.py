@@ -206,3 +206,63 @@ def test_missing_models_offer_the_tiny_ones(browser: Browser, tmp_path: Path,
         finally:
             page.close()
     assert not external, f"the page loaded from outside the server: {external}"
+
+
+def _send(page: Page, text: str, upload: Path | None = None) -> None:
+    if upload is not None:
+        page.set_input_files("#upload-button-input", str(upload))
+        page.locator("#message-composer img").last.wait_for()
+    page.fill("#chat-input", text)
+    page.click("#chat-submit")
+
+
+def test_two_windows_on_one_session_and_a_new_photo(browser: Browser, tmp_path: Path,
+                                                    tiny_dir: Path, photo: Image.Image) -> None:
+    """Window A edits (version 1); window B continues the session, undoes and edits
+    (version 2, beside 1); A's Undo and Redo stay on A's own branch. Then a new photo in A
+    starts a session of its own, and its button adds it to the earlier one instead."""
+    import re
+
+    from playwright.sync_api import expect
+
+    first, second = tmp_path / "first.png", tmp_path / "second.png"
+    photo.save(first)
+    photo.rotate(180).save(second)
+    shots = Screenshots(tmp_path)
+    external: list[str] = []
+    with serve_chat(tmp_path / "state", tiny_dir, "--tiny") as url:
+        a = open_chat(browser, url, external)
+        b = None
+        try:
+            expect(a.get_by_text("Welcome to PromptArtisan")).to_be_visible()
+            _send(a, ANSWER, first)
+            expect(a.get_by_text("Done in one pass")).to_have_count(1)
+
+            b = open_chat(browser, url, external)
+            b.get_by_role("button", name=re.compile("^Continue ")).first.click()
+            expect(b.get_by_text("at version 1")).to_be_visible()
+            b.get_by_role("button", name="Undo").last.click()
+            expect(b.get_by_text("Undone: back to version 0")).to_be_visible()
+            _send(b, ANSWER)
+            expect(b.get_by_text("(version 2)")).to_be_visible()
+
+            a.get_by_role("button", name="Undo").last.click()
+            expect(a.get_by_text("Undone: back to version 0")).to_be_visible()
+            a.get_by_role("button", name="Redo").last.click()
+            expect(a.get_by_text("Redone: version 1")).to_be_visible()  # not B's newer 2
+            shots.take(a, "window-a")
+
+            _send(a, "", second)
+            add = a.get_by_role("button", name="Add it to the earlier picture's history instead")
+            expect(add).to_be_visible()
+            add.click()
+            expect(a.get_by_text("history as version 3")).to_be_visible()
+            shots.take(a, "added-photo")
+        except Exception:
+            shots.take(a, "failure")
+            raise
+        finally:
+            a.close()
+            if b is not None:
+                b.close()
+    assert not external, f"the page loaded from outside the server: {external}"
