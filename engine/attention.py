@@ -72,7 +72,9 @@ class AttentionControl:
         return rules.boost_weight(self.boost, self._sigma)
 
     def processors(self, current: dict[str, object]) -> dict[str, object]:
-        """A processor for every attention layer of a UNet, given its `attn_processors`."""
+        """A processor for every attention layer of a UNet, given its `attn_processors`. New
+        processors have no context yet: the next `set_context` projects it."""
+        self._context = None
         return {
             name: RoutedCrossAttnProcessor(self) if name.endswith("attn2.processor")
             else GroupSelfAttnProcessor(self) if name.endswith("attn1.processor")

@@ -248,3 +248,8 @@ def test_context_is_projected_once_and_again_when_it_changes(block, monkeypatch)
     assert torch.equal(changed, Projecting(control_for([LEFT, RIGHT], [0, 0], [1, 2]))(
         attn, hidden, ctx))
     assert not torch.equal(changed[:1, pixels(LEFT)], first[:1, pixels(LEFT)])
+
+    reinstalled = control.processors({"block.attn2.processor": None})["block.attn2.processor"]
+    monkeypatch.setattr(attn, "processor", reinstalled)
+    control.set_context(block, ctx)  # the same context, but processors that haven't seen it
+    assert torch.equal(reinstalled(attn, hidden, ctx), changed)
