@@ -12,8 +12,8 @@ Crash safety: an image or mask is written to a dot-named temporary file, synced 
 onto a name nothing else has, and only then does the row that references it commit, all while
 the turn holds the database's write lock. A process killed at any point leaves either the whole
 version or no row at all; `Session.open` sweeps what the app itself left behind (its
-temporaries, and the files a dead write's journal lists) and nothing else. Undo, redo and
-reset move the pointer; nothing is ever deleted. Every failure is a `SessionError` that says
+temporaries, and the files a dead write's journal lists) and nothing else. Undo, redo,
+reset and go move the pointer; nothing is ever deleted. Every failure is a `SessionError` that says
 which session and why: a damaged database, a missing file, a full disk.
 
 Views: several windows on one session each hold their own position in the tree (and their own
@@ -460,6 +460,26 @@ class Session:
             self._insert_turn(conn, time.time(), text, kind, message, plan, before, after, None)
             self._go(conn, after)
         return Moved(before, after, message)
+
+    def go(self, number: int, text: str = "") -> Moved:
+        """Move this view to version `number` (any version, on any branch), recorded as a turn
+        of kind "go". Redo from each of its ancestors then leads back along its branch.
+        Deletes nothing; a version the session lacks is a SessionError."""
+        with self._lock, self._transaction() as conn:
+            before = self._position(conn)
+            parents = dict(conn.execute("SELECT id, parent FROM versions").fetchall())
+            if number not in parents:
+                raise SessionError(f"session {self.id} has no version {number}")
+            child, seen = number, set()
+            while parents.get(child) is not None and child not in seen:  # the redo trail
+                seen.add(child)
+                self._set_state(conn, self._key(f"came:{parents[child]}"), str(child))
+                child = parents[child]
+            message = (f"Already at version {number}." if before == number
+                       else f"Went to version {number} (from version {before}).")
+            self._insert_turn(conn, time.time(), text, "go", message, None, before, number, None)
+            self._go(conn, number)
+        return Moved(before, number, message)
 
     def export(self, out: str | Path, force: bool = False) -> Path:
         """A zip with every version, its masks and its provenance (JSON), and the session's

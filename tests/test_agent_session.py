@@ -193,6 +193,32 @@ def test_two_views_keep_their_own_positions_and_redo_returns_to_their_own_branch
     assert Session.list(tmp_path)[0].current == 2
 
 
+def test_go_reaches_any_version_as_a_recorded_move_and_redo_follows_its_branch(
+        tmp_path: Path, small_photo: Image.Image) -> None:
+    """Versions 1 → 2 → 3 and a branch 1 → 4: going to 3 from the branch's tip is one move,
+    recorded like undo; after Reset, Redo retraces the branch last gone to."""
+    session = Session.create(tmp_path, small_photo)
+    add(session, small_photo, 10)
+    add(session, small_photo, 20)
+    add(session, small_photo, 30)
+    session.go(1)
+    assert add(session, small_photo, 40) == 4 and session.children(1) == [2, 4]
+    a, c = session.in_view("a"), session.in_view("c")
+    went = a.go(3)
+    assert (went.before, went.after) == (4, 3) and a.current == 3 and c.current == 4
+    turn = a.turns()[-1]
+    assert (turn.kind, turn.version_before, turn.version_after) == ("go", 4, 3)
+    assert turn.message == "Went to version 3 (from version 4)."
+    assert a.go(3).message == "Already at version 3."
+    assert moved(a, "reset") == (3, 0)
+    assert [moved(a, "redo")[1] for _ in range(3)] == [1, 2, 3]  # not the newer branch's 4
+    assert moved(c, "undo") == (4, 1) and moved(c, "redo") == (1, 4)  # C's trail is its own
+    assert all(v.file.is_file() for v in session.versions())  # nothing deleted
+    with pytest.raises(SessionError, match="no version 9"):
+        a.go(9)
+    assert a.current == 3
+
+
 def test_each_view_has_its_own_pending_question(tmp_path: Path,
                                                 small_photo: Image.Image) -> None:
     session = Session.create(tmp_path, small_photo)
