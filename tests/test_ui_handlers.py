@@ -4,8 +4,10 @@ shown through a recording emitter."""
 
 from __future__ import annotations
 
+import base64
 import html
 import io
+import json
 import re
 import shutil
 import stat
@@ -41,10 +43,12 @@ from promptartisan.ui.handlers import (
     STOPPED,
     ActionButton,
     ChatController,
+    HistoryView,
     Picture,
     StepUpdate,
     Upload,
 )
+from promptartisan.ui.history import tree_layout
 from promptartisan.ui.render import escape_markdown
 
 TWO_EDITS = "make the sky a sunset and put a hat on the man"
@@ -55,13 +59,14 @@ VAGUE = "change something"
 class Shown:
     """One thing the controller showed."""
 
-    kind: str  # text | pictures | file | ask | error | step
+    kind: str  # text | pictures | file | ask | error | step | history | compare
     text: str
     actions: list[ActionButton] = field(default_factory=list)
     pictures: list[Picture] = field(default_factory=list)
     choices: list[str] = field(default_factory=list)
     path: Path | None = None
     step: StepUpdate | None = None
+    history: HistoryView | None = None
 
 
 class RecordingEmitter:
@@ -94,6 +99,14 @@ class RecordingEmitter:
 
     def step(self, update: StepUpdate) -> None:
         self._add(Shown("step", update.text, pictures=list(update.pictures), step=update))
+
+    def history(self, view: HistoryView) -> None:
+        self._add(Shown("history", view.caption, list(view.actions),
+                        [view.preview] if view.preview is not None else [], history=view))
+
+    def compare(self, text: str, before: Picture, after: Picture,
+                labels: tuple[str, str]) -> None:
+        self._add(Shown("compare", text, pictures=[before, after], choices=list(labels)))
 
     def of(self, kind: str) -> list[Shown]:
         with self._lock:
@@ -389,7 +402,7 @@ def test_a_new_photo_starts_a_new_session_and_reset_stays_on_it(
     offer = next(item for item in chat.emitter.of("text") if item.text == NEW_SESSION)
     assert buttons(offer)["add_to"] == {"session": second, "into": first}
     chat.controller.action("reset", buttons(chat.emitter.last("pictures"))["reset"])
-    reset = chat.emitter.last("pictures")
+    reset = chat.emitter.last("history")
     assert np.array_equal(np.asarray(reset.pictures[0].image), np.asarray(turned))
     assert Session.open(first, chat.controller.settings.session_dir).current == 1  # untouched
 
@@ -467,13 +480,13 @@ def test_history_buttons(chat: Chat, small_photo: Image.Image) -> None:
 
     chat.controller.action("undo", payload)
     assert session.current == 0
-    shown = chat.emitter.last("pictures")
+    shown = chat.emitter.last("history")
     assert "Undone" in shown.text
     assert np.array_equal(np.asarray(shown.pictures[0].image), np.asarray(session.image(0)))
 
     chat.controller.action("redo", payload)
     assert session.current == 1
-    assert np.array_equal(np.asarray(chat.emitter.last("pictures").pictures[0].image), edited)
+    assert np.array_equal(np.asarray(chat.emitter.last("history").pictures[0].image), edited)
 
     chat.controller.action("masks", payload)
     masks = chat.emitter.last("pictures")
@@ -481,8 +494,10 @@ def test_history_buttons(chat: Chat, small_photo: Image.Image) -> None:
     assert masks.pictures[0].image.size == small_photo.size
 
     chat.controller.action("compare", payload)
-    compare = chat.emitter.last("pictures").pictures[0].image
-    assert compare.width > 2 * small_photo.width and compare.height > small_photo.height
+    compare = chat.emitter.last("compare")
+    assert compare.choices == ["version 0", "version 1"]
+    assert np.array_equal(np.asarray(compare.pictures[0].image), np.asarray(session.image(0)))
+    assert np.array_equal(np.asarray(compare.pictures[1].image), edited)
 
     chat.controller.action("download", payload)
     download = chat.emitter.last("file")
@@ -498,7 +513,7 @@ def test_history_buttons(chat: Chat, small_photo: Image.Image) -> None:
 
     chat.controller.action("reset", payload)
     assert session.current == 0
-    original = buttons(chat.emitter.last("pictures"))["compare"]
+    original = buttons(chat.emitter.last("history"))["compare"]
     assert original["version"] == 0
     chat.controller.action("compare", original)
     assert "original" in chat.emitter.last("text").text
@@ -514,7 +529,7 @@ def test_every_button_acts_on_the_version_it_sits_under(chat: Chat,
     chat.controller.message(TWO_EDITS, [upload(small_photo)])
     edited = buttons(chat.emitter.last("pictures"))
     chat.controller.action("undo", edited["undo"])
-    undone = chat.emitter.last("pictures")
+    undone = chat.emitter.last("history")
     assert "back to version 0" in undone.text
     at_zero = buttons(undone)
     assert {payload["version"] for payload in at_zero.values()} == {0}
@@ -531,16 +546,139 @@ def test_every_button_acts_on_the_version_it_sits_under(chat: Chat,
     chat.controller.action("download", edited["download"])
     assert chat.emitter.last("file").path == session.version(1).file
     chat.controller.action("compare", edited["compare"])
-    assert chat.emitter.last("pictures").text == "Version 0 → version 1:"
+    assert chat.emitter.last("compare").text.startswith("Version 0 → version 1:")
     chat.controller.action("masks", edited["masks"])
     assert "Where each edit of version 1 went" in chat.emitter.last("pictures").text
     assert session.current == 0 and not chat.emitter.of("error")
 
     # Undo, Redo and Reset move from where the chat is, whichever picture they sit under.
     chat.controller.action("undo", edited["undo"])
-    assert "Nothing to undo" in chat.emitter.last("pictures").text
+    assert "Nothing to undo" in chat.emitter.last("history").text
     chat.controller.action("redo", at_zero["redo"])
     assert session.current == 1
+
+
+def _thumbnail(node: Any) -> Image.Image:
+    head, data = node.thumbnail.split(",", 1)
+    assert head == "data:image/jpeg;base64"
+    return Image.open(io.BytesIO(base64.b64decode(data)))
+
+
+def test_the_history_element_reaches_every_version_branches_included(
+        chat: Chat, small_photo: Image.Image) -> None:
+    """Versions 0 → 1 → 2 and, after an Undo, a branch 1 → 3 and a retry of 3 (4, beside it):
+    the history element lays out every one on its own place, each with what made it, and a
+    click on any goes there as a recorded move."""
+    chat.controller.message("make the sky a sunset", [upload(small_photo)])
+    chat.controller.message(TWO_EDITS)
+    session_id = chat.controller.session_ids[0]
+    chat.controller.action("undo", {"session": session_id})
+    chat.controller.message(TWO_EDITS)
+    chat.controller.action("retry", {"session": session_id, "version": 3})
+    session = Session.open(session_id, chat.controller.settings.session_dir,
+                           view=chat.controller.view)
+    assert {v.id: v.parent for v in session.versions()} == {0: None, 1: 0, 2: 1, 3: 1, 4: 1}
+    view = chat.emitter.last("history").history
+    assert view is not None and view.session == session_id and view.current == 4
+    nodes = {node.version: node for node in view.nodes}
+    assert sorted(nodes) == [0, 1, 2, 3, 4]
+    places = {(node.row, node.column) for node in nodes.values()}
+    assert len(places) == 5  # no two versions on one place
+    assert [nodes[n].column for n in range(5)] == [0, 1, 2, 2, 2]  # siblings: one step on
+    assert nodes[2].row == nodes[1].row != nodes[3].row != nodes[4].row  # branches: lanes
+    assert nodes[0].lines == ("the uploaded photo",)
+    assert nodes[2].lines == ("the sky → make the sky a sunset", "the man → put a hat on the man")
+    assert nodes[4].lines[0] == "retry of version 3 (new seed)"
+    for node in nodes.values():
+        assert max(_thumbnail(node).size) == min(handlers.THUMBNAIL_LONG_SIDE,
+                                                  max(small_photo.size))
+    turns = len(session.turns())
+    for number in (2, 0, 3, 1, 4):  # each one click, from wherever the chat is
+        before = session.current
+        chat.controller.action("go", {"session": session_id, "version": number})
+        assert session.current == number
+        shown = chat.emitter.last("history")
+        assert shown.history is not None and shown.history.current == number
+        assert np.array_equal(np.asarray(shown.pictures[0].image),
+                              np.asarray(session.image(number)))
+        assert {p["version"] for p in buttons(shown).values()} == {number}
+        last = session.turns()[-1]
+        assert (last.kind, last.version_before, last.version_after) == ("go", before, number)
+    assert len(session.turns()) == turns + 5 and len(session.versions()) == 5  # none deleted
+    chat.controller.action("go", {"session": session_id, "version": 9})
+    assert chat.emitter.last("error").text == NO_SUCH_VERSION and session.current == 4
+
+
+def test_tree_layout_gives_each_branch_a_lane_that_crosses_no_other() -> None:
+    """0 → 1 → 2 → 3, with branches 1 → 4 → 5 and 2 → 6 and 0 → 7: the first child keeps its
+    parent's lane, each later one takes the next free lane below; a damaged tree (a cycle, a
+    missing parent) still places every version once."""
+    places = tree_layout({0: None, 1: 0, 2: 1, 3: 2, 4: 1, 5: 4, 6: 2, 7: 0})
+    assert places == {0: (0, 0), 1: (0, 1), 2: (0, 2), 3: (0, 3), 6: (1, 3), 4: (2, 2),
+                      5: (2, 3), 7: (3, 1)}
+    assert tree_layout({0: None, 1: 2, 2: 1, 3: 9}) == {0: (0, 0), 3: (1, 0), 1: (2, 0),
+                                                        2: (2, 1)}
+    assert tree_layout({}) == {}
+
+
+def test_moves_post_no_picture_and_change_the_one_history_element(
+        chat: Chat, small_photo: Image.Image) -> None:
+    """The issue's case: every Undo, Redo and Reset click posted a full picture, even
+    "Nothing to redo."; now each click changes the picture's history element only."""
+    chat.controller.message(TWO_EDITS, [upload(small_photo)])
+    session_id = chat.controller.session_ids[0]
+    assert [item.kind for item in chat.emitter.shown[-2:]] == ["pictures", "history"]
+    assert chat.emitter.last("history").history.preview is None  # the result above is it
+    chat.emitter.clear()
+    clicks = [("undo", "Undone: back to version 0."), ("redo", "Redone: version 1."),
+              ("redo", "Nothing to redo."), ("reset", "Back to the original image"),
+              ("go", "Went to version 1 (from version 0)."), ("go", "Already at version 1.")]
+    for name, said in clicks:
+        chat.controller.action(name, {"session": session_id, "version": 1})
+        assert chat.emitter.shown[-1].kind == "history" and said in chat.emitter.shown[-1].text
+    assert [item.kind for item in chat.emitter.shown] == ["history"] * len(clicks)
+    assert {item.history.session for item in chat.emitter.shown if item.history} == {session_id}
+
+
+def test_compare_is_a_slider_between_any_two_versions(chat: Chat,
+                                                      small_photo: Image.Image) -> None:
+    chat.controller.message("make the sky a sunset", [upload(small_photo)])
+    chat.controller.message(TWO_EDITS)
+    session_id = chat.controller.session_ids[0]
+    session = Session.open(session_id, chat.controller.settings.session_dir)
+    chat.controller.action("compare", {"session": session_id, "version": 2})
+    compare = chat.emitter.last("compare")
+    assert compare.choices == ["version 1", "version 2"]  # by default, its parent
+    chat.controller.action("compare", {"session": session_id, "version": 2, "against": 0})
+    compare = chat.emitter.last("compare")
+    assert compare.choices == ["version 0", "version 2"]
+    assert np.array_equal(np.asarray(compare.pictures[0].image), np.asarray(session.image(0)))
+    props = handlers.compare_props(*compare.pictures, ("version 0", "version 2"))
+    assert props["after"]["label"] == "version 2" and props["before"]["src"].startswith(
+        "data:image/png;base64,")
+    for against in (7, "0", True, 1.5):
+        chat.emitter.clear()
+        chat.controller.action("compare", {"session": session_id, "version": 2,
+                                           "against": against})
+        assert [(item.kind, item.text) for item in chat.emitter.shown] == [
+            ("error", NO_SUCH_VERSION)], against
+
+
+def test_history_props_are_json_with_small_thumbnails(chat: Chat,
+                                                      photo: Image.Image) -> None:
+    """What the Chainlit element receives: JSON, thumbnails ≤ 96 px JPEG, the preview a PNG of
+    at most 512 px (the 512 px photo: its exact pixels)."""
+    chat.controller.message("make the sky a sunset", [upload(photo)])
+    session_id = chat.controller.session_ids[0]
+    chat.controller.action("undo", {"session": session_id})
+    props = handlers.history_props(chat.emitter.last("history").history)
+    text = json.dumps(props)
+    assert [node["version"] for node in props["nodes"]] == [0, 1]
+    assert all(len(node["thumbnail"]) < 12_000 for node in props["nodes"])
+    preview = Image.open(io.BytesIO(base64.b64decode(props["preview"]["src"].split(",")[1])))
+    assert np.array_equal(np.asarray(preview), np.asarray(photo))
+    assert {action["name"] for action in props["actions"]} >= {"undo", "redo", "compare"}
+    assert len(text) < 600_000
 
 
 @pytest.mark.parametrize("version", [99, -1, "1", 1.0, True, [1]])
@@ -568,15 +706,15 @@ def test_two_chats_on_one_session_keep_their_own_places(settings: Settings,
     c.controller.message("make the sky a sunset")
     assert session.children(0) == [1, 2]
     a.controller.action("undo", {"session": session.id})
-    assert "Undone: back to version 0" in a.emitter.last("pictures").text
+    assert "Undone: back to version 0" in a.emitter.last("history").text
     a.controller.action("redo", {"session": session.id})
-    assert "Redone: version 1" in a.emitter.last("pictures").text
+    assert "Redone: version 1" in a.emitter.last("history").text
     c.controller.action("masks", {"session": session.id})
     assert "version 2" in c.emitter.last("pictures").text  # C is where C was
     c.controller.action("undo", {"session": session.id})
-    assert "Undone: back to version 0" in c.emitter.last("pictures").text
+    assert "Undone: back to version 0" in c.emitter.last("history").text
     c.controller.action("redo", {"session": session.id})
-    assert "Redone: version 2" in c.emitter.last("pictures").text
+    assert "Redone: version 2" in c.emitter.last("history").text
     a.controller.message("make the sky a sunset")  # A edits from its own 1
     assert session.version(3).parent == 1
 
@@ -587,7 +725,7 @@ def test_retry_makes_the_same_edit_with_a_new_seed_as_a_sibling(
     edited = buttons(chat.emitter.last("pictures"))
     session = Session.open(edited["retry"]["session"], chat.controller.settings.session_dir)
     chat.controller.action("undo", edited["undo"])  # the chat moves away; Retry still means 1
-    assert "retry" not in buttons(chat.emitter.last("pictures"))  # the upload: no edit to redo
+    assert "retry" not in buttons(chat.emitter.last("history"))  # the upload: no edit to redo
     chat.emitter.clear()
     chat.controller.action("retry", edited["retry"])
     shown = chat.emitter.last("pictures")
@@ -960,4 +1098,4 @@ def test_a_turn_through_the_real_editor_and_tiny_models(tiny_settings: Settings,
     steps = emitter.steps()
     assert "painting" in steps["Plan"].text and steps["Grounding"].pictures
     controller.action("undo", buttons(result)["undo"])
-    assert "Undone" in emitter.last("pictures").text
+    assert "Undone" in emitter.last("history").text

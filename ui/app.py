@@ -24,15 +24,18 @@ from promptartisan.settings import Settings, load_settings
 from promptartisan.ui.handlers import (
     ActionButton,
     ChatController,
+    HistoryView,
     Picture,
     StepUpdate,
     Upload,
+    compare_props,
+    history_props,
 )
 from promptartisan.ui.origin import SameOriginOnly, served_hosts
 from promptartisan.ui.render import png_bytes
 
 ACTION_NAMES = ("undo", "redo", "reset", "masks", "compare", "download", "export", "answer",
-                "use_tiny", "resume", "add_to", "retry")
+                "use_tiny", "resume", "add_to", "retry", "go")
 CONTROLLER = "controller"
 SESSION_IDS = "session_ids"  # kept in the user session so a data layer can resume the chat
 
@@ -45,6 +48,9 @@ class ChainlitEmitter:
 
     def __init__(self) -> None:
         self._steps: dict[str, cl.Step] = {}
+        self._posted = 0  # messages and steps sent so far
+        # Each picture's history message and element, and `_posted` when it was last sent.
+        self._histories: dict[str, tuple[cl.Message, cl.CustomElement, int]] = {}
 
     def text(self, text: str, actions: Sequence[ActionButton] = ()) -> None:
         self._send(cl.Message(content=text, actions=_actions(actions)).send())
@@ -86,8 +92,31 @@ class ChainlitEmitter:
         self._send(step.update())
         step.elements = []  # sent once; don't resend (or keep) the images on later updates
 
-    @staticmethod
-    def _send(coroutine: Coroutine[Any, Any, Any]) -> None:
+    def history(self, view: HistoryView) -> None:
+        """Changed in place while it is the chat's last message; else moved to the end."""
+        props = history_props(view)
+        shown = self._histories.get(view.session)
+        if shown is not None and shown[2] == self._posted:
+            message, element, _ = shown
+            element.props, element.content = props, json.dumps(props)
+            message.content = view.caption
+            cl.run_sync(message.update())
+        else:
+            if shown is not None:
+                cl.run_sync(shown[0].remove())
+            element = cl.CustomElement(name="HistoryStrip", props=props, display="inline")
+            message = cl.Message(content=view.caption, elements=[element])
+            self._send(message.send())
+        self._histories[view.session] = (message, element, self._posted)
+
+    def compare(self, text: str, before: Picture, after: Picture,
+                labels: tuple[str, str]) -> None:
+        slider = cl.CustomElement(name="CompareSlider", props=compare_props(before, after, labels),
+                                  display="inline")
+        self._send(cl.Message(content=text, elements=[slider]).send())
+
+    def _send(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        self._posted += 1
         cl.run_sync(coroutine)
 
 

@@ -13,6 +13,11 @@ can't make another chat's picture its own.
 Each chat is its own view of a session (`Session.in_view`): several windows on one picture each
 keep their own place in its history. A button acts on the version it sits under (its payload's
 `version`); Undo, Redo and Reset move from the version this chat is on.
+
+Each picture has one history element in the chat: its version tree as thumbnails, where this
+chat is marked; a click on a version goes there. It follows the newest result to the bottom of
+the chat, and a move (undo, redo, reset, go) changes it in place: the version moved to is shown
+in it, with its buttons, and no new picture is posted.
 """
 
 from __future__ import annotations
@@ -34,14 +39,18 @@ from PIL import Image
 from promptartisan import models
 from promptartisan.settings import Settings
 from promptartisan.tools.images import InvalidImageError, load_image
+from promptartisan.ui.history import describe, tree_layout
+from promptartisan.ui.render import data_url
 from promptartisan.ui.render import escape_markdown as md
-from promptartisan.ui.render import side_by_side
 
 log = logging.getLogger(__name__)
 
 # Seconds a new request waits for a stopped turn to wind down before saying "busy".
 STOP_GRACE_S = 60.0
 RESUME_OFFERS = 3
+THUMBNAIL_LONG_SIDE = 96  # the history element's thumbnails (JPEG data URLs, ~3 kB each)
+PREVIEW_LONG_SIDE = 512  # the version a move went to, in the history element (PNG)
+COMPARE_LONG_SIDE = 768  # each side of the compare slider (PNG): wider than the chat column
 HUB_HOST = ("huggingface.co", 443)
 
 STAGE_TITLES = {
@@ -104,6 +113,7 @@ NOT_THIS_CHATS = (
 NOT_OFFERED = "That offer to continue a session isn't one this chat made, so nothing was done."
 NO_SUCH_VERSION = "That button names a version this picture's history doesn't have, so nothing " \
     "was done."
+HISTORY = "Every version of this picture: click one to go there (nothing is deleted)."
 TINY_NOTE = (
     "Switched this chat to the **tiny demo models**: they run anywhere in seconds, but their "
     "weights are random, so results are colourful noise. They show how the chat works, not "
@@ -142,6 +152,33 @@ class StepUpdate:
 
 
 @dataclass(frozen=True)
+class HistoryNode:
+    """One version in the history element: where it sits in the tree (`row`: its branch's
+    lane, `column`: steps from the upload), its thumbnail and what made it."""
+
+    version: int
+    parent: int | None
+    row: int
+    column: int
+    thumbnail: str  # a data: URL
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class HistoryView:
+    """A picture's history element as this chat sees it. After a move, `preview` is the
+    version moved to and `actions` are its buttons (no other picture shows it); after an
+    edit the result above is that version, and both are empty."""
+
+    session: str
+    current: int
+    caption: str
+    nodes: tuple[HistoryNode, ...]
+    preview: Picture | None = None
+    actions: tuple[ActionButton, ...] = ()
+
+
+@dataclass(frozen=True)
 class Upload:
     """A file the person attached: a path on the server or its bytes."""
 
@@ -166,6 +203,15 @@ class Emitter(Protocol):
     def step(self, update: StepUpdate) -> None: ...
 
     def error(self, text: str, actions: Sequence[ActionButton] = ()) -> None: ...
+
+    def history(self, view: HistoryView) -> None:
+        """Show the picture's history element, or change the one shown (one per picture)."""
+        ...
+
+    def compare(self, text: str, before: Picture, after: Picture,
+                labels: tuple[str, str]) -> None:
+        """A before/after slider between two versions, each with its label."""
+        ...
 
 
 class EditorLike(Protocol):
@@ -253,6 +299,7 @@ class ChatController:
         self.planner_choices = panel_planners(settings)
         self._cancel = threading.Event()
         self._busy = threading.Lock()
+        self._thumbnails: dict[tuple[str, int], str] = {}  # versions never change
 
     # ----- events -------------------------------------------------------------------------
 
@@ -310,12 +357,13 @@ class ChatController:
             "undo": lambda s, v: self._move(s, "undo"),
             "redo": lambda s, v: self._move(s, "redo"),
             "reset": lambda s, v: self._move(s, "reset"),
+            "go": self._go,
             "retry": self._retry,
             "resume": lambda s, v: self._resume(s),
         }
         views: dict[str, Callable[[Any, int], None]] = {
             "masks": self._show_masks,
-            "compare": self._compare,
+            "compare": lambda s, v: self._compare(s, v, payload.get("against")),
             "download": self._download,
             "export": lambda s, v: self._export(s),
         }
@@ -529,6 +577,8 @@ class ChatController:
             self._report_failed_turn(prefix + md(result.message), result.error)
         elif result.kind == "cancelled":
             self.emitter.text(prefix + STOPPED)
+        elif result.kind in ("undo", "redo", "reset"):
+            self._show_history(session, prefix + result.message, moved=True)
         else:
             self._show_version(session, prefix + result.message, result.image,
                                result.version_id)
@@ -542,6 +592,28 @@ class ChatController:
         self.emitter.pictures(text, [Picture(f"{session.id}-v{version:04d}.png", image)],
                               history_buttons(session.id, version,
                                               retry=bool(session.regions(version))))
+        self._show_history(session, HISTORY)
+
+    def _show_history(self, session: Any, caption: str, moved: bool = False) -> None:
+        """The picture's history element; after a move, with the version moved to."""
+        versions = session.versions()
+        places = tree_layout({v.id: v.parent for v in versions})
+        nodes = tuple(HistoryNode(v.id, v.parent, *places[v.id], self._thumbnail(session, v.id),
+                                  tuple(describe(v.provenance, session.regions(v.id))))
+                      for v in versions)
+        current = session.current
+        preview = Picture(f"{session.id}-v{current:04d}.png", session.image(current)) \
+            if moved else None
+        actions = tuple(history_buttons(session.id, current,
+                                        retry=bool(session.regions(current)))) if moved else ()
+        self.emitter.history(HistoryView(session.id, current, caption, nodes, preview, actions))
+
+    def _thumbnail(self, session: Any, version: int) -> str:
+        key = (session.id, version)
+        if key not in self._thumbnails:
+            self._thumbnails[key] = data_url(session.image(version), THUMBNAIL_LONG_SIDE,
+                                             lossless=False)
+        return self._thumbnails[key]
 
     # ----- buttons ------------------------------------------------------------------------
 
@@ -551,6 +623,11 @@ class ChatController:
         result = self._get_editor().turn(session, kind, plan=Plan(action=kind),
                                          cancel=self._cancel)
         self._show_result(session, result, "")
+
+    def _go(self, session: Any, version: int) -> None:
+        """A click on a version in the history element: go there, recorded like undo."""
+        moved = session.go(version)
+        self._show_history(session, moved.message, moved=True)
 
     def _retry(self, session: Any, version: int) -> None:
         """The edit that made `version` again with a new seed, as a sibling of it."""
@@ -576,16 +653,24 @@ class ChatController:
         self.emitter.pictures(f"Where each edit of version {version} went:\n\n{listing}",
                               [Picture(f"{session.id}-v{version:04d}-masks.png", picture)])
 
-    def _compare(self, session: Any, number: int) -> None:
-        version = session.version(number)
-        if version.parent is None:
-            self.emitter.text("This is the original picture; there is nothing to compare yet.")
+    def _compare(self, session: Any, number: int, against: Any = None) -> None:
+        """A slider between version `number` and `against` (default: its parent)."""
+        if against is None:
+            against = session.version(number).parent
+            if against is None:
+                self.emitter.text("This is the original picture; there is nothing to compare "
+                                  "yet.")
+                return
+        elif isinstance(against, bool) or not isinstance(against, int) \
+                or not any(v.id == against for v in session.versions()):
+            self.emitter.error(NO_SUCH_VERSION)
             return
-        picture = side_by_side(session.image(version.parent), session.image(version.id),
-                               (f"before (version {version.parent})",
-                                f"after (version {version.id})"))
-        self.emitter.pictures(f"Version {version.parent} → version {version.id}:",
-                              [Picture(f"{session.id}-compare-v{version.id:04d}.png", picture)])
+        self.emitter.compare(
+            f"Version {against} → version {number}: drag the divider (or use the slider under "
+            "it) to reveal one over the other.",
+            Picture(f"{session.id}-v{against:04d}.png", session.image(against)),
+            Picture(f"{session.id}-v{number:04d}.png", session.image(number)),
+            (f"version {against}", f"version {number}"))
 
     def _download(self, session: Any, number: int) -> None:
         version = session.version(number)
@@ -774,6 +859,28 @@ def history_buttons(session_id: str, version: int, retry: bool = False) -> list[
         *([("retry", "Retry")] if retry else []),
         ("masks", "Show masks"), ("compare", "Compare"), ("download", "Download PNG"),
         ("export", "Export session"))]
+
+
+def history_props(view: HistoryView) -> dict[str, Any]:
+    """The history element's props (public/elements/HistoryStrip.jsx): JSON, pictures as
+    data URLs."""
+    return {
+        "session": view.session, "current": view.current,
+        "nodes": [{"version": n.version, "parent": n.parent, "row": n.row, "column": n.column,
+                   "thumbnail": n.thumbnail, "lines": list(n.lines)} for n in view.nodes],
+        "preview": None if view.preview is None else {
+            "name": view.preview.name, "src": data_url(view.preview.image, PREVIEW_LONG_SIDE)},
+        "actions": [{"name": a.name, "label": a.label, "payload": dict(a.payload)}
+                    for a in view.actions],
+    }
+
+
+def compare_props(before: Picture, after: Picture, labels: tuple[str, str]) -> dict[str, Any]:
+    """The compare slider's props (public/elements/CompareSlider.jsx)."""
+    return {side: {"name": picture.name, "label": label,
+                   "src": data_url(picture.image, COMPARE_LONG_SIDE)}
+            for side, picture, label in zip(("before", "after"), (before, after), labels,
+                                            strict=True)}
 
 
 def plan_text(plan: Any) -> str:
