@@ -4,6 +4,7 @@ folder, and also in $PROMPTARTISAN_SCREENSHOTS when set (docs/screenshots/ for t
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ TURN_S = 120
 TWO_EDITS = "turn the flag red and make the suit gold"
 VAGUE = "change something"
 VIEWPORT = {"width": 1280, "height": 1600}
+PHONE = {"width": 390, "height": 844}
 SCROLL_TO_END = """() => { for (const element of document.querySelectorAll('*')) {
     const style = getComputedStyle(element);
     if (['auto', 'scroll'].includes(style.overflowY) && element.scrollHeight > element.clientHeight)
@@ -52,9 +54,10 @@ def browser() -> Iterator[Browser]:
             chromium.close()
 
 
-def open_chat(browser: Browser, url: str, external: list[str]) -> Page:
+def open_chat(browser: Browser, url: str, external: list[str],
+              viewport: dict[str, int] = VIEWPORT) -> Page:
     """A new chat page; every request to another host is appended to `external`."""
-    page = browser.new_page(viewport=VIEWPORT)
+    page = browser.new_page(viewport=viewport)
     page.set_default_timeout(TURN_S * 1000)
     # Chainlit's upload button prefers the File System Access API, which Playwright can't
     # drive; without it, the button falls back to the <input type=file>.
@@ -137,21 +140,42 @@ def test_chat_in_the_browser(browser: Browser, tmp_path: Path, tiny_dir: Path,
             assert result.evaluate("img => img.naturalWidth") == photo.width
             shots.take(page, "edit", docs=True, top=plan)
 
-            # Compare: before and after, side by side.
-            page.get_by_role("button", name="Compare").last.click()
-            compare = page.locator('img[alt$="-compare-v0001.png"]')
-            expect(compare).to_be_visible()
-            assert compare.evaluate("img => img.naturalWidth") > 2 * photo.width
-            shots.take(page, "compare", docs=True)
+            # The history element under the result: versions 0 and 1, the chat on 1.
+            history = page.locator(".pa-history")
+            expect(history).to_have_count(1)
+            expect(history).to_have_attribute("data-current", "1")
+            expect(history.locator(".pa-history-node")).to_have_count(2)
 
-            # Undo shows the previous version: the upload itself.
+            # Compare: a before/after slider, version 0 under version 1.
+            page.get_by_role("button", name="Compare").last.click()
+            slider = page.locator(".pa-compare").last
+            expect(slider).to_be_visible()
+            expect(slider.locator('img[alt$="-v0000.png"]')).to_be_visible()
+            expect(slider.locator('img[alt$="-v0001.png"]')).to_be_visible()
+            shots.take(page, "compare", docs=True, top=slider)
+
+            # Undo posts no picture: the history element, moved below the slider, shows the
+            # upload itself.
+            messages = page.locator('[data-step-type="assistant_message"]')
+            count = messages.count()
             page.get_by_role("button", name="Undo").last.click()
+            expect(history).to_have_attribute("data-current", "0")
             expect(page.get_by_text("Undone: back to version 0")).to_be_visible()
-            previous = page.locator('img[alt$="-v0000.png"]').last
+            expect(history).to_have_count(1)
+            expect(messages).to_have_count(count)  # the history moved to the end, none added
+            previous = history.locator('img.pa-history-preview[alt$="-v0000.png"]')
             expect(previous).to_be_visible()
-            pixels = page.request.get(previous.get_attribute("src") or "").body()
-            shown = np.asarray(Image.open(io.BytesIO(pixels)).convert("RGB"))
+            head, data = (previous.get_attribute("src") or ",").split(",", 1)
+            assert head == "data:image/png;base64", head
+            shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"))
             assert np.array_equal(shown, np.asarray(photo)), "Undo didn't show the upload"
+            page.get_by_role("button", name="Redo").last.click()  # nothing moves the messages
+            expect(history).to_have_attribute("data-current", "1")
+            page.get_by_role("button", name="Redo").last.click()
+            expect(page.get_by_text("Nothing to redo.")).to_be_visible()
+            expect(messages).to_have_count(count)
+            page.get_by_role("button", name="Undo").last.click()
+            expect(history).to_have_attribute("data-current", "0")
             shots.take(page, "undo")
 
             # The buttons under the undone picture act on version 0, not on version 1.
@@ -163,6 +187,26 @@ def test_chat_in_the_browser(browser: Browser, tmp_path: Path, tiny_dir: Path,
             expect(page.get_by_text("Tried again with a new seed")).to_be_visible()
             expect(page.locator('img[alt$="-v0002.png"]')).to_be_visible()
             expect(page.get_by_text("beside version 1")).to_be_visible()
+
+            # The history shows the branch: 2 beside 1, each a click away.
+            expect(history).to_have_count(1)
+            expect(history).to_have_attribute("data-current", "2")
+            one = history.locator('.pa-history-node[data-version="1"]')
+            two = history.locator('.pa-history-node[data-version="2"]')
+            assert one.bounding_box()["y"] != two.bounding_box()["y"], "no lane for the branch"
+            one.hover()
+            expect(history.locator(".pa-history-detail")).to_contain_text("Version 1:")
+            shots.take(page, "history-hover")
+            count = messages.count()
+            one.click()
+            expect(history).to_have_attribute("data-current", "1")
+            expect(page.get_by_text("Went to version 1 (from version 2)")).to_be_visible()
+            expect(history.locator('img.pa-history-preview[alt$="-v0001.png"]')).to_be_visible()
+            shots.take(page, "history", docs=True)
+            two.click()
+            expect(history).to_have_attribute("data-current", "2")
+            expect(history.locator('img.pa-history-preview[alt$="-v0002.png"]')).to_be_visible()
+            expect(messages).to_have_count(count)  # a click changes the element, posts nothing
 
             # A vague request gets a question; the answer gets an edit.
             page.fill("#chat-input", VAGUE)
@@ -176,6 +220,55 @@ def test_chat_in_the_browser(browser: Browser, tmp_path: Path, tiny_dir: Path,
             expect(plans.last).to_contain_text("painting")
             expect(plans.first).to_contain_text("flag")  # each turn keeps its own steps
             shots.take(page, "answered")
+        except Exception:
+            shots.take(page, "failure")
+            raise
+        finally:
+            page.close()
+    assert not external, f"the page loaded from outside the server: {external}"
+
+
+def test_compare_slider_on_a_phone(browser: Browser, tmp_path: Path, tiny_dir: Path,
+                                   photo: Image.Image) -> None:
+    """At 390×844 (a phone), the slider spans the chat column; a drag moves the divider and
+    reveals more of one version, and the range input under it does the same by keyboard."""
+    from playwright.sync_api import expect
+
+    upload = tmp_path / "astronaut.png"
+    photo.save(upload)
+    shots = Screenshots(tmp_path)
+    external: list[str] = []
+    with serve_chat(tmp_path / "state", tiny_dir, "--tiny") as url:
+        page = open_chat(browser, url, external, viewport=PHONE)
+        try:
+            expect(page.get_by_text("Welcome to PromptArtisan")).to_be_visible()
+            _send(page, ANSWER, upload)
+            expect(page.get_by_text("Done in one pass")).to_have_count(1)
+            page.get_by_role("button", name="Compare").last.click()
+            box = page.locator(".pa-compare-box").last
+            expect(box.locator("img")).to_have_count(2)
+            area = box.bounding_box()
+            assert area is not None and area["width"] >= 0.75 * PHONE["width"], area
+            box.scroll_into_view_if_needed()
+            before = box.screenshot()
+            shots.take(page, "compare-phone", docs=True, top=box)
+            area = box.bounding_box()
+            middle = area["y"] + area["height"] / 2
+            page.mouse.move(area["x"] + area["width"] / 2, middle)
+            page.mouse.down()
+            page.mouse.move(area["x"] + area["width"] * 0.2, middle, steps=8)
+            page.mouse.up()
+            reveal = page.locator(".pa-compare-range").last
+            expect(reveal).to_have_value("20")
+            clip = box.locator(".pa-compare-before").evaluate("img => img.style.clipPath")
+            assert clip == "inset(0px 80% 0px 0px)", clip
+            dragged = box.screenshot()
+            assert dragged != before, "the drag changed nothing on screen"
+            shots.take(page, "compare-phone-dragged", top=box)
+            reveal.focus()
+            page.keyboard.press("End")
+            expect(reveal).to_have_value("100")
+            assert box.screenshot() not in (before, dragged)
         except Exception:
             shots.take(page, "failure")
             raise

@@ -656,6 +656,7 @@ def test_compare_is_a_slider_between_any_two_versions(chat: Chat,
     props = handlers.compare_props(*compare.pictures, ("version 0", "version 2"))
     assert props["after"]["label"] == "version 2" and props["before"]["src"].startswith(
         "data:image/png;base64,")
+    assert props["aspect"] == small_photo.width / small_photo.height
     for against in (7, "0", True, 1.5):
         chat.emitter.clear()
         chat.controller.action("compare", {"session": session_id, "version": 2,

@@ -91,7 +91,8 @@ WELCOME = (
     "> *make the sky a sunset, turn the dog into a cheetah and put a hat on the man*\n\n"
     "I'll show what I understood (the plan), where each edit goes (the masks), and the result. "
     "Then refine with more messages, or use **Undo**, **Redo**, **Reset** and **Compare** under "
-    "each result. Attach several photos with one request to edit them all the same way. "
+    "each result; the history under the newest one takes you to any version in a click. "
+    "Attach several photos with one request to edit them all the same way. "
     "Tune steps, guidance and the seed with the settings (gear) button."
 )
 NEED_IMAGE = (
@@ -876,11 +877,13 @@ def history_props(view: HistoryView) -> dict[str, Any]:
 
 
 def compare_props(before: Picture, after: Picture, labels: tuple[str, str]) -> dict[str, Any]:
-    """The compare slider's props (public/elements/CompareSlider.jsx)."""
-    return {side: {"name": picture.name, "label": label,
-                   "src": data_url(picture.image, COMPARE_LONG_SIDE)}
-            for side, picture, label in zip(("before", "after"), (before, after), labels,
-                                            strict=True)}
+    """The compare slider's props (public/elements/CompareSlider.jsx); `aspect` (width over
+    height) keeps a tall picture within the screen's height."""
+    sides = {side: {"name": picture.name, "label": label,
+                    "src": data_url(picture.image, COMPARE_LONG_SIDE)}
+             for side, picture, label in zip(("before", "after"), (before, after), labels,
+                                             strict=True)}
+    return {**sides, "aspect": after.image.width / after.image.height}
 
 
 def plan_text(plan: Any) -> str:

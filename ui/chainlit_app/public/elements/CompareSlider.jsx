@@ -1,6 +1,7 @@
 // Before/after of two versions (props from ui/handlers.py compare_props): the "after" picture
 // with the "before" one over it, clipped at the divider. Drag anywhere on the pictures (mouse,
-// pen or finger) or use the range input under them (keyboard) to move the divider.
+// pen or finger) or use the range input under them (keyboard) to move the divider. At most 70%
+// of the screen's height, as wide as the chat column allows.
 import { useRef, useState } from "react";
 
 export default function CompareSlider() {
@@ -22,7 +23,7 @@ export default function CompareSlider() {
   const stop = () => { dragging.current = false; };
 
   return (
-    <div className="pa-compare">
+    <div className="pa-compare" style={{ maxWidth: `min(100%, calc(70vh * ${props.aspect}))` }}>
       <div ref={box} className="pa-compare-box" onPointerDown={start} onPointerMove={drag}
            onPointerUp={stop} onPointerCancel={stop}>
         <img className="pa-compare-after" src={props.after.src} alt={props.after.name}
