@@ -158,6 +158,7 @@ def test_chat_in_the_browser(browser: Browser, tmp_path: Path, tiny_dir: Path,
             # upload itself.
             messages = page.locator('[data-step-type="assistant_message"]')
             count = messages.count()
+            assert count > 3, count
             page.get_by_role("button", name="Undo").last.click()
             expect(history).to_have_attribute("data-current", "0")
             expect(page.get_by_text("Undone: back to version 0")).to_be_visible()
@@ -198,6 +199,7 @@ def test_chat_in_the_browser(browser: Browser, tmp_path: Path, tiny_dir: Path,
             expect(history.locator(".pa-history-detail")).to_contain_text("Version 1:")
             shots.take(page, "history-hover")
             count = messages.count()
+            assert count > 3, count
             one.click()
             expect(history).to_have_attribute("data-current", "1")
             expect(page.get_by_text("Went to version 1 (from version 2)")).to_be_visible()
