@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 # Seconds a new request waits for a stopped turn to wind down before saying "busy".
 STOP_GRACE_S = 60.0
 RESUME_OFFERS = 3
-THUMBNAIL_LONG_SIDE = 96  # the history element's thumbnails (JPEG data URLs, ~3 kB each)
+THUMBNAIL_LONG_SIDE = 96  # the history element's thumbnails (JPEG data URLs, ~6 kB each)
 PREVIEW_LONG_SIDE = 512  # the version a move went to, in the history element (PNG)
 COMPARE_LONG_SIDE = 768  # each side of the compare slider (PNG): wider than the chat column
 HUB_HOST = ("huggingface.co", 443)

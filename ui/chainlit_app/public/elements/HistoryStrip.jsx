@@ -23,7 +23,7 @@ export default function HistoryStrip() {
 
   return (
     <div className="pa-history" data-session={props.session} data-current={props.current}>
-      <div className="pa-history-strip" role="list" aria-label="Versions of this picture">
+      <div className="pa-history-strip" role="group" aria-label="Versions of this picture">
         <div style={{ position: "relative", width, height }}>
           <svg width={width} height={height} style={{ position: "absolute", inset: 0 }}
                aria-hidden="true">
@@ -36,7 +36,7 @@ export default function HistoryStrip() {
             })}
           </svg>
           {nodes.map((n) => (
-            <button key={n.version} type="button" role="listitem"
+            <button key={n.version} type="button"
                     className={"pa-history-node" + (n.version === props.current ? " pa-current" : "")}
                     style={{ left: x(n), top: y(n), width: CELL, height: CELL }}
                     data-version={n.version}
