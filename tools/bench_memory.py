@@ -3,10 +3,11 @@
     OMP_WAIT_POLICY=PASSIVE python -m promptartisan.tools.bench_memory [--size 7000]
 
 Each case runs in a fresh process: the tiny models are loaded and a small warm-up edit is made
-(imports, allocator pools), then `ru_maxrss` is read as the baseline; a SIZE×SIZE PNG is
-uploaded and edited through `Editor.turn` and `ru_maxrss` read again. The difference is the
-edit's own peak (the models' weights are in the baseline: tiny ones here, the rest of the cost
-does not depend on them). Cases: a text target found by grounding, the person's mask (a disc),
+(imports, allocator pools); then the peak resident set is reset to the current one (Linux:
+/proc/self/clear_refs), which is the baseline, a SIZE×SIZE PNG is uploaded (a new session) and
+edited through `Editor.turn`, and `ru_maxrss` read. The difference is the edit's own peak (the
+models' weights are in the baseline: tiny ones here; the rest of the cost does not depend on
+them). Cases: a text target found by grounding, the person's mask (a disc),
 the whole image (the paste-back's worst case: its box is the whole picture).
 """
 
@@ -33,8 +34,14 @@ CASES = {
 
 
 def peak_mib() -> float:
-    """This process's peak resident set so far (Linux reports KiB)."""
+    """This process's peak resident set since the last reset (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak() -> float:
+    """Set the peak resident set to the current one; that current one, in MiB."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return peak_mib()
 
 
 def write_photo(path: Path, size: int) -> None:
@@ -57,17 +64,18 @@ def run_case(case: str, size: int, steps: int, folder: Path) -> dict[str, object
     from promptartisan.settings import Settings
 
     settings = Settings(tiny=True, tiny_dir=folder / "tiny", session_dir=folder / "sessions",
-                        device="cpu", dtype="float32", steps=steps, seed=7)
+                        device="cpu", dtype="float32", steps=steps, seed=7,
+                        max_pixels=max(size * size, Settings().max_pixels))
     editor = Editor(settings)
     editor.pipeline, editor.grounder  # noqa: B018  (load both before the baseline)
     warm = Session.create(settings.session_dir, Image.new("RGB", (64, 48), (90, 120, 200)))
     editor.turn(warm, CASES[case], mask=np.ones((48, 64), dtype=bool))
     photo = folder / "photo.png"
     write_photo(photo, size)
-    baseline = peak_mib()
+    baseline = reset_peak()
 
     started = time.monotonic()
-    session = Session.create(settings.session_dir, photo)
+    session = Session.create(settings.session_dir, photo, settings.max_pixels)
     mask = None
     if case == "mask":
         ys, xs = np.ogrid[:size, :size]
@@ -79,12 +87,13 @@ def run_case(case: str, size: int, steps: int, folder: Path) -> dict[str, object
     peak = peak_mib()
     return {"case": case, "size": size, "kind": result.kind, "message": result.message,
             "baseline_mib": round(baseline), "peak_mib": round(peak),
-            "edit_mib": round(peak - baseline), "seconds": round(seconds, 1)}
+            "edit_mib": round(peak) - round(baseline), "seconds": round(seconds, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", type=int, default=7000, help="side of the square upload")
+    parser.add_argument("--size", type=int, default=7000,
+                        help="side of the square upload (max_pixels is raised to fit)")
     parser.add_argument("--steps", type=int, default=2, help="denoising steps (tiny engine)")
     parser.add_argument("--case", choices=sorted(CASES), action="append",
                         help="run only these cases (default: all)")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image
+from PIL import ExifTags, Image
 
 from promptartisan.tools.images import InvalidImageError, load_image
 from promptartisan.tools.mask_io import resize_mask
@@ -68,6 +68,10 @@ def as_image(image: Image.Image | np.ndarray | str | Path | bytes) -> Image.Imag
         if image.dtype != np.uint8:
             raise InvalidImageError(f"an image array must be uint8, got {image.dtype}")
         image = Image.fromarray(image)
+    if isinstance(image, Image.Image):  # in memory: no decoding to guard, so no pixel limit
+        if image.mode == "RGB" and image.getexif().get(ExifTags.Base.Orientation, 1) == 1:
+            return image  # already upright RGB: no full-size copy
+        return load_image(image, max_pixels=image.width * image.height)
     return load_image(image)
 
 
