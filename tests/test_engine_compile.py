@@ -45,19 +45,21 @@ def unet(tiny_dir: Path) -> UNet2DConditionModel:
 
 def install(unet: UNet2DConditionModel, seed: int, kernel: str
             ) -> tuple[AttentionControl, torch.Tensor]:
-    """Processors for two regions of different groups at a random layout on a 6×8 latent, and
-    the context they were given."""
+    """Processors for three regions at a random layout on a 6×8 latent, in two or three groups
+    (by the seed), and the context they were given."""
     rng = np.random.default_rng(seed)
-    masks = np.zeros((2, 6, 8), dtype=bool)
-    masks[0, :rng.integers(2, 5), :rng.integers(2, 5)] = True
+    masks = np.zeros((3, 6, 8), dtype=bool)
+    masks[0, :rng.integers(2, 4), :rng.integers(2, 4)] = True
     masks[1, rng.integers(3, 5):, rng.integers(4, 7):] = True
+    masks[2, :rng.integers(2, 3), rng.integers(5, 7):] = True
+    groups = ([1, 2, 3], [1, 1, 2], [2, 1, 2])[seed % 3]
     shapes = attention_shapes(6, 8, len(unet.config.block_out_channels))
-    words = torch.zeros(3, 77, dtype=torch.bool)
-    words[:2, 1:4] = True
-    control = AttentionControl(label_maps(torch.from_numpy(masks), [0, 0], [1, 2], shapes),
+    words = torch.zeros(4, 77, dtype=torch.bool)
+    words[:3, 1:4] = True
+    control = AttentionControl(label_maps(torch.from_numpy(masks), [0, 0, 0], groups, shapes),
                                words, 0.3, "cpu", kernel=kernel)
     unet.set_attn_processor(control.processors(unet.attn_processors))
-    context = torch.randn(3, 77 * 3, unet.config.cross_attention_dim,
+    context = torch.randn(3, 77 * 4, unet.config.cross_attention_dim,
                           generator=torch.Generator().manual_seed(seed))
     control.set_context(unet, context)
     return control, context
@@ -96,7 +98,7 @@ def test_unet_compiles_once_across_steps_and_layouts(unet, kernel: str) -> None:
                                           .sample, atol=1e-5)
     finally:
         torch._dynamo.reset()
-    assert backend.graphs == 1  # 3 layouts × 2 boost weights
+    assert backend.graphs == 1  # 3 layouts (3, 2 and 2 groups) × 2 boost weights
 
 
 def test_compiled_pipeline_compiles_once_across_steps_and_layouts(settings, small_photo) -> None:
