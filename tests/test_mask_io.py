@@ -161,3 +161,32 @@ def test_the_cli_reads_region_masks_by_their_alpha(
     refused = edit("other.png", "out2")
     assert refused["code"] == 1 and refused["status"] == "error"
     assert "100×20" in refused["message"] and "64×48" in refused["message"]
+
+
+def test_the_editor_reads_a_mask_file_by_its_alpha_and_refuses_another_shape(
+        tmp_path: Path) -> None:
+    """`Editor.turn(mask="file.png")` (it said UFuncTypeError): the region is the opaque half;
+    a mask of another aspect ratio ends the turn with both sizes named, nothing stored."""
+    from test_agent_fakes import PaintingEngine, ScriptedPlanner, edit
+
+    from promptartisan.agent.editor import Editor
+    from promptartisan.agent.session import Session
+    from promptartisan.settings import Settings
+
+    settings = Settings(session_dir=tmp_path / "sessions", device="cpu", steps=2,
+                        working_size=64, seed=1)
+    plan = edit(("the left", "make it gold"))
+    editor = Editor(settings, ScriptedPlanner({"make it gold": plan}), None, PaintingEngine())
+    session = Session.create(settings.session_dir, Image.new("RGB", (40, 30), (90, 90, 90)))
+    rgba = np.full((30, 40, 4), 255, dtype=np.uint8)
+    rgba[:, 20:, 3] = 0
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "mask.png")
+
+    result = editor.turn(session, "make it gold", mask=str(tmp_path / "mask.png"))
+    assert result.kind == "edit", result.message
+    assert np.array_equal(result.masks[0], left_half())
+
+    Image.new("L", (90, 30), 255).save(tmp_path / "wide.png")
+    refused = editor.turn(session, "make it gold", mask=tmp_path / "wide.png")
+    assert refused.kind == "error" and "90×30" in refused.message and "40×30" in refused.message
+    assert session.current == result.version_id
