@@ -1,7 +1,7 @@
 // One picture's version tree (props from ui/handlers.py history_props): a lane per branch, a
 // column per step from the upload. A click on a version goes there (the "go" action); hover or
 // focus shows what made it. After a move, the version moved to is shown below, with its buttons.
-import { useState } from "react";
+import { useEffect, useRef, useState } from "react";
 
 const CELL = 64;
 const GAP_X = 22;
@@ -10,6 +10,7 @@ const GAP_Y = 10;
 export default function HistoryStrip() {
   const [hovered, setHovered] = useState(null);
   const [against, setAgainst] = useState("");
+  const strip = useRef(null);
   const nodes = props.nodes || [];
   const byVersion = Object.fromEntries(nodes.map((n) => [n.version, n]));
   const columns = Math.max(1, ...nodes.map((n) => n.column + 1));
@@ -21,9 +22,18 @@ export default function HistoryStrip() {
   const shown = byVersion[hovered ?? props.current];
   const act = (name, payload) => callAction({ name, payload });
 
+  useEffect(() => {  // a long or branchy history scrolls; keep the chat's version in sight
+    const here = byVersion[props.current];
+    const box = strip.current;
+    if (!here || !box) return;
+    box.scrollLeft = x(here) + CELL / 2 - box.clientWidth / 2;
+    box.scrollTop = y(here) + CELL / 2 - box.clientHeight / 2;
+  }, [props.current, nodes.length]);
+
   return (
     <div className="pa-history" data-session={props.session} data-current={props.current}>
-      <div className="pa-history-strip" role="group" aria-label="Versions of this picture">
+      <div ref={strip} className="pa-history-strip" role="group"
+           aria-label="Versions of this picture">
         <div style={{ position: "relative", width, height }}>
           <svg width={width} height={height} style={{ position: "absolute", inset: 0 }}
                aria-hidden="true">
