@@ -210,6 +210,13 @@ def test_chat_in_the_browser(browser: Browser, tmp_path: Path, tiny_dir: Path,
             expect(history.locator('img.pa-history-preview[alt$="-v0002.png"]')).to_be_visible()
             expect(messages).to_have_count(count)  # a click changes the element, posts nothing
 
+            # "Compare version 2 with …" version 0: a slider between any two versions.
+            history.locator("select").select_option("0")
+            expect(page.get_by_text("Version 0 → version 2")).to_be_visible()
+            chosen = page.locator(".pa-compare").last
+            expect(chosen.locator('img[alt$="-v0000.png"]')).to_be_visible()
+            expect(chosen.locator('img[alt$="-v0002.png"]')).to_be_visible()
+
             # A vague request gets a question; the answer gets an edit.
             page.fill("#chat-input", VAGUE)
             page.click("#chat-submit")
