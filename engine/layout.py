@@ -20,15 +20,15 @@ from promptartisan.engine.flex import group_block_mask
 @dataclass
 class Layout:
     """One resolution's pixels. `labels`: (N,) region labels; `members`: bool (n + 1, N), the
-    pixels of each label. `order`: the pixels sorted by
-    (group, label), so that every group and every region is a contiguous run of positions, and
-    `inverse` to undo it: flex_attention then skips whole blocks of pixels that can't read each
-    other. `unread`: bool (N, tokens), the context tokens a pixel may not read; `boosted`: float
-    (N, tokens), 1 on the word tokens the boost raises. `blocked`: whether self-attention blocks
-    anything (two groups or more), with the rule as a flex `block_mask` (sorted order) for the
-    "flex" kernel, or for the "mask" kernel as a dense bool (N, N) `self_mask` (pixel order),
-    which compiled code reads, and as `self_routes`, which eager code reads: for each group,
-    its pixels and the pixels they may read (None: all). Gathering each group with what it reads
+    pixels of each label. `order`: the pixels sorted by (group, label), so that every group and
+    every region is a contiguous run of positions, and `inverse` to undo it: flex_attention then
+    skips whole blocks of pixels that can't read each other. `unread`: bool (N, tokens), the
+    context tokens a pixel may not read; `boosted`: float (N, tokens), 1 on the word tokens the
+    boost raises. `blocked`: whether self-attention blocks anything (two groups or more), with
+    the rule as a flex `block_mask` (sorted order) for the "flex" kernel, or for the "mask"
+    kernel as a dense bool (N, N) `self_mask` (pixel order), which compiled code reads, and as
+    `self_routes`, which eager code reads: for each group, its pixels and the pixels they may
+    read (None: all). Gathering each group with what it reads
     costs about 3 % over plain attention on a CPU at 4096 pixels, the dense mask 15–30 %."""
 
     labels: torch.Tensor
