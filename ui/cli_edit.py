@@ -41,7 +41,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     how.add_argument("--request", metavar="TEXT",
                      help='what to change, e.g. "make the sky a sunset and the car red"')
     how.add_argument("--region", nargs=2, action="append", metavar=("MASK", "PROMPT"),
-                     help="a mask image (white = edit) and its instruction; repeatable")
+                     help="a mask image and its instruction; repeatable. White = edit, "
+                          "black = keep; a mask with transparency: opaque = edit, "
+                          "transparent = keep. Same aspect ratio as the image")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR",
                         help="folder for the results and report.json")
     parser.add_argument("--force", action="store_true",
