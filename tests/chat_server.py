@@ -31,9 +31,11 @@ def promptartisan_command() -> list[str]:
 
 
 @contextmanager
-def serve_chat(state: Path, tiny_dir: Path, *flags: str) -> Iterator[str]:
+def serve_chat(state: Path, tiny_dir: Path, *flags: str,
+               env_extra: dict[str, str] | None = None) -> Iterator[str]:
     """`promptartisan chat --headless FLAGS` on a free port, with its sessions, Chainlit state
-    and Hugging Face cache in `state`; stopped (with its Chainlit server) at the end."""
+    and Hugging Face cache in `state` (and `env_extra` in its environment); stopped (with its
+    Chainlit server) at the end."""
     state.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {key: value for key, value in os.environ.items()
@@ -41,7 +43,7 @@ def serve_chat(state: Path, tiny_dir: Path, *flags: str) -> Iterator[str]:
     env.update(HF_HUB_OFFLINE="1", HF_HOME=str(state / "hf"), OMP_WAIT_POLICY="PASSIVE",
                PROMPTARTISAN_SESSION_DIR=str(state / "sessions"),
                PROMPTARTISAN_TINY_DIR=str(tiny_dir), PROMPTARTISAN_STEPS="4",
-               PROMPTARTISAN_WORKING_SIZE="256", PROMPTARTISAN_DEVICE="cpu")
+               PROMPTARTISAN_WORKING_SIZE="256", PROMPTARTISAN_DEVICE="cpu", **(env_extra or {}))
     log_path = state / "server.log"
     with open(log_path, "wb") as log:
         server = subprocess.Popen(

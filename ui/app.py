@@ -5,6 +5,12 @@ Started by `promptartisan chat` (`chainlit run` on this file). The controller's 
 (a turn runs a diffusion model), so they run in a worker thread (`cl.make_async`); the emitter
 posts back to the event loop with `cl.run_sync`. Chainlit's server answers only its own page
 (`SameOriginOnly`, added to it here, before it starts).
+
+Chats survive a reload and a restart: Chainlit's data layer keeps them in the state folder
+(ui/data_layer.py) and lists them in its sidebar; a resumed chat reopens its sessions, its own
+place in their histories and its settings from the thread's metadata. Chainlit lists threads
+per user: on a loopback host the page signs in as the one local user, elsewhere each person
+signs in (ui/auth.py) and sees, resumes and opens only their own threads and sessions.
 """
 
 from __future__ import annotations
@@ -12,15 +18,32 @@ from __future__ import annotations
 import json
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import chainlit as cl
+from chainlit.auth import get_current_user
+from chainlit.config import APP_ROOT
 from chainlit.config import config as chainlit_config
+from chainlit.data import get_data_layer
 from chainlit.input_widget import Select, Slider, Switch, TextInput
 from chainlit.server import app as chainlit_server
+from chainlit.user import PersistedUser
 from chainlit.utils import utc_now
+from fastapi import Depends, HTTPException
+from fastapi.responses import FileResponse
 
 from promptartisan.settings import Settings, load_settings
+from promptartisan.ui.auth import LOCAL_USER, chat_secret, check_secret, password_matches
+from promptartisan.ui.data_layer import (
+    ELEMENTS_DIR,
+    ELEMENTS_ROUTE,
+    ChatDataLayer,
+    LocalStorage,
+    OwnedSessions,
+    SessionOwners,
+    chat_data_layer,
+    element_path,
+)
 from promptartisan.ui.handlers import (
     ActionButton,
     ChatController,
@@ -31,16 +54,60 @@ from promptartisan.ui.handlers import (
     compare_props,
     history_props,
 )
-from promptartisan.ui.origin import SameOriginOnly, served_hosts
+from promptartisan.ui.origin import SameOriginOnly, is_loopback, served_hosts
 from promptartisan.ui.render import png_bytes
 
 ACTION_NAMES = ("undo", "redo", "reset", "masks", "compare", "download", "export", "answer",
                 "use_tiny", "resume", "add_to", "retry", "go")
 CONTROLLER = "controller"
-SESSION_IDS = "session_ids"  # kept in the user session so a data layer can resume the chat
+SESSION_IDS = "session_ids"  # in the thread's metadata: the sessions a resumed chat reopens
+VIEW = "view"  # in the thread's metadata: the chat's own place in each session's history
+CHAT_SETTINGS = "chat_settings"  # Chainlit's key for the settings panel's values
+
+STATE = Path(APP_ROOT)  # the state folder `promptartisan chat` starts the server in
+LOOPBACK = is_loopback(chainlit_config.run.host)
+SECRET = chat_secret()
+check_secret(chainlit_config.run.host, SECRET, LOOPBACK)  # a server beyond loopback needs one
+OWNERS = SessionOwners(STATE)
+ELEMENTS = LocalStorage(STATE / ELEMENTS_DIR)
 
 chainlit_server.add_middleware(
     SameOriginOnly, hosts=served_hosts(chainlit_config.run.host, chainlit_config.run.port))
+
+
+@cl.data_layer
+def data_layer() -> ChatDataLayer:
+    return chat_data_layer(STATE)
+
+
+if LOOPBACK:
+    @cl.header_auth_callback
+    async def local_user(headers: Any) -> cl.User:
+        """The person at this machine, without a password: the only user a loopback chat has."""
+        return cl.User(identifier=LOCAL_USER)
+else:
+    @cl.password_auth_callback
+    async def signed_in(name: str, password: str) -> cl.User | None:
+        """A person with the password made for their name from the chat's secret."""
+        assert SECRET is not None  # check_secret refused to start without one
+        return cl.User(identifier=name) if password_matches(SECRET, name, password) else None
+
+
+async def element_file(object_key: str,
+                       user: Annotated[Any, Depends(get_current_user)]) -> FileResponse:
+    """A saved picture of a resumed chat, for its owner only."""
+    layer = get_data_layer()
+    path = await element_path(layer, ELEMENTS, object_key, user.id) \
+        if isinstance(user, PersistedUser) and isinstance(layer, ChatDataLayer) else None
+    if path is None:
+        raise HTTPException(status_code=404, detail="No such element")
+    return FileResponse(path)
+
+
+# Before Chainlit's catch-all route, which would answer with its page.
+chainlit_server.add_api_route(ELEMENTS_ROUTE + "/{object_key:path}", element_file,
+                              methods=["GET"])
+chainlit_server.router.routes.insert(0, chainlit_server.router.routes.pop())
 
 
 class ChainlitEmitter:
@@ -160,37 +227,76 @@ def settings_panel(settings: Settings, planners: Sequence[str]) -> cl.ChatSettin
     ])
 
 
+def _sessions() -> Any:
+    """The sessions this chat's user may see: all of them for the local user, else theirs."""
+    if LOOPBACK:
+        return None  # the controller's default, `Session`
+    user = cl.context.session.user
+    if user is None:
+        raise PermissionError("a chat beyond loopback needs a signed-in user")
+    return OwnedSessions(OWNERS, user.identifier)
+
+
+def _new_controller(session_ids: Sequence[str] = ()) -> ChatController:
+    controller = ChatController(load_settings(), ChainlitEmitter(), sessions=_sessions(),
+                                session_ids=session_ids)
+    cl.user_session.set(CONTROLLER, controller)
+    return controller
+
+
 def _controller() -> ChatController:
     controller = cl.user_session.get(CONTROLLER)
     if controller is None:  # a chat whose server restarted: start afresh, sessions are on disk
-        controller = ChatController(load_settings(), ChainlitEmitter())
-        cl.user_session.set(CONTROLLER, controller)
+        controller = _new_controller()
     return controller
 
 
-async def _begin(session_ids: Sequence[str] = ()) -> ChatController:
-    controller = ChatController(load_settings(), ChainlitEmitter(), session_ids=session_ids)
-    cl.user_session.set(CONTROLLER, controller)
-    cl.user_session.set(SESSION_IDS, list(session_ids))
-    await settings_panel(controller.settings, controller.planner_choices).send()
-    return controller
+async def _remember(controller: ChatController) -> None:
+    """Write what a resumed chat needs into the thread's metadata now (Chainlit itself writes
+    the user session only when the page disconnects, which a stopped server never sees)."""
+    cl.user_session.set(SESSION_IDS, controller.session_ids)
+    cl.user_session.set(VIEW, controller.view)
+    session = cl.context.session
+    layer = get_data_layer()
+    if layer is not None and session.thread_id and session.has_first_interaction:
+        await layer.update_thread(session.thread_id, metadata={
+            SESSION_IDS: controller.session_ids, VIEW: controller.view,
+            CHAT_SETTINGS: session.chat_settings})
 
 
 @cl.on_chat_start
 async def on_chat_start() -> None:
-    controller = await _begin()
+    controller = _new_controller()
+    await settings_panel(controller.settings, controller.planner_choices).send()
     await cl.make_async(controller.start)()
+    await _remember(controller)
 
 
 @cl.on_chat_resume
 async def on_chat_resume(thread: dict[str, Any]) -> None:
-    """Only with a Chainlit data layer: reopen the chat's sessions from the thread's metadata."""
+    """A chat from Chainlit's sidebar, or reloaded: its sessions, its place in them and its
+    settings come back from the thread's metadata (Chainlit shows the transcript)."""
     metadata = thread.get("metadata") or {}
-    if isinstance(metadata, str):  # some data layers store it as JSON text
+    if isinstance(metadata, str):  # SQLite keeps it as JSON text
         metadata = json.loads(metadata)
-    session_ids = list(metadata.get(SESSION_IDS) or [])
-    controller = await _begin(session_ids)
-    await cl.make_async(controller.reopen)()
+    controller = _new_controller([str(i) for i in metadata.get(SESSION_IDS) or []])
+    if isinstance(metadata.get(VIEW), str):
+        controller.view = metadata[VIEW]
+    emitter = cl.context.emitter
+    send_thread = emitter.resume_thread
+
+    async def resume_then_reopen(thread_dict: Any) -> None:
+        """Chainlit sends the saved transcript after this hook returns, and the page replaces
+        whatever came before it: so the chat speaks (its settings, its picture with buttons,
+        which the transcript lacks) only after the transcript is there."""
+        await send_thread(thread_dict)
+        if metadata.get(CHAT_SETTINGS):
+            await cl.make_async(controller.update_settings)(metadata[CHAT_SETTINGS])
+        await settings_panel(controller.settings, controller.planner_choices).send()
+        await cl.make_async(controller.reopen)()
+        await _remember(controller)
+
+    emitter.resume_thread = resume_then_reopen  # this session's emitter only
 
 
 @cl.on_message
@@ -199,7 +305,7 @@ async def on_message(message: cl.Message) -> None:
     uploads = [Upload(element.name, path=Path(element.path))
                for element in message.elements or [] if getattr(element, "path", None)]
     await cl.make_async(controller.message)(message.content or "", uploads)
-    cl.user_session.set(SESSION_IDS, controller.session_ids)
+    await _remember(controller)
 
 
 @cl.on_stop
@@ -209,13 +315,15 @@ async def on_stop() -> None:
 
 @cl.on_settings_update
 async def on_settings_update(values: dict[str, Any]) -> None:
-    await cl.make_async(_controller().update_settings)(values)
+    controller = _controller()
+    await cl.make_async(controller.update_settings)(values)
+    await _remember(controller)
 
 
 async def on_action(action: cl.Action) -> None:
     controller = _controller()
     await cl.make_async(controller.action)(action.name, action.payload or {})
-    cl.user_session.set(SESSION_IDS, controller.session_ids)
+    await _remember(controller)
 
 
 for _name in ACTION_NAMES:

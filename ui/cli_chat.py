@@ -6,6 +6,9 @@ each start copies the committed config from ui/chainlit_app/ there and builds an
 of Chainlit's frontend (its index.html without the Google Fonts and KaTeX CDN links). The
 folder is the user's alone (0700): it holds the uploaded photos.
 
+Beyond this machine (a host that is not loopback) the chat needs PROMPTARTISAN_CHAT_SECRET and
+signs each person in (ui/auth.py); without one the command refuses to start.
+
 Chainlit's server exits 0 when it can't listen (it only logs why), so the address is tried
 first, and a server that stops without being asked is a failure.
 """
@@ -26,7 +29,16 @@ import sys
 from pathlib import Path
 
 from promptartisan.settings import ENV_PREFIX, Settings
+from promptartisan.ui.auth import (
+    JWT_ENV,
+    SECRET_ENV,
+    chat_secret,
+    check_secret,
+    jwt_secret,
+    user_password,
+)
 from promptartisan.ui.cli import settings_from_args
+from promptartisan.ui.origin import is_loopback
 
 UI_DIR = Path(__file__).resolve().parent
 APP = UI_DIR / "app.py"
@@ -38,6 +50,10 @@ TRANSLATION_CHANGES = {
     ("chat", "messages", "status", "using"): "",
     ("chat", "messages", "status", "used"): "",
     ("chat", "watermark"): "Every version is kept: Undo, Redo and Reset are always there.",
+    # Beyond loopback a person signs in with a name (ui/auth.py), not an email address.
+    ("auth", "login", "form", "email", "label"): "Your name",
+    ("auth", "login", "form", "email", "placeholder"): "",
+    ("auth", "login", "form", "email", "required"): "Your name is needed",
 }
 # <link> tags that load from another host: fonts and KaTeX's stylesheet.
 EXTERNAL_LINK = re.compile(r"<link\b[^>]*\bhref=\"https?://[^\"]*\"[^>]*>\s*", re.DOTALL)
@@ -49,12 +65,21 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     parser.add_argument("--port", type=int, default=8000, help="port to serve on")
     parser.add_argument("--headless", action="store_true",
                         help="don't open a browser window")
+    parser.add_argument("--password-for", metavar="NAME",
+                        help=f"print the password of user NAME (from {SECRET_ENV}) and exit")
     parser.set_defaults(func=_chat)
 
 
 def _chat(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
+    secret = chat_secret()
+    if args.password_for is not None:
+        if secret is None:
+            raise ValueError(f"set {SECRET_ENV} first: passwords are made from it")
+        print(user_password(secret, args.password_for))
+        return 0
     check_address(args.host, args.port)
+    check_secret(args.host, secret, is_loopback(args.host))
     app_root = prepare_app_root(state_dir(settings))
     command = [sys.executable, "-m", "chainlit", "run", str(APP), "--host", args.host,
                "--port", str(args.port)]
@@ -62,7 +87,14 @@ def _chat(args: argparse.Namespace) -> int:
         command.append("--headless")
     print(f"PromptArtisan chat on http://{args.host}:{args.port}  "
           f"(sessions: {settings.session_dir}; Chainlit state: {app_root})", flush=True)
-    process = subprocess.Popen(command, cwd=app_root, env=chat_environment(settings, app_root))
+    if not is_loopback(args.host):
+        print("Each person signs in with a name and the password `promptartisan chat "
+              "--password-for NAME` prints.", flush=True)
+    env = chat_environment(settings, app_root)
+    env[JWT_ENV] = jwt_secret(app_root)
+    if secret is not None:
+        env[SECRET_ENV] = secret
+    process = subprocess.Popen(command, cwd=app_root, env=env)
     stopped: list[int] = []
 
     def stop(signum: int, frame: object) -> None:
