@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from chat_server import free_port
 
 from promptartisan.settings import Settings, load_settings
-from promptartisan.ui import cli_chat
+from promptartisan.ui import auth, cli_chat
 from promptartisan.ui.cli import build_parser, main
 
 
@@ -113,3 +114,30 @@ def test_a_server_that_stops_by_itself_fails_the_command(
     monkeypatch.setattr(cli_chat, "check_address", lambda host, port: None)
     assert main(["chat", "--headless", "--tiny", "--port", str(taken_port)]) == 2
     assert "the chat server stopped by itself" in capsys.readouterr().err
+
+
+def test_beyond_loopback_without_a_secret_the_chat_refuses_to_start(
+        chat_here: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv(auth.SECRET_ENV, raising=False)
+    port = free_port()
+    assert main(["chat", "--headless", "--tiny", "--host", "0.0.0.0", "--port", str(port)]) == 2
+    error = capsys.readouterr().err
+    assert f"set {auth.SECRET_ENV}" in error and "--password-for NAME" in error
+    assert not (chat_here / "chainlit").exists()  # refused before anything was written
+    monkeypatch.setenv(auth.SECRET_ENV, "short")
+    assert main(["chat", "--headless", "--host", "0.0.0.0", "--port", str(port)]) == 2
+    assert "too short" in capsys.readouterr().err
+
+
+def test_passwords_are_printed_from_the_secret(chat_here: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv(auth.SECRET_ENV, raising=False)
+    assert main(["chat", "--password-for", "alice"]) == 2
+    assert f"set {auth.SECRET_ENV} first" in capsys.readouterr().err
+    monkeypatch.setenv(auth.SECRET_ENV, "a-test-secret-that-is-long-enough")
+    assert main(["chat", "--password-for", "alice"]) == 0
+    password = capsys.readouterr().out.strip()
+    assert auth.password_matches("a-test-secret-that-is-long-enough", "alice", password)
+    assert main(["chat", "--password-for", "not a name"]) == 2
+    assert not (chat_here / "chainlit").exists()

@@ -112,6 +112,7 @@ def database_path(state: Path) -> Path:
 def create_schema(state: Path) -> Path:
     """The database with every table Chainlit and this app use (created once, kept after);
     readable by this user only."""
+    state.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = database_path(state)
     path.touch(mode=0o600, exist_ok=True)
     path.chmod(0o600)
