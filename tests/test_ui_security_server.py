@@ -43,6 +43,13 @@ def request(url: str, path: str, method: str = "GET", body: dict | None = None,
             error.read().decode()
 
 
+def signed_in(url: str) -> str:
+    """The cookie of the chat's one local user: its page signs in by header, from its origin."""
+    status, headers, _ = request(url, "/auth/header", "POST", {}, Origin=url)
+    assert status == 200
+    return headers["set-cookie"].split(";", 1)[0]
+
+
 SETTINGS = "/project/settings?language=en-US"
 ACTION = {"sessionId": "any", "action": {"name": "download", "payload": {"session": "any"},
                                          "forId": "x", "id": "y"}}
@@ -50,7 +57,7 @@ ACTION = {"sessionId": "any", "action": {"name": "download", "payload": {"sessio
 
 def test_another_origin_is_refused_over_http(url: str) -> None:
     for method, path, body in (("GET", SETTINGS, None), ("GET", "/", None),
-                               ("POST", "/project/action", ACTION)):
+                               ("POST", "/project/action", ACTION), ("POST", "/auth/header", {})):
         status, headers, text = request(url, path, method, body, Origin=EVIL)
         assert status == 403, (method, path)
         assert "only the chat's own page" in text
@@ -62,12 +69,14 @@ def test_another_origin_is_refused_over_http(url: str) -> None:
 
 
 def test_the_apps_own_origin_goes_through(url: str) -> None:
-    status, _, text = request(url, SETTINGS, Origin=url)
+    assert request(url, SETTINGS, Origin=url)[0] == 401  # signed in first
+    cookie = signed_in(url)
+    status, _, text = request(url, SETTINGS, Origin=url, Cookie=cookie)
     assert status == 200 and json.loads(text)["ui"]["name"] == "PromptArtisan"
-    assert request(url, SETTINGS)[0] == 200  # a local program (no Origin)
+    assert request(url, SETTINGS, Cookie=cookie)[0] == 200  # a local program (no Origin)
     port = url.rsplit(":", 1)[1]
     local = f"localhost:{port}"  # the same server under its other loopback name
-    assert request(url, SETTINGS, Host=local, Origin=f"http://{local}")[0] == 200
+    assert request(url, SETTINGS, Host=local, Origin=f"http://{local}", Cookie=cookie)[0] == 200
 
 
 def test_another_host_name_is_refused(url: str) -> None:
@@ -80,21 +89,21 @@ def test_another_host_name_is_refused(url: str) -> None:
     assert request(url, "/", Host=rebound)[0] == 403
 
 
-def connect_polling(url: str, origin: str) -> socketio.Client:
+def connect_polling(url: str, origin: str, cookie: str = "") -> socketio.Client:
     client = socketio.Client(reconnection=False)
     client.connect(url, socketio_path=SOCKET_IO_PATH, transports=["polling"],
-                   headers={"Origin": origin}, wait_timeout=20,
+                   headers={"Origin": origin, "Cookie": cookie}, wait_timeout=20,
                    auth={"sessionId": str(uuid.uuid4()), "clientType": "webapp"})
     return client
 
 
-async def connect_websocket(url: str, origin: str) -> bool:
+async def connect_websocket(url: str, origin: str, cookie: str = "") -> bool:
     """Whether a socket.io client on a WebSocket (no polling first) gets connected."""
     async with aiohttp.ClientSession() as http:
         client = socketio.AsyncClient(reconnection=False, http_session=http)
         try:
             await client.connect(url, socketio_path=SOCKET_IO_PATH, transports=["websocket"],
-                                 headers={"Origin": origin}, wait_timeout=20,
+                                 headers={"Origin": origin, "Cookie": cookie}, wait_timeout=20,
                                  auth={"sessionId": str(uuid.uuid4()), "clientType": "webapp"})
         except socketio.exceptions.ConnectionError:
             return False
@@ -110,7 +119,9 @@ def test_socketio_from_another_origin_is_refused(url: str) -> None:
 
 
 def test_socketio_from_the_apps_origin_connects(url: str) -> None:
-    client = connect_polling(url, url)
+    cookie = signed_in(url)
+    client = connect_polling(url, url, cookie)
     assert client.connected
     client.disconnect()
-    assert asyncio.run(connect_websocket(url, url))
+    assert asyncio.run(connect_websocket(url, url, cookie))
+    assert not asyncio.run(connect_websocket(url, url))  # not signed in
