@@ -198,6 +198,11 @@ def claim_cells(label: torch.Tensor, counts: torch.Tensor, visible: torch.Tensor
     their winner: 0 for a cell the region already owns. So a region that has cells still has one,
     and a claim takes another region's only cell just when that region can have another one
     (the cheapest such way). Those cells are relabelled, no other.
+
+    Where the regions share too few cells for that (two small regions inside one coarse cell,
+    such as two eyes at the /8 level), as many as possible get one, and a warning names the
+    grid: refusing would turn down ordinary requests, and the others still read their prompt at
+    every finer resolution.
     """
     shape = label.shape
     regions = visible.nonzero().squeeze(1)
@@ -206,16 +211,19 @@ def claim_cells(label: torch.Tensor, counts: torch.Tensor, visible: torch.Tensor
     owner_pixels = flat_counts.gather(0, current[None])[0]
     own_pixels = flat_counts[regions + 1]
     cost = owner_pixels[None] - own_pixels
-    cost[own_pixels == 0] = math.inf
-    try:
-        rows, cells = linear_sum_assignment(cost.numpy())
-    except ValueError:
-        rows = []
+    # A pair with no pixels costs more than every possible pair together, so the assignment
+    # first uses as few of them as it can: a maximum matching, the cheapest one.
+    touches = own_pixels > 0
+    cost[~touches] = cost[touches].abs().sum() + 1
+    rows, cells = linear_sum_assignment(cost.numpy())
+    kept = touches[torch.from_numpy(rows), torch.from_numpy(cells)].numpy()
+    rows, cells = rows[kept], cells[kept]
     if len(rows) < len(regions):
-        raise RegionError(
+        warnings.warn(
             f"{len(regions)} regions lie in too few cells of the {shape[0]}×{shape[1]} grid the "
-            f"UNet attends at, so some instruction could not be read there: use a larger "
-            f"image, or fewer regions, or regions further apart")
+            f"UNet attends at: {len(regions) - len(rows)} of them can't be read there (they "
+            f"are at every finer resolution); a larger image or regions further apart avoid it",
+            UserWarning, stacklevel=3)
     label = current.clone()
     label[torch.from_numpy(cells)] = regions[torch.from_numpy(rows)] + 1
     return label.view(shape)
