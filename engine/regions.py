@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
+from promptartisan.mask_values import MaskError, array_mask, picture_mask
+
 # A mask may be drawn at another resolution than the image, but not for another image: its aspect
 # ratio must match the image's within this fraction.
 ASPECT_TOLERANCE = 0.05
@@ -53,31 +55,23 @@ class LabelMaps:
 
 def mask_array(mask: Any, size: tuple[int, int], name: str = "mask") -> np.ndarray:
     """A boolean (height, width) mask at `size` = (width, height) from a PIL image, numpy array or
-    torch tensor; values in [0, 1] (uint8 in [0, 255]), thresholded at 0.5 after resizing."""
-    if isinstance(mask, PIL.Image.Image):
-        mask = np.asarray(mask.convert("L"))
-    elif isinstance(mask, torch.Tensor):
-        mask = mask.detach().cpu().numpy()
-    elif not isinstance(mask, np.ndarray):
-        raise RegionError(f"{name} must be a PIL image, numpy array or torch tensor, "
-                          f"not {type(mask).__name__}")
-    array = np.asarray(mask)
-    while array.ndim > 2 and array.shape[0] == 1:
-        array = array[0]
-    if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-    if array.ndim != 2 or 0 in array.shape:
-        raise RegionError(f"{name} must be a 2-D (height, width) array, got shape {mask.shape}")
-    if array.dtype == np.bool_:
-        values = array.astype(np.float32)
-    elif array.dtype == np.uint8:
-        values = array.astype(np.float32) / 255.0
-    elif np.issubdtype(array.dtype, np.number):
-        values = array.astype(np.float32)
-        if not np.isfinite(values).all() or values.min() < 0 or values.max() > 1:
-            raise RegionError(f"{name} must hold values in [0, 1] (or uint8 in [0, 255])")
-    else:
-        raise RegionError(f"{name} has non-numeric values ({array.dtype})")
+    torch tensor, its values read by the rules every caller shares (`promptartisan.mask_values`:
+    alpha where a picture has one in use, 0/1 or 0–255 integers, fractions), then resized."""
+    try:
+        if isinstance(mask, PIL.Image.Image):
+            values = picture_mask(mask)
+        elif isinstance(mask, torch.Tensor):
+            tensor = mask.detach().cpu()
+            values = array_mask(tensor.float().numpy() if tensor.is_floating_point()
+                                else tensor.numpy())
+        elif isinstance(mask, np.ndarray):
+            values = array_mask(mask)
+        else:
+            raise MaskError(f"it must be a PIL image, numpy array or torch tensor, "
+                            f"not {type(mask).__name__}")
+    except MaskError as exc:
+        raise RegionError(f"{name}: {exc}") from exc
+    values = values.astype(np.float32)
 
     width, height = size
     mask_h, mask_w = values.shape

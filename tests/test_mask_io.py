@@ -190,3 +190,18 @@ def test_the_editor_reads_a_mask_file_by_its_alpha_and_refuses_another_shape(
     refused = editor.turn(session, "make it gold", mask=tmp_path / "wide.png")
     assert refused.kind == "error" and "90×30" in refused.message and "40×30" in refused.message
     assert session.current == result.version_id
+
+
+def test_the_engine_reads_a_regions_mask_by_the_same_rules() -> None:
+    """A `Region` handed to the pipeline directly gets what the CLI and the agent get: alpha
+    where a picture has one, 0/1 integers as edit/keep (they read as empty before)."""
+    rgba = np.full((30, 40, 4), 255, dtype=np.uint8)
+    rgba[:, 20:, 3] = 0
+    sources = [Image.fromarray(rgba, mode="RGBA"), rgba, left_half().astype(np.uint8),
+               left_half().astype(np.int64), torch.from_numpy(left_half().astype(np.uint8)),
+               Image.fromarray(left_half().astype(np.uint8) * 255), left_half() * 0.9]
+    for source in sources:
+        assert np.array_equal(mask_array(source, SIZE), read_mask(source, SIZE))
+        assert np.array_equal(mask_array(source, SIZE), left_half()), type(source)
+    with pytest.raises(RegionError, match="region 2: a mask of fractions"):
+        mask_array(np.full((30, 40), 1.5), SIZE, name="region 2")

@@ -20,18 +20,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from promptartisan.tools.images import (
-    DEFAULT_MAX_PIXELS,
-    SIXTEEN_BIT_MODES,
-    InvalidImageError,
-    open_image,
-)
+from promptartisan.mask_values import MaskError, array_mask, picture_mask
+from promptartisan.tools.images import DEFAULT_MAX_PIXELS, InvalidImageError, open_image
 
-ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
-
-
-class MaskError(ValueError):
-    """A mask can't be used for this image; the message says why in plain words."""
+__all__ = ["MaskError", "read_mask", "resize_mask"]
 
 
 def read_mask(source: Any, size: tuple[int, int] | None = None,
@@ -44,12 +36,12 @@ def read_mask(source: Any, size: tuple[int, int] | None = None,
         except InvalidImageError as exc:
             raise MaskError(f"the mask can't be read: {exc}") from exc
     if isinstance(source, Image.Image):
-        mask = _picture_mask(source)
+        mask = picture_mask(source)
     elif hasattr(source, "detach"):  # a torch tensor, without importing torch for everyone
         tensor = source.detach().cpu()
-        mask = _array_mask(np.asarray(tensor.float() if tensor.is_floating_point() else tensor))
+        mask = array_mask(np.asarray(tensor.float() if tensor.is_floating_point() else tensor))
     elif isinstance(source, np.ndarray):
-        mask = _array_mask(source)
+        mask = array_mask(source)
     else:
         raise MaskError(f"a mask must be a picture file, a picture or an array, not "
                         f"{type(source).__name__}")
@@ -67,70 +59,6 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     scaled = Image.fromarray(np.multiply(mask, 255, dtype=np.uint8)).resize(
         size, Image.Resampling.BILINEAR)
     return np.asarray(scaled) >= 128
-
-
-def _picture_mask(picture: Image.Image) -> np.ndarray:
-    if picture.mode == "P":
-        picture = picture.convert("RGBA" if "transparency" in picture.info else "RGB")
-    if picture.mode in ALPHA_MODES:
-        alpha = picture.getchannel("A")
-        if alpha.getextrema() != (255, 255):
-            return np.asarray(alpha) >= 128
-        picture = picture.convert("RGB")
-    if picture.mode == "1":
-        return np.asarray(picture, dtype=bool)
-    if picture.mode in SIXTEEN_BIT_MODES:
-        return np.asarray(picture) >= 32768
-    if picture.mode == "F":
-        return _array_mask(np.asarray(picture))
-    if picture.mode != "L":
-        picture = picture.convert("RGB")
-    return _array_mask(np.asarray(picture))
-
-
-def _array_mask(array: np.ndarray) -> np.ndarray:
-    while array.ndim > 2 and array.shape[0] == 1:  # (1, H, W), (1, 1, H, W) from torch
-        array = array[0]
-    if array.ndim == 3:
-        channels = array.shape[-1]
-        if channels in (2, 4):  # grey + alpha, RGBA: alpha is the mask unless fully opaque
-            alpha = array[..., -1]
-            array = array[..., :-1].max(axis=-1) if _fully_opaque(alpha) else alpha
-        elif channels in (1, 3):
-            array = array.max(axis=-1)
-    if array.ndim != 2 or 0 in array.shape:
-        raise MaskError(f"a mask must be a picture or a (height, width) array, got shape "
-                        f"{array.shape}")
-    if array.dtype == np.bool_:
-        return array
-    if np.issubdtype(array.dtype, np.integer):
-        low, high = int(array.min()), int(array.max())
-        if low < 0:
-            raise MaskError("a mask can't hold negative values")
-        if high <= 1:
-            return array.astype(bool)
-        if array.dtype == np.uint16:
-            return array >= 32768
-        if high > 255:
-            raise MaskError(f"an integer mask holds 0/1, 0–255 (or uint16 0–65535); this one "
-                            f"reaches {high}")
-        return array >= 128
-    if np.issubdtype(array.dtype, np.floating):
-        if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
-            raise MaskError("a mask of fractions must hold values in [0, 1]")
-        return array >= 0.5
-    raise MaskError(f"a mask must hold numbers, not {array.dtype}")
-
-
-def _fully_opaque(alpha: np.ndarray) -> bool:
-    """Whether an alpha channel is everywhere at its type's full value (1 for 0/1 integers)."""
-    if alpha.dtype == np.bool_ or np.issubdtype(alpha.dtype, np.floating):
-        full: float = 1
-    elif alpha.dtype == np.uint16:
-        full = 65535
-    else:
-        full = 1 if int(alpha.max()) <= 1 else 255
-    return bool(alpha.min() >= full)
 
 
 def _check_aspect(shape: tuple[int, ...], size: tuple[int, int]) -> None:
