@@ -145,7 +145,7 @@ def test_two_people_beyond_loopback_see_only_their_own_chats(
 
         alice = _open(browser.new_context(), url, external)
         _sign_in(alice, "alice", auth.user_password(SECRET, "bob"))  # Bob's password
-        expect(alice.get_by_text("Sign in failed")).to_be_visible()
+        expect(alice.get_by_text("Sign in failed: use your name and the password")).to_be_visible()
         expect(alice.get_by_text("Welcome to PromptArtisan")).to_have_count(0)
         _sign_in(alice, "alice", auth.user_password(SECRET, "alice"))
         expect(alice.get_by_text("Welcome to PromptArtisan")).to_be_visible()

@@ -54,6 +54,8 @@ TRANSLATION_CHANGES = {
     ("auth", "login", "form", "email", "label"): "Your name",
     ("auth", "login", "form", "email", "placeholder"): "",
     ("auth", "login", "form", "email", "required"): "Your name is needed",
+    ("auth", "login", "errors", "default"): "Sign in failed: use your name and the password "
+                                           "made for it (promptartisan chat --password-for NAME).",
 }
 # <link> tags that load from another host: fonts and KaTeX's stylesheet.
 EXTERNAL_LINK = re.compile(r"<link\b[^>]*\bhref=\"https?://[^\"]*\"[^>]*>\s*", re.DOTALL)
