@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import PIL.Image
 import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
-from promptartisan.mask_values import MaskError, array_mask, picture_mask
+from promptartisan.mask_values import MaskError, any_mask
 
 # A mask may be drawn at another resolution than the image, but not for another image: its aspect
 # ratio must match the image's within this fraction.
@@ -58,17 +57,7 @@ def mask_array(mask: Any, size: tuple[int, int], name: str = "mask") -> np.ndarr
     torch tensor, its values read by the rules every caller shares (`promptartisan.mask_values`:
     alpha where a picture has one in use, 0/1 or 0–255 integers, fractions), then resized."""
     try:
-        if isinstance(mask, PIL.Image.Image):
-            values = picture_mask(mask)
-        elif isinstance(mask, torch.Tensor):
-            tensor = mask.detach().cpu()
-            values = array_mask(tensor.float().numpy() if tensor.is_floating_point()
-                                else tensor.numpy())
-        elif isinstance(mask, np.ndarray):
-            values = array_mask(mask)
-        else:
-            raise MaskError(f"it must be a PIL image, numpy array or torch tensor, "
-                            f"not {type(mask).__name__}")
+        values = any_mask(mask)
     except MaskError as exc:
         raise RegionError(f"{name}: {exc}") from exc
     values = values.astype(np.float32)

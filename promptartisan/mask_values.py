@@ -14,6 +14,8 @@ Pillow, so that every package can use it without importing the others.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import PIL.Image
 
@@ -22,6 +24,19 @@ ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 
 class MaskError(ValueError):
     """A mask can't be used for this image; the message says why in plain words."""
+
+
+def any_mask(source: Any) -> np.ndarray:
+    """A bool (height, width) mask from a PIL image, a numpy array or a torch tensor."""
+    if isinstance(source, PIL.Image.Image):
+        return picture_mask(source)
+    if hasattr(source, "detach"):  # a torch tensor, without importing torch for everyone
+        tensor = source.detach().cpu()
+        return array_mask(np.asarray(tensor.float() if tensor.is_floating_point() else tensor))
+    if isinstance(source, np.ndarray):
+        return array_mask(source)
+    raise MaskError(f"a mask must be a picture or an array, not "
+                    f"{type(source).__name__}")
 
 
 def picture_mask(picture: PIL.Image.Image) -> np.ndarray:

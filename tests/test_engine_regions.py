@@ -112,7 +112,7 @@ GOOD = box_mask(SIZE, (8, 8, 24, 24))
         ([Region(GOOD * 2.0, "a")], r"values in \[0, 1\]"),
         ([Region(np.where(GOOD, np.nan, 0.0), "a")], r"values in \[0, 1\]"),
         ([Region(np.ones((48, 64, 5)), "a")], r"\(height, width\) array, got shape"),
-        ([Region(GOOD.tolist(), "a")], "PIL image, numpy array or torch tensor"),
+        ([Region(GOOD.tolist(), "a")], "a picture or an array, not list"),
         ([Region(np.array([["a"]]), "a")], "must hold numbers"),
         ([Region(GOOD, "a", order=float("nan"))], "order must be a number"),
         (["make it red"], "not a Region"),

@@ -1,15 +1,8 @@
 """The one mask reader: the CLI's `--region` files, the chat's drawn masks and the agent's
-`mask=` all become a bool (height, width) array by the same rules.
-
-- A picture with an alpha channel in use is read by its alpha: opaque = edit, transparent =
-  keep (an editor's eraser leaves transparency, not white). A fully opaque alpha says nothing
-  and is ignored; the picture's grey levels are read instead.
-- Otherwise the brightest channel: white (or any colour) = edit, black = keep.
-- Values are read on their type's scale, thresholded at half: bool; 0/1 integers (an integer
-  array whose largest value is 1); 0–255 (8-bit); 0–65535 (uint16 arrays, 16-bit pictures,
-  whatever their own range); floats in [0, 1].
-- A mask of another size is resized to the image; one of another aspect ratio (beyond the
-  engine's `ASPECT_TOLERANCE`) belongs to another picture and is refused, naming both sizes.
+`mask=` all become a bool (height, width) array by the rules of `promptartisan.mask_values`
+(alpha where in use, else the brightest channel; 0/1, 0–255, 16-bit and fractions). A mask of
+another size is resized to the image; one of another aspect ratio (beyond the engine's
+`ASPECT_TOLERANCE`) belongs to another picture and is refused, naming both sizes.
 """
 
 from __future__ import annotations
@@ -20,7 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from promptartisan.mask_values import MaskError, array_mask, picture_mask
+from promptartisan.mask_values import MaskError, any_mask
 from promptartisan.tools.images import DEFAULT_MAX_PIXELS, InvalidImageError, open_image
 
 __all__ = ["MaskError", "read_mask", "resize_mask"]
@@ -35,16 +28,7 @@ def read_mask(source: Any, size: tuple[int, int] | None = None,
             source = open_image(source, max_pixels)
         except InvalidImageError as exc:
             raise MaskError(f"the mask can't be read: {exc}") from exc
-    if isinstance(source, Image.Image):
-        mask = picture_mask(source)
-    elif hasattr(source, "detach"):  # a torch tensor, without importing torch for everyone
-        tensor = source.detach().cpu()
-        mask = array_mask(np.asarray(tensor.float() if tensor.is_floating_point() else tensor))
-    elif isinstance(source, np.ndarray):
-        mask = array_mask(source)
-    else:
-        raise MaskError(f"a mask must be a picture file, a picture or an array, not "
-                        f"{type(source).__name__}")
+    mask = any_mask(source)
     if size is None:
         return mask
     _check_aspect(mask.shape, size)
