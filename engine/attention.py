@@ -121,10 +121,12 @@ def routed_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
     weight · peak. The logits are computed in float32 over every chunk: the boost's peak is a
     maximum over a whole region's logits, which a fused kernel wouldn't give back, and the
     context is short (77·(n + 1) tokens), so this costs little next to self-attention."""
-    logits = (query.float() @ key.float().transpose(-1, -2)) * scale
-    logits = logits.masked_fill(layout.unread, -math.inf)
+    batch, heads = query.shape[:2]
+    logits = torch.baddbmm(layout.token_bias, query.float().flatten(0, 1),
+                           key.float().flatten(0, 1).transpose(-1, -2), alpha=scale)
+    logits = logits.unflatten(0, (batch, heads))
     peak = rules.boost_peak(logits, layout.labels, layout.members)
-    logits = logits + weight * peak[..., None] * layout.boosted
+    logits = torch.addcmul(logits, weight * peak[..., None], layout.boosted)
     return logits.softmax(dim=-1).to(value.dtype) @ value
 
 

@@ -8,6 +8,7 @@ of once per mask layout, and the processors launch the same few kernels for any 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -22,20 +23,20 @@ class Layout:
     """One resolution's pixels. `labels`: (N,) region labels; `members`: bool (n + 1, N), the
     pixels of each label. `order`: the pixels sorted by (group, label), so that every group and
     every region is a contiguous run of positions, and `inverse` to undo it: flex_attention then
-    skips whole blocks of pixels that can't read each other. `unread`: bool (N, tokens), the
-    context tokens a pixel may not read; `boosted`: float (N, tokens), 1 on the word tokens the
-    boost raises. `blocked`: whether self-attention blocks anything (two groups or more), with
-    the rule as a flex `block_mask` (sorted order) for the "flex" kernel, or for the "mask"
-    kernel as a dense bool (N, N) `self_mask` (pixel order), which compiled code reads, and as
-    `self_routes`, which eager code reads: for each group, its pixels and the pixels they may
-    read (None: all). Gathering each group with what it reads
-    costs about 3 % over plain attention on a CPU at 4096 pixels, the dense mask 15–30 %."""
+    skips whole blocks of pixels that can't read each other. `token_bias`: float (N, tokens), 0
+    on the context tokens a pixel may read, -inf on the others; `boosted`: float (N, tokens), 1
+    on the word tokens the boost raises. `blocked`: whether self-attention blocks anything (two
+    groups or more), with the rule as a flex `block_mask` (sorted order) for the "flex" kernel,
+    or for the "mask" kernel as a dense bool (N, N) `self_mask` (pixel order), which compiled
+    code reads, and as `self_routes`, which eager code reads: for each group, its pixels and the
+    pixels they may read (None: all). Gathering each group with what it reads costs about 3 %
+    over plain attention on a CPU at 4096 pixels, the dense mask 15–30 %."""
 
     labels: torch.Tensor
     members: torch.Tensor
     order: torch.Tensor
     inverse: torch.Tensor
-    unread: torch.Tensor
+    token_bias: torch.Tensor
     boosted: torch.Tensor
     blocked: bool
     self_mask: torch.Tensor | None = None
@@ -60,7 +61,9 @@ def build_layout(labels: torch.Tensor, groups: torch.Tensor, words: torch.Tensor
     blocked = rules.blocks_self_attention(groups)
     layout = Layout(labels=labels, members=rules.members(labels, num_chunks), order=order,
                     inverse=inverse,
-                    unread=~rules.may_read_token(labels, token_chunks, num_chunks),
+                    token_bias=torch.zeros(len(labels), num_chunks * length, device=device)
+                    .masked_fill(~rules.may_read_token(labels, token_chunks, num_chunks),
+                                 -math.inf),
                     boosted=rules.boosted_tokens(labels, words).float(), blocked=blocked)
     if blocked and kernel == "flex":
         layout.block_mask = group_block_mask(groups[order])
