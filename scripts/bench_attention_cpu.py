@@ -10,6 +10,10 @@ processors are loaded from `git show <commit>:engine/attention.py` under another
 so both run in one process, interleaved round by round (the first round warms up): a shared
 machine's load then moves them alike. Figures are CPU seconds (process time, every thread),
 which a busy machine disturbs much less than wall time; the median of the rounds is printed.
+`--count-ops` counts the ATen operations one UNet call dispatches instead (views excepted): on a
+GPU each is about one kernel launch, what an eager step's host time grows with. With
+`--compiled-path`, the processors take the branch compiled code takes (told so by
+`torch.compiler.is_compiling`), the dense-mask one, as many operations as CUDA's flex path.
 """
 
 from __future__ import annotations
@@ -25,11 +29,25 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from promptartisan.engine import attention, benchmark
 from promptartisan.engine.regions import attention_shapes, label_maps, prepare_regions
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts the ATen operations dispatched inside it, views excepted (they launch nothing)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        if not func.is_view:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
 
 
 def earlier_attention(commit: str) -> object:
@@ -51,6 +69,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--regions", default="4,8")
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--count-ops", action="store_true",
+                        help="count the operations of one call instead of timing")
+    parser.add_argument("--compiled-path", action="store_true",
+                        help="with --count-ops: count the path compiled code takes")
     args = parser.parse_args()
     counts = [int(n) for n in args.regions.split(",")]
     before = earlier_attention(args.before)
@@ -81,6 +103,18 @@ def main() -> None:
                                         else control.processors(processors))
                 if hasattr(control, "set_context"):
                     control.set_context(unet, context)
+                if args.count_ops and round_:
+                    compiling = torch.compiler.is_compiling
+                    if args.compiled_path:
+                        torch.compiler.is_compiling = lambda: True
+                    try:
+                        with OpCounter() as counter:
+                            unet(sample, torch.tensor(500.0), encoder_hidden_states=context)
+                    finally:
+                        torch.compiler.is_compiling = compiling
+                    seconds[key].append(counter.count)
+                    print(f"{key}: {counter.count} operations", flush=True)
+                    continue
                 start = time.process_time()
                 unet(sample, torch.tensor(500.0), encoder_hidden_states=context)
                 if round_:
