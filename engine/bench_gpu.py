@@ -153,7 +153,7 @@ def _pipeline(arch: str, device: torch.device, dtype: torch.dtype) -> PromptArti
                            load_settings(overrides={"tiny": True}), dtype=dtype).to(device)
     with torch.device(device):
         pipe = benchmark.sd15_pipeline()
-    return pipe.to(dtype=dtype)
+    return pipe if pipe.dtype == dtype else pipe.to(dtype=dtype)
 
 
 def _check_kernels(pipe: PromptArtisanPipeline, size: int, device: torch.device

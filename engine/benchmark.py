@@ -65,8 +65,11 @@ def sd15_pipeline() -> PromptArtisanPipeline:
         num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu",
         projection_dim=768, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
     ))
-    scheduler = EulerAncestralDiscreteScheduler(beta_start=0.00085, beta_end=0.012,
-                                                beta_schedule="scaled_linear")
+    # On the host whatever device the caller builds the models on (`with torch.device(...)`):
+    # the scheduler computes its tables through numpy.
+    with torch.device("cpu"):
+        scheduler = EulerAncestralDiscreteScheduler(beta_start=0.00085, beta_end=0.012,
+                                                    beta_schedule="scaled_linear")
     return PromptArtisanPipeline(vae=vae, text_encoder=text_encoder, tokenizer=clip_tokenizer(),
                                  unet=unet, scheduler=scheduler)
 
