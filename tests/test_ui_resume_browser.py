@@ -21,6 +21,7 @@ pytestmark = pytest.mark.browser
 
 REQUEST = "make the suit gold"
 SEED = "1234"
+TURN_RELOADS = 60  # reloads, 2 s apart, waiting for a turn the page can't see end
 
 
 def _wait_for_edit(page: Page, count: int) -> None:
@@ -114,6 +115,46 @@ def test_a_reload_and_a_restart_keep_the_chat(browser: Browser, tmp_path: Path, 
             shots.take(page, "restarted")
             page.get_by_role("button", name="Undo").last.click()
             expect(page.get_by_text("Undone: back to version 1")).to_be_visible()
+        except Exception:
+            shots.take(page, "failure")
+            raise
+        finally:
+            page.close()
+    assert not external, f"the page loaded from outside the server: {external}"
+
+
+def test_an_edit_running_at_a_reload_is_kept(browser: Browser, tmp_path: Path,  # noqa: F811
+                                             tiny_dir: Path, photo: Image.Image) -> None:
+    """The page reloads while the model runs: the edit goes on, is saved with the chat, and a
+    later reload shows it; the chat's place in the history moved with it."""
+    from playwright.sync_api import expect
+
+    upload = tmp_path / "astronaut.png"
+    photo.save(upload)
+    shots = Screenshots(tmp_path)
+    external: list[str] = []
+    with serve_chat(tmp_path / "state", tiny_dir, "--tiny") as url:
+        page = open_chat(browser, url, external)
+        try:
+            expect(page.get_by_text("Welcome to PromptArtisan")).to_be_visible()
+            page.set_input_files("#upload-button-input", str(upload))
+            expect(page.locator("#message-composer img")).to_have_count(1)
+            page.fill("#chat-input", REQUEST)
+            page.click("#chat-submit")
+            expect(page.get_by_text("Editing")).to_be_visible()
+            expect(page).to_have_url(re.compile(r"/thread/[0-9a-f-]+$"))
+            result = page.locator('img[alt$="-v0001.png"]')
+            reopened = page.get_by_text(re.compile(r"^Continuing session .* What next\?$"))
+            for _ in range(TURN_RELOADS):  # the turn ends unseen by this page: look again
+                page.reload()
+                expect(reopened.first).to_be_visible()  # after the whole saved transcript
+                if result.count():
+                    break
+                page.wait_for_timeout(2000)
+            assert _natural_width(page, 'img[alt$="-v0001.png"]') == photo.width
+            expect(page.get_by_text("Done in one pass")).to_have_count(1)
+            expect(page.get_by_text("at version 1. What next?").last).to_be_visible()
+            shots.take(page, "edit-kept")
         except Exception:
             shots.take(page, "failure")
             raise

@@ -16,7 +16,7 @@ signs in (ui/auth.py) and sees, resumes and opens only their own threads and ses
 from __future__ import annotations
 
 import json
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -63,6 +63,7 @@ CONTROLLER = "controller"
 SESSION_IDS = "session_ids"  # in the thread's metadata: the sessions a resumed chat reopens
 VIEW = "view"  # in the thread's metadata: the chat's own place in each session's history
 CHAT_SETTINGS = "chat_settings"  # Chainlit's key for the settings panel's values
+WRITTEN = "metadata_written"  # what `_remember` last wrote, so it writes only changes
 
 STATE = Path(APP_ROOT)  # the state folder `promptartisan chat` starts the server in
 LOOPBACK = is_loopback(chainlit_config.run.host)
@@ -118,6 +119,8 @@ class ChainlitEmitter:
         self._posted = 0  # messages and steps sent so far
         # Each picture's history message and element, and `_posted` when it was last sent.
         self._histories: dict[str, tuple[cl.Message, cl.CustomElement, int]] = {}
+        # Run after each post: keeps the thread's metadata current while a turn runs.
+        self.after_post: Callable[[], Coroutine[Any, Any, None]] | None = None
 
     def text(self, text: str, actions: Sequence[ActionButton] = ()) -> None:
         self._send(cl.Message(content=text, actions=_actions(actions)).send())
@@ -185,6 +188,8 @@ class ChainlitEmitter:
     def _send(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         self._posted += 1
         cl.run_sync(coroutine)
+        if self.after_post is not None:
+            cl.run_sync(self.after_post())
 
 
 def _actions(buttons: Sequence[ActionButton]) -> list[cl.Action]:
@@ -238,8 +243,11 @@ def _sessions() -> Any:
 
 
 def _new_controller(session_ids: Sequence[str] = ()) -> ChatController:
-    controller = ChatController(load_settings(), ChainlitEmitter(), sessions=_sessions(),
+    emitter = ChainlitEmitter()
+    controller = ChatController(load_settings(), emitter, sessions=_sessions(),
                                 session_ids=session_ids)
+    # A page that reloads during a turn resumes with the picture the turn works on.
+    emitter.after_post = lambda: _remember(controller)
     cl.user_session.set(CONTROLLER, controller)
     return controller
 
@@ -254,14 +262,17 @@ def _controller() -> ChatController:
 async def _remember(controller: ChatController) -> None:
     """Write what a resumed chat needs into the thread's metadata now (Chainlit itself writes
     the user session only when the page disconnects, which a stopped server never sees)."""
-    cl.user_session.set(SESSION_IDS, controller.session_ids)
-    cl.user_session.set(VIEW, controller.view)
     session = cl.context.session
+    metadata = {SESSION_IDS: list(controller.session_ids), VIEW: controller.view,
+                CHAT_SETTINGS: session.chat_settings}
+    cl.user_session.set(SESSION_IDS, metadata[SESSION_IDS])
+    cl.user_session.set(VIEW, controller.view)
     layer = get_data_layer()
-    if layer is not None and session.thread_id and session.has_first_interaction:
-        await layer.update_thread(session.thread_id, metadata={
-            SESSION_IDS: controller.session_ids, VIEW: controller.view,
-            CHAT_SETTINGS: session.chat_settings})
+    if layer is None or not session.thread_id or not session.has_first_interaction \
+            or cl.user_session.get(WRITTEN) == metadata:
+        return
+    await layer.update_thread(session.thread_id, metadata=metadata)
+    cl.user_session.set(WRITTEN, json.loads(json.dumps(metadata)))
 
 
 @cl.on_chat_start
