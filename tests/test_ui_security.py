@@ -6,12 +6,23 @@ from __future__ import annotations
 from promptartisan.ui.origin import refusal, served_hosts
 
 
-def scope(host: str, origin: str | None = None, scheme: str = "http") -> dict:
+def scope(host: str, origin: str | None = None, scheme: str = "http", path: str = "/") -> dict:
     headers = [(b"host", host.encode())]
     if origin is not None:
         headers.append((b"origin", origin.encode()))
     kind = "websocket" if scheme.startswith("ws") else "http"
-    return {"type": kind, "scheme": scheme, "headers": headers}
+    return {"type": kind, "scheme": scheme, "headers": headers, "path": path}
+
+
+def test_sharing_a_chat_is_closed_even_from_the_apps_own_page() -> None:
+    """Chainlit serves these whatever `allow_thread_sharing` says; a shared thread is readable
+    without signing in, and its metadata names the chat's sessions."""
+    hosts = served_hosts("127.0.0.1", 8000)
+    own = "http://127.0.0.1:8000"
+    for path in ("/project/thread/share", "/project/share/0a1b-thread"):
+        assert "Sharing chats is switched off" in refusal(scope("127.0.0.1:8000", own, path=path),
+                                                          hosts)
+    assert refusal(scope("127.0.0.1:8000", own, path="/project/threads"), hosts) is None
 
 
 def test_a_loopback_server_answers_to_every_loopback_name() -> None:

@@ -79,6 +79,16 @@ def test_the_apps_own_origin_goes_through(url: str) -> None:
     assert request(url, SETTINGS, Host=local, Origin=f"http://{local}", Cookie=cookie)[0] == 200
 
 
+def test_sharing_a_chat_is_closed(url: str) -> None:
+    """The signed-in user's own page can't share a thread, and nobody can read a shared one:
+    Chainlit serves both whatever `allow_thread_sharing` says."""
+    cookie = signed_in(url)
+    status, _, text = request(url, "/project/thread/share", "PUT",
+                              {"threadId": "any", "isShared": True}, Origin=url, Cookie=cookie)
+    assert status == 403 and "Sharing chats is switched off" in text
+    assert request(url, "/project/share/any")[0] == 403
+
+
 def test_another_host_name_is_refused(url: str) -> None:
     """A page on evil.example whose DNS name now points at 127.0.0.1: same-origin for the
     browser, but its Host header names the wrong server."""

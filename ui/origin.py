@@ -5,7 +5,9 @@ doesn't stop them: its `allow_origins` only decides which CORS headers go back (
 itself still runs), and its socket.io server checks no Origin at all. `SameOriginOnly` sits in
 front of Chainlit's whole app (HTTP routes and socket.io, polling and WebSocket alike) and
 refuses a request whose Host header doesn't name this server (a page on a DNS name rebound to
-127.0.0.1) or whose Origin is not the page it serves (any other web page).
+127.0.0.1) or whose Origin is not the page it serves (any other web page). It also closes
+Chainlit's thread-sharing routes, which ignore `allow_thread_sharing = false`: a shared chat
+would be readable by anyone with its link, session ids included.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ log = logging.getLogger(__name__)
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 EVERY_INTERFACE = ("", "0.0.0.0", "::")
 DEFAULT_PORTS = (80, 443)  # browsers leave these out of Host and Origin
+# Chainlit's routes to share a thread and to read a shared one, whatever its settings say.
+SHARING_PATHS = ("/project/thread/share", "/project/share/")
 POLICY_VIOLATION = 1008  # WebSocket close code; the server answers the handshake with 403
 
 
@@ -52,6 +56,8 @@ def is_loopback(host: str) -> bool:
 def refusal(scope: Scope, hosts: frozenset[str] | None) -> str | None:
     """Why this request may not reach the app, or None when it comes from the app's own page
     (or from no page at all: a client that sends no Origin is a local program, not a site)."""
+    if scope.get("path", "").startswith(SHARING_PATHS):
+        return "Sharing chats is switched off: a shared chat is readable by anyone."
     headers = Headers(scope=scope)
     host = headers.get("host", "").lower()
     if hosts is not None and host not in hosts:
