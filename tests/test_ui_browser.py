@@ -343,6 +343,8 @@ def test_two_windows_on_one_session_and_a_new_photo(browser: Browser, tmp_path: 
             b = open_chat(browser, url, external)
             b.get_by_role("button", name=re.compile("^Continue ")).first.click()
             expect(b.get_by_text("at version 1")).to_be_visible()
+            # The resume ends with the history element; a click before it is answered "busy".
+            expect(b.get_by_role("group", name="Versions of this picture")).to_be_visible()
             b.get_by_role("button", name="Undo").last.click()
             expect(b.get_by_text("Undone: back to version 0")).to_be_visible()
             _send(b, ANSWER)
