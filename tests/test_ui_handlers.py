@@ -1054,6 +1054,9 @@ def test_bad_settings_are_refused_and_good_ones_apply(chat: Chat) -> None:
             updated.grounding_backend) == (12, 5.0, 42, False, "clipseg")
     chat.controller.update_settings({"seed": ""})
     assert chat.controller.settings.seed is None
+    shown = len(chat.emitter.shown)
+    chat.controller.update_settings({"seed": "7"}, announce=False)  # a reopened chat's own
+    assert chat.controller.settings.seed == 7 and len(chat.emitter.shown) == shown
 
 
 # ----- stop and busy ------------------------------------------------------------------------

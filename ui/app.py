@@ -302,7 +302,8 @@ async def on_chat_resume(thread: dict[str, Any]) -> None:
         which the transcript lacks) only after the transcript is there."""
         await send_thread(thread_dict)
         if metadata.get(CHAT_SETTINGS):
-            await cl.make_async(controller.update_settings)(metadata[CHAT_SETTINGS])
+            await cl.make_async(controller.update_settings)(metadata[CHAT_SETTINGS],
+                                                            announce=False)
         await settings_panel(controller.settings, controller.planner_choices).send()
         await cl.make_async(controller.reopen)()
         await _remember(controller)

@@ -430,8 +430,9 @@ class ChatController:
 
         self._on_session(run, session_id)
 
-    def update_settings(self, values: dict[str, Any]) -> None:
-        """Values from the settings panel; they apply from the next request on."""
+    def update_settings(self, values: dict[str, Any], announce: bool = True) -> None:
+        """Values from the settings panel; they apply from the next request on. A reopened
+        chat restores its own without `announce`: they are not news to the person."""
         changes = {}
         try:
             for name, value in values.items():
@@ -451,8 +452,9 @@ class ChatController:
         if updated != self.settings:
             self.settings = updated
             self._editor = None
-            shown = ", ".join(f"{name} = {getattr(updated, name)}" for name in PANEL_SETTINGS)
-            self.emitter.text(f"Settings updated: {shown}.")
+            if announce:
+                shown = ", ".join(f"{name} = {getattr(updated, name)}" for name in PANEL_SETTINGS)
+                self.emitter.text(f"Settings updated: {shown}.")
 
     def use_tiny(self) -> None:
         """Go on with the tiny demo models (when the real ones are missing)."""
