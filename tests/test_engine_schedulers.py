@@ -23,11 +23,12 @@ PROMPT = "turn the sky into a sunset"
 ZERO_SNR = {"rescale_betas_zero_snr": True, "prediction_type": "v_prediction",
             "timestep_spacing": "trailing"}
 # Every scheduler diffusers 0.42 ships that stock InstructPix2Pix runs (ε-prediction tiny model,
-# 3 steps). Left out, as stock can't run them: DPMSolverSDEScheduler and
-# CosineDPMSolverMultistepScheduler (need torchsde, not installed), and those whose `step`,
-# constructor or attributes differ (flow matching, Amused, VQ-Diffusion, RePaint, KarrasVe, …).
+# 3 steps; the SDE solvers through torchsde, in the dev extra). Left out, as stock can't run
+# them: those whose `step`, constructor or attributes differ (flow matching, Amused,
+# VQ-Diffusion, RePaint, KarrasVe, …).
 SCHEDULERS = [(name, {}) for name in (
-    "CMStochasticIterativeScheduler", "CogVideoXDDIMScheduler", "DDIMParallelScheduler",
+    "CMStochasticIterativeScheduler", "CogVideoXDDIMScheduler",
+    "CosineDPMSolverMultistepScheduler", "DDIMParallelScheduler",
     "DDIMScheduler", "DDPMParallelScheduler", "DDPMScheduler", "DEISMultistepScheduler",
     "DPMSolverMultistepInverseScheduler", "DPMSolverMultistepScheduler",
     "DPMSolverSinglestepScheduler", "EDMDPMSolverMultistepScheduler", "EDMEulerScheduler",
@@ -37,7 +38,9 @@ SCHEDULERS = [(name, {}) for name in (
     "UniPCMultistepScheduler")]
 # PNDM as SD1.5 ships it (its Runge-Kutta start needs more steps than 3), DDIM as zero-SNR
 # v-prediction models (CosXL Edit's family) use it.
-SCHEDULERS += [("PNDMScheduler", {"skip_prk_steps": True}), ("DDIMScheduler", ZERO_SNR)]
+# DPM-Solver SDE draws its Brownian tree's seed from torch's global generator unless given one.
+SCHEDULERS += [("PNDMScheduler", {"skip_prk_steps": True}), ("DDIMScheduler", ZERO_SNR),
+               ("DPMSolverSDEScheduler", {"noise_sampler_seed": 0})]
 
 
 @pytest.fixture(scope="module")
