@@ -14,7 +14,7 @@ import stat
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from promptartisan.agent.session_files import (
     DB_NAME,
@@ -22,8 +22,8 @@ from promptartisan.agent.session_files import (
     STAGING_PREFIX,
     VERSIONS,
     SessionError,
-    temporary_path,
 )
+from promptartisan.tools.atomic import write_atomically
 
 if TYPE_CHECKING:
     from promptartisan.agent.session import Session
@@ -47,25 +47,20 @@ def export_session(session: Session, out: str | Path, force: bool = False) -> Pa
                       "turn_id": v.turn_id, "created": v.created} for v in versions],
         "turns": [asdict(turn) for turn in session.turns()],
     }
-    temporary = temporary_path(target)
+    def write(handle: IO[bytes]) -> None:
+        with zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("session.json", json.dumps(summary, indent=2))
+            for version in versions:
+                provenance = {"id": version.id, "parent": version.parent, **version.provenance}
+                archive.writestr(f"provenance/{version.id:04d}.json",
+                                 json.dumps(provenance, indent=2))
+            for path, name in entries:
+                archive.write(path, name)
+
     try:
-        with open(temporary, "xb") as handle:
-            with zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive:
-                archive.writestr("session.json", json.dumps(summary, indent=2))
-                for version in versions:
-                    provenance = {"id": version.id, "parent": version.parent,
-                                  **version.provenance}
-                    archive.writestr(f"provenance/{version.id:04d}.json",
-                                     json.dumps(provenance, indent=2))
-                for path, name in entries:
-                    archive.write(path, name)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
+        write_atomically(target, write)
     except OSError as exc:
         raise SessionError(f"can't write the export to {target}: {exc}") from exc
-    finally:
-        temporary.unlink(missing_ok=True)
     return target
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from promptartisan.tools.atomic import temporary_path, write_atomically
+
 DB_NAME = "session.sqlite"
 STAGING_PREFIX = ".creating-"
 VERSIONS = "versions"
@@ -31,11 +33,6 @@ TEMPORARY = re.compile(r"^\..+\.\d+-[0-9a-f]{8}\.tmp$")
 
 class SessionError(ValueError):
     """A session can't be found or used; the message says which and why."""
-
-
-def temporary_path(final: Path) -> Path:
-    """A dot-named sibling of `final` in the app's own temporary-name pattern."""
-    return final.with_name(f".{final.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
 
 
 def is_temporary(path: Path) -> bool:
@@ -69,15 +66,7 @@ def free_name(folder: Path, sub: str, stem: str) -> str:
 def write_png(image: Image.Image, final: Path) -> None:
     """Write `image` under `final` atomically: a synced temporary, then a rename."""
     final.parent.mkdir(exist_ok=True)
-    temporary = temporary_path(final)
-    try:
-        with open(temporary, "xb") as handle:
-            image.save(handle, format="PNG")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, final)
-    finally:
-        temporary.unlink(missing_ok=True)
+    write_atomically(final, lambda handle: image.save(handle, format="PNG"))
 
 
 class NewFiles:

@@ -12,8 +12,8 @@ from conftest import box_mask
 from PIL import Image
 from scipy import ndimage
 
+from promptartisan.tools.atomic import write_atomically
 from promptartisan.ui.cli import main
-from promptartisan.ui.cli_edit import _write_atomically
 
 
 @pytest.fixture(autouse=True)
@@ -151,7 +151,7 @@ def test_a_failed_write_leaves_the_file_as_it_was(tmp_path: Path) -> None:
         raise OSError(28, "No space left on device")
 
     with pytest.raises(OSError, match="No space"):
-        _write_atomically(target, half_then_fail)
+        write_atomically(target, half_then_fail)
     assert target.read_bytes() == b"earlier" and list(tmp_path.iterdir()) == [target]
-    _write_atomically(target, lambda handle: handle.write(b"whole"))
+    write_atomically(target, lambda handle: handle.write(b"whole"))
     assert target.read_bytes() == b"whole" and list(tmp_path.iterdir()) == [target]

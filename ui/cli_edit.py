@@ -9,13 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import Any, NamedTuple
 
+from promptartisan.tools.atomic import write_atomically
 from promptartisan.ui.cli import settings_from_args
 
 REPORT = "report.json"
@@ -100,7 +99,7 @@ def _edit(args: argparse.Namespace) -> int:
             if entry["status"] != "edited":
                 tqdm.write(f"{path}: {entry['message']}", file=sys.stderr)
             report["images"].append(entry)
-    _write_atomically(args.out / REPORT,
+    write_atomically(args.out / REPORT,
                       lambda handle: handle.write(json.dumps(report, indent=2).encode("utf-8")))
     edited = sum(entry["status"] == "edited" for entry in report["images"])
     print(f"{edited} of {len(args.images)} images edited; report: {args.out / REPORT}")
@@ -129,11 +128,11 @@ def _edit_one(editor: Any, path: Path, written: Outputs, instructions: list[Any]
                                 target=f"region {k}", order=k, source="user")
                    for k, (mask, prompt) in enumerate(regions or [])]
     rendered = editor.render(image, records, on_event=on_event)
-    _write_atomically(written.edited, lambda handle: rendered.image.save(handle, format="PNG"))
+    write_atomically(written.edited, lambda handle: rendered.image.save(handle, format="PNG"))
     masks = []
     for record, mask_path in zip(records, written.masks, strict=True):
         mask = Image.fromarray(record.mask.astype("uint8") * 255)
-        _write_atomically(mask_path, lambda handle, mask=mask: mask.save(handle, format="PNG"))
+        write_atomically(mask_path, lambda handle, mask=mask: mask.save(handle, format="PNG"))
         masks.append({"target": record.target, "prompt": record.prompt, "mask": str(mask_path),
                       "source": record.source, "score": record.score})
     return {"status": "edited", "output": str(written.edited), "seed": rendered.seed,
@@ -186,15 +185,3 @@ def _refuse_overwrites(images: list[Path], region_masks: list[Path], outputs: li
                          f"or another --out")
 
 
-def _write_atomically(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Write through a dot-named temporary beside `path`, then rename: a failed or interrupted
-    write leaves no half-written file under the final name."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    try:
-        with open(temporary, "xb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
