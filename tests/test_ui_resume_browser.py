@@ -35,15 +35,26 @@ def _wait_for_edit(page: Page, count: int) -> None:
     expect(done).to_have_count(count)
 
 
+ATTEMPTS = 5  # a reloaded page may replace a picture while it is being looked at
+
+
 def _natural_width(page: Page, selector: str) -> int:
     """The shown picture's width once loaded (0 when the browser couldn't load it)."""
-    from playwright.sync_api import expect
+    from playwright.sync_api import Error, expect
 
-    picture = page.locator(selector).last
-    expect(picture).to_be_visible()
-    picture.scroll_into_view_if_needed()  # a lazy picture loads once on screen
-    page.wait_for_function("img => img.complete", arg=picture.element_handle())
-    return int(picture.evaluate("img => img.naturalWidth"))
+    for attempt in range(ATTEMPTS):
+        picture = page.locator(selector).last
+        expect(picture).to_be_visible()
+        try:
+            picture.scroll_into_view_if_needed(timeout=10_000)  # a lazy picture loads on screen
+            handle = picture.element_handle()
+            page.wait_for_function("img => img.complete", arg=handle)
+            return int(handle.evaluate("img => img.naturalWidth"))
+        except Error:  # Chainlit re-rendered the transcript under us: find the picture again
+            if attempt == ATTEMPTS - 1:
+                raise
+            page.wait_for_timeout(1000)
+    raise AssertionError("unreachable")
 
 
 def _seed_in_panel(page: Page) -> str:
