@@ -8,6 +8,7 @@ import base64
 import io
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -96,6 +97,23 @@ class Screenshots:
         return path
 
 
+@contextmanager
+def chat_page(browser: Browser, url: str, shots: Screenshots,
+              viewport: dict[str, int] = VIEWPORT) -> Iterator[Page]:
+    """A chat page for one test: a screenshot of it when the test fails, closed after, and
+    nothing loaded from outside the server."""
+    external: list[str] = []
+    page = open_chat(browser, url, external, viewport)
+    try:
+        yield page
+    except Exception:
+        shots.take(page, "failure")
+        raise
+    finally:
+        page.close()
+    assert not external, f"the page loaded from outside the server: {external}"
+
+
 def test_chat_in_the_browser(browser: Browser, tmp_path: Path, tiny_dir: Path,
                              photo: Image.Image) -> None:
     from playwright.sync_api import expect
@@ -103,138 +121,130 @@ def test_chat_in_the_browser(browser: Browser, tmp_path: Path, tiny_dir: Path,
     upload = tmp_path / "astronaut.png"
     photo.save(upload)
     shots = Screenshots(tmp_path)
-    external: list[str] = []
-    with serve_chat(tmp_path / "state", tiny_dir, "--tiny") as url:
-        page = open_chat(browser, url, external)
-        try:
-            # The welcome says what to do.
-            expect(page.get_by_text("Welcome to PromptArtisan")).to_be_visible()
-            shots.take(page, "welcome", docs=True)
-            page.click("#chat-settings-open-modal")
-            expect(page.get_by_text("Image guidance")).to_be_visible()
-            shots.take(page, "settings", docs=True)
-            page.keyboard.press("Escape")
-            expect(page.get_by_text("Image guidance")).to_have_count(0)
+    with (serve_chat(tmp_path / "state", tiny_dir, "--tiny") as url,
+          chat_page(browser, url, shots) as page):
+        # The welcome says what to do.
+        expect(page.get_by_text("Welcome to PromptArtisan")).to_be_visible()
+        shots.take(page, "welcome", docs=True)
+        page.click("#chat-settings-open-modal")
+        expect(page.get_by_text("Image guidance")).to_be_visible()
+        shots.take(page, "settings", docs=True)
+        page.keyboard.press("Escape")
+        expect(page.get_by_text("Image guidance")).to_have_count(0)
 
-            # A photo and a request with two edits: the plan, the masks, the result.
-            page.set_input_files("#upload-button-input", str(upload))
-            expect(page.locator("#message-composer img")).to_have_count(1)
-            page.fill("#chat-input", TWO_EDITS)
-            page.click("#chat-submit")
-            done = page.get_by_text("Done in one pass")
-            which = page.get_by_text("Which one should I change?")
-            expect(done.or_(which).first).to_be_visible()
-            if which.count():  # the tiny grounder found two of something: answer with a click
-                shots.take(page, "which-question")
-                page.get_by_role("button", name="all of them").last.click()
-            expect(done).to_have_count(1)
-            plan = page.locator('[data-step-type="tool"]', has_text="Plan").last
-            expect(plan).to_contain_text("flag → turn the flag red")
-            expect(plan).to_contain_text("suit → make the suit gold")
-            masks = page.locator('[data-step-type="tool"]', has_text="Grounding").last
-            expect(masks.locator('img[alt="masks.png"]')).to_be_visible()
-            result = page.locator('img[alt$="-v0001.png"]')
-            expect(result).to_be_visible()
-            saving = page.locator('[data-step-type="tool"]', has_text="Saving").last
-            expect(saving).to_contain_text("Saved as version 1")
-            assert result.evaluate("img => img.naturalWidth") == photo.width
-            shots.take(page, "edit", docs=True, top=plan)
+        # A photo and a request with two edits: the plan, the masks, the result.
+        page.set_input_files("#upload-button-input", str(upload))
+        expect(page.locator("#message-composer img")).to_have_count(1)
+        page.fill("#chat-input", TWO_EDITS)
+        page.click("#chat-submit")
+        done = page.get_by_text("Done in one pass")
+        which = page.get_by_text("Which one should I change?")
+        expect(done.or_(which).first).to_be_visible()
+        if which.count():  # the tiny grounder found two of something: answer with a click
+            shots.take(page, "which-question")
+            page.get_by_role("button", name="all of them").last.click()
+        expect(done).to_have_count(1)
+        plan = page.locator('[data-step-type="tool"]', has_text="Plan").last
+        expect(plan).to_contain_text("flag → turn the flag red")
+        expect(plan).to_contain_text("suit → make the suit gold")
+        masks = page.locator('[data-step-type="tool"]', has_text="Grounding").last
+        expect(masks.locator('img[alt="masks.png"]')).to_be_visible()
+        result = page.locator('img[alt$="-v0001.png"]')
+        expect(result).to_be_visible()
+        saving = page.locator('[data-step-type="tool"]', has_text="Saving").last
+        expect(saving).to_contain_text("Saved as version 1")
+        assert result.evaluate("img => img.naturalWidth") == photo.width
+        shots.take(page, "edit", docs=True, top=plan)
 
-            # The history element under the result: versions 0 and 1, the chat on 1.
-            history = page.locator(".pa-history")
-            expect(history).to_have_count(1)
-            expect(history).to_have_attribute("data-current", "1")
-            expect(history.locator(".pa-history-node")).to_have_count(2)
+        # The history element under the result: versions 0 and 1, the chat on 1.
+        history = page.locator(".pa-history")
+        expect(history).to_have_count(1)
+        expect(history).to_have_attribute("data-current", "1")
+        expect(history.locator(".pa-history-node")).to_have_count(2)
 
-            # Compare: a before/after slider, version 0 under version 1.
-            page.get_by_role("button", name="Compare").last.click()
-            slider = page.locator(".pa-compare").last
-            expect(slider).to_be_visible()
-            expect(slider.locator('img[alt$="-v0000.png"]')).to_be_visible()
-            expect(slider.locator('img[alt$="-v0001.png"]')).to_be_visible()
-            shots.take(page, "compare", docs=True, top=slider)
+        # Compare: a before/after slider, version 0 under version 1.
+        page.get_by_role("button", name="Compare").last.click()
+        slider = page.locator(".pa-compare").last
+        expect(slider).to_be_visible()
+        expect(slider.locator('img[alt$="-v0000.png"]')).to_be_visible()
+        expect(slider.locator('img[alt$="-v0001.png"]')).to_be_visible()
+        shots.take(page, "compare", docs=True, top=slider)
 
-            # Undo posts no picture: the history element, moved below the slider, shows the
-            # upload itself.
-            messages = page.locator('[data-step-type="assistant_message"]')
-            count = messages.count()
-            assert count > 3, count
-            page.get_by_role("button", name="Undo").last.click()
-            expect(history).to_have_attribute("data-current", "0")
-            expect(page.get_by_text("Undone: back to version 0")).to_be_visible()
-            expect(history).to_have_count(1)
-            expect(messages).to_have_count(count)  # the history moved to the end, none added
-            previous = history.locator('img.pa-history-preview[alt$="-v0000.png"]')
-            expect(previous).to_be_visible()
-            head, data = (previous.get_attribute("src") or ",").split(",", 1)
-            assert head == "data:image/png;base64", head
-            shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"))
-            assert np.array_equal(shown, np.asarray(photo)), "Undo didn't show the upload"
-            page.get_by_role("button", name="Redo").last.click()  # nothing moves the messages
-            expect(history).to_have_attribute("data-current", "1")
-            page.get_by_role("button", name="Redo").last.click()
-            expect(page.get_by_text("Nothing to redo.")).to_be_visible()
-            expect(messages).to_have_count(count)
-            page.get_by_role("button", name="Undo").last.click()
-            expect(history).to_have_attribute("data-current", "0")
-            shots.take(page, "undo")
+        # Undo posts no picture: the history element, moved below the slider, shows the
+        # upload itself.
+        messages = page.locator('[data-step-type="assistant_message"]')
+        count = messages.count()
+        assert count > 3, count
+        page.get_by_role("button", name="Undo").last.click()
+        expect(history).to_have_attribute("data-current", "0")
+        expect(page.get_by_text("Undone: back to version 0")).to_be_visible()
+        expect(history).to_have_count(1)
+        expect(messages).to_have_count(count)  # the history moved to the end, none added
+        previous = history.locator('img.pa-history-preview[alt$="-v0000.png"]')
+        expect(previous).to_be_visible()
+        head, data = (previous.get_attribute("src") or ",").split(",", 1)
+        assert head == "data:image/png;base64", head
+        shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"))
+        assert np.array_equal(shown, np.asarray(photo)), "Undo didn't show the upload"
+        page.get_by_role("button", name="Redo").last.click()  # nothing moves the messages
+        expect(history).to_have_attribute("data-current", "1")
+        page.get_by_role("button", name="Redo").last.click()
+        expect(page.get_by_text("Nothing to redo.")).to_be_visible()
+        expect(messages).to_have_count(count)
+        page.get_by_role("button", name="Undo").last.click()
+        expect(history).to_have_attribute("data-current", "0")
+        shots.take(page, "undo")
 
-            # The buttons under the undone picture act on version 0, not on version 1.
-            page.get_by_role("button", name="Compare").last.click()
-            expect(page.get_by_text("This is the original picture")).to_be_visible()
+        # The buttons under the undone picture act on version 0, not on version 1.
+        page.get_by_role("button", name="Compare").last.click()
+        expect(page.get_by_text("This is the original picture")).to_be_visible()
 
-            # Retry under the edit: the same edit with a new seed, beside version 1.
-            page.get_by_role("button", name="Retry").last.click()
-            expect(page.get_by_text("Tried again with a new seed")).to_be_visible()
-            expect(page.locator('img[alt$="-v0002.png"]')).to_be_visible()
-            expect(page.get_by_text("beside version 1")).to_be_visible()
+        # Retry under the edit: the same edit with a new seed, beside version 1.
+        page.get_by_role("button", name="Retry").last.click()
+        expect(page.get_by_text("Tried again with a new seed")).to_be_visible()
+        expect(page.locator('img[alt$="-v0002.png"]')).to_be_visible()
+        expect(page.get_by_text("beside version 1")).to_be_visible()
 
-            # The history shows the branch: 2 beside 1, each a click away.
-            expect(history).to_have_count(1)
-            expect(history).to_have_attribute("data-current", "2")
-            one = history.locator('.pa-history-node[data-version="1"]')
-            two = history.locator('.pa-history-node[data-version="2"]')
-            assert one.bounding_box()["y"] != two.bounding_box()["y"], "no lane for the branch"
-            one.hover()
-            expect(history.locator(".pa-history-detail")).to_contain_text("Version 1:")
-            shots.take(page, "history-hover")
-            count = messages.count()
-            assert count > 3, count
-            one.click()
-            expect(history).to_have_attribute("data-current", "1")
-            expect(page.get_by_text("Went to version 1 (from version 2)")).to_be_visible()
-            expect(history.locator('img.pa-history-preview[alt$="-v0001.png"]')).to_be_visible()
-            shots.take(page, "history", docs=True)
-            two.click()
-            expect(history).to_have_attribute("data-current", "2")
-            expect(history.locator('img.pa-history-preview[alt$="-v0002.png"]')).to_be_visible()
-            expect(messages).to_have_count(count)  # a click changes the element, posts nothing
+        # The history shows the branch: 2 beside 1, each a click away.
+        expect(history).to_have_count(1)
+        expect(history).to_have_attribute("data-current", "2")
+        one = history.locator('.pa-history-node[data-version="1"]')
+        two = history.locator('.pa-history-node[data-version="2"]')
+        assert one.bounding_box()["y"] != two.bounding_box()["y"], "no lane for the branch"
+        one.hover()
+        expect(history.locator(".pa-history-detail")).to_contain_text("Version 1:")
+        shots.take(page, "history-hover")
+        count = messages.count()
+        assert count > 3, count
+        one.click()
+        expect(history).to_have_attribute("data-current", "1")
+        expect(page.get_by_text("Went to version 1 (from version 2)")).to_be_visible()
+        expect(history.locator('img.pa-history-preview[alt$="-v0001.png"]')).to_be_visible()
+        shots.take(page, "history", docs=True)
+        two.click()
+        expect(history).to_have_attribute("data-current", "2")
+        expect(history.locator('img.pa-history-preview[alt$="-v0002.png"]')).to_be_visible()
+        expect(messages).to_have_count(count)  # a click changes the element, posts nothing
 
-            # "Compare version 2 with …" version 0: a slider between any two versions.
-            history.locator("select").select_option("0")
-            expect(page.get_by_text("Version 0 → version 2")).to_be_visible()
-            chosen = page.locator(".pa-compare").last
-            expect(chosen.locator('img[alt$="-v0000.png"]')).to_be_visible()
-            expect(chosen.locator('img[alt$="-v0002.png"]')).to_be_visible()
+        # "Compare version 2 with …" version 0: a slider between any two versions.
+        history.locator("select").select_option("0")
+        expect(page.get_by_text("Version 0 → version 2")).to_be_visible()
+        chosen = page.locator(".pa-compare").last
+        expect(chosen.locator('img[alt$="-v0000.png"]')).to_be_visible()
+        expect(chosen.locator('img[alt$="-v0002.png"]')).to_be_visible()
 
-            # A vague request gets a question; the answer gets an edit.
-            page.fill("#chat-input", VAGUE)
-            page.click("#chat-submit")
-            expect(page.get_by_text("What would you like me to change")).to_be_visible()
-            shots.take(page, "question", docs=True)
-            page.fill("#chat-input", ANSWER)
-            page.click("#chat-submit")
-            expect(done).to_have_count(2)
-            plans = page.locator('[data-step-type="tool"]', has_text="Plan")
-            expect(plans.last).to_contain_text("painting")
-            expect(plans.first).to_contain_text("flag")  # each turn keeps its own steps
-            shots.take(page, "answered")
-        except Exception:
-            shots.take(page, "failure")
-            raise
-        finally:
-            page.close()
-    assert not external, f"the page loaded from outside the server: {external}"
+        # A vague request gets a question; the answer gets an edit.
+        page.fill("#chat-input", VAGUE)
+        page.click("#chat-submit")
+        expect(page.get_by_text("What would you like me to change")).to_be_visible()
+        shots.take(page, "question", docs=True)
+        page.fill("#chat-input", ANSWER)
+        page.click("#chat-submit")
+        expect(done).to_have_count(2)
+        plans = page.locator('[data-step-type="tool"]', has_text="Plan")
+        expect(plans.last).to_contain_text("painting")
+        expect(plans.first).to_contain_text("flag")  # each turn keeps its own steps
+        shots.take(page, "answered")
 
 
 def test_compare_slider_on_a_phone(browser: Browser, tmp_path: Path, tiny_dir: Path,
@@ -246,44 +256,36 @@ def test_compare_slider_on_a_phone(browser: Browser, tmp_path: Path, tiny_dir: P
     upload = tmp_path / "astronaut.png"
     photo.save(upload)
     shots = Screenshots(tmp_path)
-    external: list[str] = []
-    with serve_chat(tmp_path / "state", tiny_dir, "--tiny") as url:
-        page = open_chat(browser, url, external, viewport=PHONE)
-        try:
-            expect(page.get_by_text("Welcome to PromptArtisan")).to_be_visible()
-            _send(page, ANSWER, upload)
-            expect(page.get_by_text("Done in one pass")).to_have_count(1)
-            page.get_by_role("button", name="Compare").last.click()
-            box = page.locator(".pa-compare-box").last
-            expect(box.locator("img")).to_have_count(2)
-            area = box.bounding_box()
-            assert area is not None and area["width"] >= 0.75 * PHONE["width"], area
-            box.scroll_into_view_if_needed()
-            before = box.screenshot()
-            shots.take(page, "compare-phone", docs=True, top=box)
-            area = box.bounding_box()
-            middle = area["y"] + area["height"] / 2
-            page.mouse.move(area["x"] + area["width"] / 2, middle)
-            page.mouse.down()
-            page.mouse.move(area["x"] + area["width"] * 0.2, middle, steps=8)
-            page.mouse.up()
-            reveal = page.locator(".pa-compare-range").last
-            expect(reveal).to_have_value("20")
-            clip = box.locator(".pa-compare-before").evaluate("img => img.style.clipPath")
-            assert clip == "inset(0px 80% 0px 0px)", clip
-            dragged = box.screenshot()
-            assert dragged != before, "the drag changed nothing on screen"
-            shots.take(page, "compare-phone-dragged", top=box)
-            reveal.focus()
-            page.keyboard.press("End")
-            expect(reveal).to_have_value("100")
-            assert box.screenshot() not in (before, dragged)
-        except Exception:
-            shots.take(page, "failure")
-            raise
-        finally:
-            page.close()
-    assert not external, f"the page loaded from outside the server: {external}"
+    with (serve_chat(tmp_path / "state", tiny_dir, "--tiny") as url,
+          chat_page(browser, url, shots, PHONE) as page):
+        expect(page.get_by_text("Welcome to PromptArtisan")).to_be_visible()
+        _send(page, ANSWER, upload)
+        expect(page.get_by_text("Done in one pass")).to_have_count(1)
+        page.get_by_role("button", name="Compare").last.click()
+        box = page.locator(".pa-compare-box").last
+        expect(box.locator("img")).to_have_count(2)
+        area = box.bounding_box()
+        assert area is not None and area["width"] >= 0.75 * PHONE["width"], area
+        box.scroll_into_view_if_needed()
+        before = box.screenshot()
+        shots.take(page, "compare-phone", docs=True, top=box)
+        area = box.bounding_box()
+        middle = area["y"] + area["height"] / 2
+        page.mouse.move(area["x"] + area["width"] / 2, middle)
+        page.mouse.down()
+        page.mouse.move(area["x"] + area["width"] * 0.2, middle, steps=8)
+        page.mouse.up()
+        reveal = page.locator(".pa-compare-range").last
+        expect(reveal).to_have_value("20")
+        clip = box.locator(".pa-compare-before").evaluate("img => img.style.clipPath")
+        assert clip == "inset(0px 80% 0px 0px)", clip
+        dragged = box.screenshot()
+        assert dragged != before, "the drag changed nothing on screen"
+        shots.take(page, "compare-phone-dragged", top=box)
+        reveal.focus()
+        page.keyboard.press("End")
+        expect(reveal).to_have_value("100")
+        assert box.screenshot() not in (before, dragged)
 
 
 def test_missing_models_offer_the_tiny_ones(browser: Browser, tmp_path: Path,
@@ -293,21 +295,13 @@ def test_missing_models_offer_the_tiny_ones(browser: Browser, tmp_path: Path,
     from playwright.sync_api import expect
 
     shots = Screenshots(tmp_path)
-    external: list[str] = []
-    with serve_chat(tmp_path / "state", tiny_dir) as url:
-        page = open_chat(browser, url, external)
-        try:
-            expect(page.get_by_text("promptartisan models download")).to_be_visible()
-            shots.take(page, "missing-models", docs=True)
-            page.get_by_role("button", name="Use the tiny demo models").click()
-            expect(page.get_by_text("Switched this chat to the")).to_be_visible()
-            shots.take(page, "tiny")
-        except Exception:
-            shots.take(page, "failure")
-            raise
-        finally:
-            page.close()
-    assert not external, f"the page loaded from outside the server: {external}"
+    with (serve_chat(tmp_path / "state", tiny_dir) as url,
+          chat_page(browser, url, shots) as page):
+        expect(page.get_by_text("promptartisan models download")).to_be_visible()
+        shots.take(page, "missing-models", docs=True)
+        page.get_by_role("button", name="Use the tiny demo models").click()
+        expect(page.get_by_text("Switched this chat to the")).to_be_visible()
+        shots.take(page, "tiny")
 
 
 def _send(page: Page, text: str, upload: Path | None = None) -> None:

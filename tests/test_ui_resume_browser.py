@@ -12,7 +12,12 @@ from typing import TYPE_CHECKING
 import pytest
 from chat_server import serve_chat
 from PIL import Image
-from test_ui_browser import Screenshots, browser, open_chat  # noqa: F401 (a fixture)
+from test_ui_browser import (  # noqa: F401 (a fixture)
+    Screenshots,
+    browser,
+    chat_page,
+    open_chat,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -143,34 +148,26 @@ def test_an_edit_running_at_a_reload_is_kept(browser: Browser, tmp_path: Path,  
     upload = tmp_path / "astronaut.png"
     photo.save(upload)
     shots = Screenshots(tmp_path)
-    external: list[str] = []
-    with serve_chat(tmp_path / "state", tiny_dir, "--tiny") as url:
-        page = open_chat(browser, url, external)
-        try:
-            expect(page.get_by_text("Welcome to PromptArtisan")).to_be_visible()
-            page.set_input_files("#upload-button-input", str(upload))
-            expect(page.locator("#message-composer img")).to_have_count(1)
-            page.fill("#chat-input", REQUEST)
-            page.click("#chat-submit")
-            expect(page.get_by_text("Editing")).to_be_visible()
-            expect(page).to_have_url(re.compile(r"/thread/[0-9a-f-]+$"))
-            result = page.locator('img[alt$="-v0001.png"]')
-            reopened = page.get_by_text(re.compile(r"^Continuing session .* What next\?$"))
-            for _ in range(TURN_RELOADS):  # the turn ends unseen by this page: look again
-                page.reload()
-                expect(reopened.first).to_be_visible()  # after the whole saved transcript
-                if result.count():
-                    break
-                page.wait_for_timeout(2000)
-            assert _natural_width(page, 'img[alt$="-v0001.png"]') == photo.width
-            expect(page.get_by_text("at version 1. What next?").last).to_be_visible()
-            # The turn's own result message is in the transcript unless it was sent while the
-            # page was away (Chainlit drops it then); the version above is there either way.
-            assert page.get_by_text("Done in one pass").count() <= 1
-            shots.take(page, "edit-kept")
-        except Exception:
-            shots.take(page, "failure")
-            raise
-        finally:
-            page.close()
-    assert not external, f"the page loaded from outside the server: {external}"
+    with (serve_chat(tmp_path / "state", tiny_dir, "--tiny") as url,
+          chat_page(browser, url, shots) as page):
+        expect(page.get_by_text("Welcome to PromptArtisan")).to_be_visible()
+        page.set_input_files("#upload-button-input", str(upload))
+        expect(page.locator("#message-composer img")).to_have_count(1)
+        page.fill("#chat-input", REQUEST)
+        page.click("#chat-submit")
+        expect(page.get_by_text("Editing")).to_be_visible()
+        expect(page).to_have_url(re.compile(r"/thread/[0-9a-f-]+$"))
+        result = page.locator('img[alt$="-v0001.png"]')
+        reopened = page.get_by_text(re.compile(r"^Continuing session .* What next\?$"))
+        for _ in range(TURN_RELOADS):  # the turn ends unseen by this page: look again
+            page.reload()
+            expect(reopened.first).to_be_visible()  # after the whole saved transcript
+            if result.count():
+                break
+            page.wait_for_timeout(2000)
+        assert _natural_width(page, 'img[alt$="-v0001.png"]') == photo.width
+        expect(page.get_by_text("at version 1. What next?").last).to_be_visible()
+        # The turn's own result message is in the transcript unless it was sent while the
+        # page was away (Chainlit drops it then); the version above is there either way.
+        assert page.get_by_text("Done in one pass").count() <= 1
+        shots.take(page, "edit-kept")
