@@ -433,38 +433,59 @@ class Session:
             else:
                 self._set_state(conn, self._key("pending"), json.dumps(asdict(pending)))
 
-    def move(self, kind: Direction, text: str = "", plan: dict[str, Any] | None = None
-             ) -> Moved:
-        """Move this view: undo (to the parent), redo (to the child this view last undid from,
-        else the most recent child) or reset (to the upload), recorded as a turn. Deletes
-        nothing."""
+    def move(self, kind: Direction, text: str = "", plan: dict[str, Any] | None = None,
+             steps: int = 1) -> Moved:
+        """Move this view `steps` times ("undo 3 times"): undo (to the parent), redo (to the
+        child this view last undid from, else the most recent child) or reset (to the upload,
+        whatever `steps`), recorded as one turn; it stops early at the upload or at a branch's
+        newest version and says so. Deletes nothing."""
         with self._lock, self._transaction() as conn:
-            before = self._position(conn)
-            if kind == "undo":
-                row = conn.execute("SELECT parent FROM versions WHERE id = ?",
-                                   (before,)).fetchone()
-                after = before if row is None or row["parent"] is None else row["parent"]
-                if after != before:  # redo comes back here, whatever other views add meanwhile
-                    self._set_state(conn, self._key(f"came:{after}"), str(before))
-            elif kind == "redo":
-                children = [row[0] for row in conn.execute(
-                    "SELECT id FROM versions WHERE parent = ? ORDER BY id", (before,))]
-                came = conn.execute("SELECT value FROM state WHERE key = ?",
-                                    (self._key(f"came:{before}"),)).fetchone()
-                after = (int(came[0]) if came is not None and came[0].isdigit()
-                         and int(came[0]) in children
-                         else children[-1] if children else before)
-            else:
-                after = ORIGINAL
-            message = _move_message(kind, before, after)
+            before = after = self._position(conn)
+            taken = 0
+            for _ in range(max(1, steps) if kind != "reset" else 1):
+                step = self._step(conn, kind, after)
+                if step == after:
+                    break
+                after, taken = step, taken + 1
+            message = _move_message(kind, before, after, taken, steps)
             self._insert_turn(conn, time.time(), text, kind, message, plan, before, after, None)
             self._go(conn, after)
         return Moved(before, after, message)
 
-    def go(self, number: int, text: str = "") -> Moved:
+    def _step(self, conn: sqlite3.Connection, kind: Direction, at: int) -> int:
+        """Where one undo, redo or reset from version `at` leads (`at` when nowhere)."""
+        if kind == "undo":
+            row = conn.execute("SELECT parent FROM versions WHERE id = ?", (at,)).fetchone()
+            after = at if row is None or row["parent"] is None else row["parent"]
+            if after != at:  # redo comes back here, whatever other views add meanwhile
+                self._set_state(conn, self._key(f"came:{after}"), str(at))
+            return int(after)
+        if kind == "redo":
+            children = [row[0] for row in conn.execute(
+                "SELECT id FROM versions WHERE parent = ? ORDER BY id", (at,))]
+            came = conn.execute("SELECT value FROM state WHERE key = ?",
+                                (self._key(f"came:{at}"),)).fetchone()
+            return (int(came[0]) if came is not None and came[0].isdigit()
+                    and int(came[0]) in children else children[-1] if children else at)
+        return ORIGINAL
+
+    def lineage(self, number: int) -> list[int]:
+        """Version `number` and its ancestors up to the upload, newest first: the edits whose
+        pixels it carries."""
+        with self._read() as conn:
+            parents = dict(conn.execute("SELECT id, parent FROM versions").fetchall())
+        if number not in parents:
+            raise SessionError(f"session {self.id} has no version {number}")
+        chain = [number]
+        while parents.get(chain[-1]) is not None and parents[chain[-1]] not in chain:
+            chain.append(parents[chain[-1]])
+        return chain
+
+    def go(self, number: int, text: str = "", plan: dict[str, Any] | None = None) -> Moved:
         """Move this view to version `number` (any version, on any branch), recorded as a turn
-        of kind "go". Redo from each of its ancestors then leads back along its branch.
-        Deletes nothing; a version the session lacks is a SessionError."""
+        of kind "go" (with `plan`, when a described version led there). Redo from each of its
+        ancestors then leads back along its branch. Deletes nothing; a version the session
+        lacks is a SessionError."""
         with self._lock, self._transaction() as conn:
             before = self._position(conn)
             parents = dict(conn.execute("SELECT id, parent FROM versions").fetchall())
@@ -477,7 +498,7 @@ class Session:
                 child = parents[child]
             message = (f"Already at version {number}." if before == number
                        else f"Went to version {number} (from version {before}).")
-            self._insert_turn(conn, time.time(), text, "go", message, None, before, number, None)
+            self._insert_turn(conn, time.time(), text, "go", message, plan, before, number, None)
             self._go(conn, number)
         return Moved(before, number, message)
 
@@ -629,11 +650,20 @@ def _region_json(region: RegionRecord) -> dict[str, Any]:
             "label": region.label, "boxes": region.boxes}
 
 
-def _move_message(kind: Direction, before: int, after: int) -> str:
+def _move_message(kind: Direction, before: int, after: int, taken: int, steps: int) -> str:
     if before == after:
         return {"undo": "Nothing to undo: this is the original image.",
                 "redo": "Nothing to redo.",
                 "reset": "This is already the original image."}[kind]
-    return {"undo": f"Undone: back to version {after}.",
-            "redo": f"Redone: version {after}.",
-            "reset": "Back to the original image (every version is kept)."}[kind]
+    if kind == "reset" or steps <= 1:
+        return {"undo": f"Undone: back to version {after}.",
+                "redo": f"Redone: version {after}.",
+                "reset": "Back to the original image (every version is kept)."}[kind]
+    plural = "s" if taken > 1 else ""
+    if taken < steps:
+        return {"undo": f"There were only {taken} step{plural} to undo: back to the original "
+                        f"image (version {after}).",
+                "redo": f"There were only {taken} step{plural} to redo: version {after} is the "
+                        "newest on this branch."}[kind]
+    return {"undo": f"Undone {taken} steps: back to version {after}.",
+            "redo": f"Redone {taken} steps: version {after}."}[kind]
