@@ -1,5 +1,6 @@
 """`promptartisan plan [--planner rules|llm:ID] [--context TEXT]… TEXT` or `… --jsonl FILE`:
-what a planner makes of a request, as Plan JSON. No image and no model beyond the planner's."""
+what a planner makes of a request, as Plan JSON; `… --score [--cases FILE]`: how many of the
+phrasing corpus's cases it plans correctly. No image and no model beyond the planner's."""
 
 from __future__ import annotations
 
@@ -32,12 +33,22 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     parser.add_argument("--jsonl", type=Path, metavar="FILE",
                         help='plan each line {"context": [...], "user": "..."} of FILE '
                              "('-' reads standard input)")
+    parser.add_argument("--score", action="store_true",
+                        help="plan every case of the phrasing corpus and print the misses, "
+                             "the score per kind, the latency p50/p99 and 'K/N correct'")
+    parser.add_argument("--cases", type=Path, metavar="FILE",
+                        help="with --score: a corpus of your own in the same JSONL form "
+                             "(default: the one shipped, agent/benchmarks/phrasings.jsonl)")
     parser.set_defaults(func=_plan)
 
 
 def _plan(args: argparse.Namespace) -> int:
     from promptartisan.agent.planners import load_planner
 
+    if args.score:
+        return _score(args)
+    if args.cases is not None:
+        raise ValueError("--cases goes with --score")
     if (args.text is None) == (args.jsonl is None):
         raise ValueError("give either a request TEXT or --jsonl FILE")
     if args.jsonl is not None and args.context:
@@ -55,6 +66,23 @@ def _plan(args: argparse.Namespace) -> int:
                 _plan_lines(planner, lines, str(args.jsonl))
         except UnicodeDecodeError as exc:
             raise ValueError(f"{args.jsonl}: not UTF-8 text ({exc.reason})") from exc
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from promptartisan.agent.phrasing_score import load_cases, score
+    from promptartisan.agent.planners import load_planner
+
+    if args.text is not None or args.jsonl is not None or args.context:
+        raise ValueError("--score plans the corpus's cases; give no TEXT, --jsonl or --context")
+    cases = load_cases(args.cases)
+    if not cases:
+        raise ValueError(f"{args.cases}: no cases")
+    settings = settings_from_args(args, planner=args.planner)
+    planner = load_planner(settings.planner, settings)
+    print(f"planner {settings.planner}: {len(cases)} cases", flush=True)
+    for line in score(planner, cases).lines():
+        print(line)
     return 0
 
 
