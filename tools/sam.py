@@ -9,6 +9,7 @@ people who already have Meta's checkpoints, the `segment-anything` package with 
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
 SAM_KINDS = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
 _PATCH_WEIGHT = "image_encoder.patch_embed.proj.weight"
 
+EMBEDDINGS_KEPT = 4
+"""Image embeddings a segmenter keeps (least recently used goes first): the version a chat
+shows, the one it is about to show, and a few other chats' at once, without re-encoding."""
+
 
 class Segmenter(Protocol):
     def predict(self, image: Image.Image, points: Sequence[Sequence[float]] | None = None,
@@ -34,6 +39,14 @@ class Segmenter(Protocol):
                 boxes: Sequence[Sequence[float]] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Masks (k, height, width) bool and their scores (k,): one mask for the points (with
         at most one box), or one per box."""
+        ...
+
+    def encode(self, image: Image.Image) -> None:
+        """Compute and keep `image`'s embedding now (a prepare step before the first click)."""
+        ...
+
+    def encoded(self, image: Image.Image) -> bool:
+        """Whether `image`'s embedding is kept, so a click on it costs only the decoder."""
         ...
 
 
@@ -51,8 +64,8 @@ def check_prompts(size: tuple[int, int], points: Any, labels: Any, boxes: Any,
         lbl = np.ones(len(pts), dtype=np.int64) if labels is None else np.asarray(labels)
         if lbl.shape != (len(pts),) or not np.isin(lbl, (0, 1)).all():
             raise ValueError("labels must be one 1 (inside) or 0 (outside) per point")
-        if not lbl.any():
-            raise ValueError("at least one point must be inside (label 1)")
+        if not lbl.any() and boxes is None:
+            raise ValueError("at least one point must be inside (label 1), or give a box")
     elif labels is not None:
         raise ValueError("labels were given without points")
     if boxes is not None:
@@ -74,6 +87,32 @@ def _digest(image: Image.Image) -> bytes:
     return hashlib.blake2b(image.tobytes(), digest_size=16).digest() + repr(image.size).encode()
 
 
+class EmbeddingCache:
+    """The last `EMBEDDINGS_KEPT` images' embeddings (or whatever a backend keeps per image),
+    by the image's content: the same picture loaded again hits."""
+
+    def __init__(self, size: int = EMBEDDINGS_KEPT) -> None:
+        self.size = size
+        self._entries: OrderedDict[bytes, Any] = OrderedDict()
+
+    def get(self, image: Image.Image) -> Any | None:
+        key = _digest(image)
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return self._entries[key]
+        return None
+
+    def put(self, image: Image.Image, value: Any) -> None:
+        key = _digest(image)
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def __contains__(self, image: Image.Image) -> bool:
+        return _digest(image) in self._entries
+
+
 class SamSegmenter:
     """transformers' `SamModel`: `get_image_embeddings` once per image, prompts after."""
 
@@ -81,7 +120,7 @@ class SamSegmenter:
         self.model = model.to(device).eval()
         self.processor = processor
         self.device = device
-        self._cached: tuple[bytes, torch.Tensor] | None = None
+        self.embeddings = EmbeddingCache()
 
     @classmethod
     def load(cls, source: str, device: str = "cpu") -> SamSegmenter:
@@ -91,11 +130,19 @@ class SamSegmenter:
         return cls(model, models.load_from(SamProcessor, source, name="sam"), device)
 
     def embed(self, image: Image.Image, pixel_values: torch.Tensor) -> torch.Tensor:
-        key = _digest(image)
-        if self._cached is None or self._cached[0] != key:
+        embedding = self.embeddings.get(image)
+        if embedding is None:
             embedding = self.model.get_image_embeddings(pixel_values.to(self.device))
-            self._cached = (key, embedding)
-        return self._cached[1]
+            self.embeddings.put(image, embedding)
+        return embedding
+
+    @torch.inference_mode()
+    def encode(self, image: Image.Image) -> None:
+        if image not in self.embeddings:
+            self.embed(image, self.processor(images=image, return_tensors="pt")["pixel_values"])
+
+    def encoded(self, image: Image.Image) -> bool:
+        return image in self.embeddings
 
     @torch.inference_mode()
     def predict(self, image: Image.Image, points: Sequence[Sequence[float]] | None = None,
@@ -130,7 +177,7 @@ class SegmentAnythingSegmenter:
         from segment_anything import SamPredictor
 
         self.predictor = SamPredictor(sam.to(device).eval())
-        self._key: bytes | None = None
+        self.embeddings = EmbeddingCache()
 
     @classmethod
     def load(cls, checkpoint: str | Path, device: str = "cpu") -> SegmentAnythingSegmenter:
@@ -166,10 +213,7 @@ class SegmentAnythingSegmenter:
                 labels: Sequence[int] | None = None,
                 boxes: Sequence[Sequence[float]] | None = None) -> tuple[np.ndarray, np.ndarray]:
         pts, lbl, bxs = check_prompts(image.size, points, labels, boxes)
-        key = _digest(image)
-        if self._key != key:
-            self.predictor.set_image(np.asarray(image))
-            self._key = key
+        self.encode(image)
         if bxs is not None and len(bxs) > 1:
             device = self.predictor.device
             box_tensor = self.predictor.transform.apply_boxes_torch(
@@ -183,6 +227,23 @@ class SegmentAnythingSegmenter:
             multimask_output=False,
         )
         return masks.astype(bool), scores.astype(np.float32)
+
+    @torch.inference_mode()
+    def encode(self, image: Image.Image) -> None:
+        """`SamPredictor` holds one image's features; the cache keeps a few and puts the one
+        asked for back in place."""
+        kept = self.embeddings.get(image)
+        if kept is None:
+            self.predictor.set_image(np.asarray(image))
+            kept = (self.predictor.features, self.predictor.original_size,
+                    self.predictor.input_size)
+            self.embeddings.put(image, kept)
+        predictor = self.predictor
+        predictor.features, predictor.original_size, predictor.input_size = kept
+        predictor.is_image_set = True
+
+    def encoded(self, image: Image.Image) -> bool:
+        return image in self.embeddings
 
 
 def load_segmenter(source: str, device: str = "cpu") -> Segmenter:
