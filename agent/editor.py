@@ -52,7 +52,8 @@ CANCEL_POLL_SECONDS = 0.05
 """How often a turn waiting for its planner looks whether it was cancelled."""
 
 Stage = Literal["planning", "grounding", "editing", "saving"]
-Kind = Literal["edit", "clarify", "undo", "redo", "reset", "chat", "error", "cancelled"]
+Kind = Literal["edit", "clarify", "undo", "redo", "reset", "goto", "forget", "chat", "error",
+               "cancelled"]
 
 _shared_models: dict[tuple[Any, ...], Any] = {}
 _shared_lock = threading.Lock()
@@ -123,12 +124,15 @@ class Located:
 class Request:
     """What to act on this turn: the request text (merged with a pending one), its plan,
     boxes the person already chose for some instructions (index → boxes), and which
-    instruction the person's mask belongs to, if any."""
+    instruction the person's mask belongs to, if any; `picked`: the version chosen among
+    several a description matched; `confirmed`: the answer to "take it back anyway?"."""
 
     text: str
     plan: Plan
     chosen: dict[str, list[list[float]]] = field(default_factory=dict)
     mask_index: int | None = None
+    picked: int | None = None
+    confirmed: bool | None = None
 
 
 class Cancelled(Exception):
@@ -260,8 +264,10 @@ class Editor:
             session.record_turn(request.text, "chat", reply, plan_json)
             return self._unchanged(session, "chat", reply, plan)
         if plan.action in ("undo", "redo", "reset"):
-            moved = session.move(plan.action, request.text, plan_json)
+            moved = session.move(plan.action, request.text, plan_json, steps=plan.count)
             return self._unchanged(session, plan.action, _with_note(moved.message, plan), plan)
+        if plan.action in ("goto", "forget"):
+            return self._history(session, request)
         return self._edit(session, request, mask, emit, cancel)
 
     def _understand(self, session: Session, text: str, plan: Plan | None,
@@ -281,6 +287,16 @@ class Editor:
                 boxes = candidates if isinstance(pick, str) else [candidates[pick]]
                 chosen = {**pending.data["chosen"], str(pending.data["index"]): boxes}
                 return Request(pending.text, Plan.model_validate(pending.data["plan"]), chosen)
+        if pending is not None and pending.kind in ("version", "forget"):
+            from promptartisan.agent.forget import read_confirmation
+            from promptartisan.agent.history_search import pick_version
+
+            asked = Plan.model_validate(pending.data["plan"])
+            if pending.kind == "version" and (
+                    picked := pick_version(text, pending.data["candidates"])) is not None:
+                return Request(pending.text, asked, picked=picked)
+            if pending.kind == "forget" and (confirmed := read_confirmation(text)) is not None:
+                return Request(pending.text, asked, confirmed=confirmed)
         if pending is not None and pending.kind == "locate":
             own = self._plan(text, context, cancel)
             if own.action in ("edit", "undo", "redo", "reset"):
@@ -343,6 +359,20 @@ class Editor:
         return TurnResult("edit", f"{message} (version {number})", plan, number, rendered.image,
                           overlay, located.groundings,
                           masks=[region.mask for region in located.regions])
+
+    def _history(self, session: Session, request: Request) -> TurnResult:
+        """Go to a version the person described, or take back earlier instructions (a new
+        version); either may ask first (which version? take it back anyway?)."""
+        from promptartisan.agent.forget import forget
+        from promptartisan.agent.history_search import go_to_described
+
+        plan = request.plan
+        outcome = (go_to_described(session, request.text, plan, request.picked)
+                   if plan.action == "goto"
+                   else forget(session, request.text, plan, request.confirmed))
+        result = self._unchanged(session, outcome.kind, _with_note(outcome.message, plan), plan)
+        result.choices = list(outcome.choices)
+        return result
 
     def _retry(self, session: Session, number: int, emit: Callable[[ProgressEvent], None],
                cancel: threading.Event) -> TurnResult:
@@ -412,9 +442,13 @@ class Editor:
         replaces grounding for that instruction."""
         from promptartisan.tools.grounding import full_grounding
         from promptartisan.tools.phrases import parse
+        from promptartisan.tools.placement import parse_placement, place
 
         chosen, masks = chosen or {}, masks or {}
         found: dict[int, tuple[Grounding, str]] = {}
+        # "next to the dog": ground the anchor, then place the region by the relation.
+        placed = {i: p for i, ins in enumerate(instructions)
+                  if (p := parse_placement(ins.target)) is not None}
         for index, instruction in enumerate(instructions):
             if index in masks:
                 mask = read_mask(masks[index], image.size, self.settings.max_pixels)
@@ -422,23 +456,23 @@ class Editor:
             elif str(index) in chosen:
                 with DEVICE_LOCK:
                     selected = self.grounder.segment(image, boxes=chosen[str(index)])
-                found[index] = (selected, "choice")
+                found[index] = (place(selected, placed.get(index)), "choice")
             elif parse(instruction.target).whole:
                 found[index] = (full_grounding(image.size, instruction.target), "whole-image")
         remaining = [i for i in range(len(instructions)) if i not in found]
         if remaining:
             with DEVICE_LOCK:
-                groundings = self.grounder.ground(image, [instructions[i].target
-                                                          for i in remaining])
+                groundings = self.grounder.ground(image, [
+                    placed[i][1] if i in placed else instructions[i].target for i in remaining])
             for index, grounding in zip(remaining, groundings, strict=True):
-                target = instructions[index].target
+                target = placed[index][1] if index in placed else instructions[index].target
                 if grounding is None or not grounding.mask.any():
                     return Question("locate", index, not_found_question(target))
                 if grounding.ambiguous:
                     candidates = [[float(v) for v in box] for box in grounding.candidates]
                     return Question("which", index, which_question(target, len(candidates)),
                                     position_choices(len(candidates)), candidates, grounding)
-                found[index] = (grounding, "grounding")
+                found[index] = (place(grounding, placed.get(index)), "grounding")
         regions = []
         for index, instruction in enumerate(instructions):
             grounding, source = found[index]
@@ -549,7 +583,12 @@ def _retarget(plan: Plan, index: int, answer: str) -> Plan:
     for lead in ("it's ", "it is ", "i mean ", "try "):
         if phrase.lower().startswith(lead):
             phrase = phrase[len(lead):]
+    from promptartisan.tools.placement import parse_placement
+
     instructions = list(plan.instructions)
+    placement = parse_placement(instructions[index].target)
+    if placement is not None and parse_placement(phrase) is None:
+        phrase = f"{placement[0]} {phrase}"  # the answer named the anchor that wasn't found
     instructions[index] = instructions[index].model_copy(update={"target": phrase})
     return plan.model_copy(update={"instructions": instructions})
 

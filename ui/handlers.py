@@ -72,6 +72,8 @@ PLANS_WITHOUT_EDITS = {
     "undo": "Undo.",
     "redo": "Redo.",
     "reset": "Back to the original.",
+    "goto": "Going to the version you described.",
+    "forget": "Taking back an earlier instruction, keeping the rest.",
 }
 
 # Settings the chat's settings panel may change, with how to read the panel's value.
@@ -580,7 +582,7 @@ class ChatController:
             self._report_failed_turn(prefix + md(result.message), result.error)
         elif result.kind == "cancelled":
             self.emitter.text(prefix + STOPPED)
-        elif result.kind in ("undo", "redo", "reset"):
+        elif result.kind in ("undo", "redo", "reset", "goto"):
             self._show_history(session, prefix + result.message, moved=True)
         else:
             self._show_version(session, prefix + result.message, result.image,

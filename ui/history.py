@@ -40,6 +40,8 @@ def describe(provenance: Mapping[str, Any], regions: list[dict[str, Any]]) -> li
     """What made a version, one line per instruction: `target → prompt` for an edit's
     regions; for an upload or a retry, a line saying so."""
     lines = [f"{region['target']} → {region['prompt']}" for region in regions]
+    lines += [f"took back {forgot['target']} → {forgot['instruction']} (version "
+              f"{forgot['version']})" for forgot in provenance.get("forgot") or []]
     if provenance.get("retry_of") is not None:
         lines.insert(0, f"retry of version {provenance['retry_of']} (new seed)")
     if provenance.get("added_from"):
