@@ -28,7 +28,7 @@ from promptartisan.agent.clarify import (
     position_choices,
     which_question,
 )
-from promptartisan.agent.plan import Instruction, Plan
+from promptartisan.agent.plan import Instruction, Plan, selection_number, selection_target
 from promptartisan.agent.session import PendingRequest, RegionRecord, Session
 from promptartisan.settings import Settings
 from promptartisan.tools.images import from_working_size, load_image, to_working_size
@@ -200,14 +200,17 @@ class Editor:
 
     def turn(self, session: Session, text: str, image: Any = None, mask: Any = None,
              plan: Plan | None = None, on_event: Callable[[ProgressEvent], None] | None = None,
-             cancel: threading.Event | None = None) -> TurnResult:
+             cancel: threading.Event | None = None,
+             selections: dict[int, np.ndarray] | None = None) -> TurnResult:
         """Answer one message. `image`: a new upload (stored as a version first); `mask`: the
         region the person drew or clicked, which replaces grounding for a one-instruction
-        edit; `plan`: skip planning. Never raises for bad input or a failing model: the
-        result is then kind "error" and the session is as it was."""
+        edit; `plan`: skip planning; `selections`: the person's numbered selections on the
+        current version (`SelectionBook.masks()`), which the message names by number ("make 1
+        red"). Never raises for bad input or a failing model: the result is then kind "error"
+        and the session is as it was."""
         return self._guarded(session, lambda: self._turn(
             session, text.strip(), image, mask, plan, on_event or _ignore,
-            cancel or threading.Event()))
+            cancel or threading.Event(), selections))
 
     def retry(self, session: Session, version: int,
               on_event: Callable[[ProgressEvent], None] | None = None,
@@ -233,7 +236,8 @@ class Editor:
         return result
 
     def _turn(self, session: Session, text: str, image: Any, mask: Any, plan: Plan | None,
-              emit: Callable[[ProgressEvent], None], cancel: threading.Event) -> TurnResult:
+              emit: Callable[[ProgressEvent], None], cancel: threading.Event,
+              selections: dict[int, np.ndarray] | None = None) -> TurnResult:
         limit = self.settings.max_message_chars
         if len(text) > limit:
             return self._unchanged(session, "error", (
@@ -249,7 +253,7 @@ class Editor:
                                   version_id=number, image=upload)
         _check(cancel)
         emit(ProgressEvent("planning", "Reading the request…"))
-        request = self._understand(session, text, plan, mask is not None, cancel)
+        request = self._understand(session, text, plan, mask is not None, cancel, selections)
         plan = request.plan
         emit(ProgressEvent("planning", "Planned.", plan=plan))
         plan_json = plan.model_dump(mode="json")
@@ -268,10 +272,11 @@ class Editor:
             return self._unchanged(session, plan.action, _with_note(moved.message, plan), plan)
         if plan.action in ("goto", "forget"):
             return self._history(session, request)
-        return self._edit(session, request, mask, emit, cancel)
+        return self._edit(session, request, mask, emit, cancel, selections)
 
     def _understand(self, session: Session, text: str, plan: Plan | None,
-                    has_mask: bool, cancel: threading.Event) -> Request:
+                    has_mask: bool, cancel: threading.Event,
+                    selections: dict[int, np.ndarray] | None = None) -> Request:
         """The request this message makes, read as the answer to a pending question if any."""
         if plan is not None:
             return Request(text, plan)
@@ -308,6 +313,11 @@ class Editor:
             from promptartisan.agent.rules_planner import merge_answer
 
             text = merge_answer(pending.text, pending.question, text)
+        if selections is not None:  # "make 1 red": the numbers are read before the planner
+            from promptartisan.agent.selection_refs import plan_with_selections
+
+            return Request(text, plan_with_selections(
+                text, list(selections), lambda rest: self._plan(rest, context, cancel)))
         return Request(text, self._plan(text, context, cancel))
 
     def _plan(self, text: str, context: list[str], cancel: threading.Event) -> Plan:
@@ -329,7 +339,8 @@ class Editor:
         return planned.result()
 
     def _edit(self, session: Session, request: Request, mask: Any,
-              emit: Callable[[ProgressEvent], None], cancel: threading.Event) -> TurnResult:
+              emit: Callable[[ProgressEvent], None], cancel: threading.Event,
+              selections: dict[int, np.ndarray] | None = None) -> TurnResult:
         plan = request.plan
         parent = session.current
         source = session.image(parent)
@@ -338,7 +349,7 @@ class Editor:
         if mask_index is None and len(plan.instructions) == 1:
             mask_index = 0
         masks = {mask_index: mask} if mask is not None and mask_index is not None else {}
-        located = self.locate(source, plan.instructions, request.chosen, masks)
+        located = self.locate(source, plan.instructions, request.chosen, masks, selections)
         if isinstance(located, Question):
             return self._ask_where(session, request, source, located)
         overlay = self._overlay(source, located.groundings)
@@ -435,22 +446,28 @@ class Editor:
 
     def locate(self, image: Image.Image, instructions: list[Instruction],
                chosen: dict[str, list[list[float]]] | None = None,
-               masks: dict[int, Any] | None = None) -> Located | Question:
+               masks: dict[int, Any] | None = None,
+               selections: dict[int, Any] | None = None) -> Located | Question:
         """A region (mask at the image's size) for every instruction, or the question to ask
         when a target is not found or matches several instances. `masks` maps instruction
         index → the person's own mask, `chosen` index → boxes the person chose; either
-        replaces grounding for that instruction."""
+        replaces grounding for that instruction. `selections` maps the person's selection
+        numbers → masks, for the targets `selection_target(n)`."""
         from promptartisan.tools.grounding import full_grounding
         from promptartisan.tools.phrases import parse
         from promptartisan.tools.placement import parse_placement, place
 
-        chosen, masks = chosen or {}, masks or {}
+        chosen, masks, selections = chosen or {}, masks or {}, selections or {}
         found: dict[int, tuple[Grounding, str]] = {}
         # "next to the dog": ground the anchor, then place the region by the relation.
         placed = {i: p for i, ins in enumerate(instructions)
                   if (p := parse_placement(ins.target)) is not None}
         for index, instruction in enumerate(instructions):
-            if index in masks:
+            number = selection_number(instruction.target)
+            if number is not None:
+                found[index] = (_selection_grounding(image, number, selections,
+                                                     self.settings.max_pixels), "user")
+            elif index in masks:
                 mask = read_mask(masks[index], image.size, self.settings.max_pixels)
                 found[index] = (_grounding_of(mask, "your selection"), "user")
             elif str(index) in chosen:
@@ -575,6 +592,19 @@ def _grounding_of(mask: np.ndarray, label: str) -> Grounding:
     from promptartisan.tools.masks import box_of
 
     return Grounding(mask=mask, score=1.0, boxes=box_of(mask)[None], label=label)
+
+
+def _selection_grounding(image: Image.Image, number: int, selections: dict[int, Any],
+                         max_pixels: int) -> Grounding:
+    """Selection `number`'s mask as a grounding, or a ValueError the person can act on."""
+    if number not in selections:
+        have = ", ".join(str(n) for n in selections)
+        raise ValueError(f"there is no selection {number}" + (
+            f"; the selections are {have}" if have else "; select a part of the picture first"))
+    mask = read_mask(selections[number], image.size, max_pixels)
+    if not mask.any():
+        raise ValueError(f"selection {number} is empty; select something in it or remove it")
+    return _grounding_of(mask, selection_target(number))
 
 
 def _retarget(plan: Plan, index: int, answer: str) -> Plan:
