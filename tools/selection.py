@@ -104,15 +104,23 @@ def _prompts(steps: Sequence[Step]) -> tuple[list[list[float]], list[int], list[
 
 def _stroke(size: tuple[int, int], points: Sequence[tuple[float, float]],
             radius: float) -> np.ndarray:
-    """The pixels a round brush of `radius` covers along `points` (Pillow draws it)."""
-    canvas = Image.new("1", size, 0)
-    draw = ImageDraw.Draw(canvas)
-    if len(points) > 1:
-        draw.line([tuple(p) for p in points], fill=1, width=max(1, round(2 * radius)),
-                  joint="curve")
-    for x, y in points:
-        draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=1)
-    return np.array(canvas, dtype=bool)
+    """The pixels within `radius` of the stroke through `points`: the thin line Pillow draws,
+    widened by its distance transform, over the stroke's box only."""
+    from scipy import ndimage
+
+    width, height = size
+    xy = np.asarray(points, dtype=np.float64)
+    reach = math.ceil(radius) + 1
+    x0, y0 = np.maximum(np.floor(xy.min(axis=0)).astype(int) - reach, 0)
+    x1, y1 = np.minimum(np.ceil(xy.max(axis=0)).astype(int) + reach + 1, [width, height])
+    mask = np.zeros((height, width), dtype=bool)
+    if x1 <= x0 or y1 <= y0:
+        return mask
+    line = Image.new("1", (int(x1 - x0), int(y1 - y0)), 0)
+    local = [(x - x0, y - y0) for x, y in xy.tolist()]
+    ImageDraw.Draw(line).line(local if len(local) > 1 else local * 2, fill=1, width=1)
+    mask[y0:y1, x0:x1] = ndimage.distance_transform_edt(~np.array(line, dtype=bool)) <= radius
+    return mask
 
 
 def _grown(mask: np.ndarray, pixels: int) -> np.ndarray:
