@@ -1,0 +1,164 @@
+"""Forget one earlier instruction and keep the rest: a new version equal to the current one
+except on that instruction's region, which comes back from the version before it through the
+engine's feathered paste-back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import box_mask
+from PIL import Image
+from test_agent_fakes import BoxGrounder, PaintingEngine, ScriptedPlanner, edit
+
+from promptartisan.agent.editor import Editor
+from promptartisan.agent.forget import reach, read_confirmation
+from promptartisan.agent.plan import Plan
+from promptartisan.agent.session import Session
+from promptartisan.settings import Settings
+
+SKY, DOG, HAT = (0.0, 0.0, 1.0, 0.3), (0.5, 0.5, 0.9, 0.95), (0.1, 0.2, 0.3, 0.45)
+BOXES = {"the sky": SKY, "the dog": DOG, "the hat": HAT}
+
+
+@pytest.fixture
+def editor(tmp_path: Path) -> Editor:
+    settings = Settings(session_dir=tmp_path / "sessions", device="cpu", dtype="float32",
+                        steps=2, working_size=64, seed=11)
+    return Editor(settings, ScriptedPlanner({}), BoxGrounder(BOXES), PaintingEngine())
+
+
+@pytest.fixture
+def photo_300(photo: Image.Image) -> Image.Image:
+    return photo.resize((300, 200))
+
+
+def pixels(session: Session, number: int) -> np.ndarray:
+    return np.asarray(session.image(number))
+
+
+def forget(*names: str) -> Plan:
+    return Plan(action="forget", forget=list(names))
+
+
+def test_forget_restores_one_region_and_keeps_every_other_pixel(
+        editor: Editor, tmp_path: Path, photo_300: Image.Image) -> None:
+    session = Session.create(tmp_path, photo_300)
+    both = editor.turn(session, "sunset sky and a wolf", plan=edit(
+        ("the sky", "make the sky a sunset"), ("the dog", "turn the dog into a wolf")))
+    assert both.version_id == 1
+    result = editor.turn(session, "undo the sky but keep the wolf", plan=forget("the sky"))
+    assert result.kind == "forget", result.message
+    assert (result.version_id, session.current, session.version(2).parent) == (2, 2, 1)
+    assert "make the sky a sunset (the sky, version 1" in result.message
+
+    sky = session.mask(1, 0)
+    radius = session.version(1).provenance["feather_px"]
+    assert radius == 38  # the engine's 8 px at 64 px, scaled to 300 px
+    changed = reach(sky, radius)
+    new, current, parent = pixels(session, 2), pixels(session, 1), pixels(session, 0)
+    # Outside the feathered region: the current version, bit for bit (the wolf included).
+    assert (~changed).sum() > 0.4 * changed.size
+    assert np.array_equal(new[~changed], current[~changed])
+    assert np.array_equal(new[session.mask(1, 1)], current[session.mask(1, 1)])
+    # Inside the region: the version before the instruction, bit for bit.
+    assert not np.array_equal(current[sky], parent[sky])
+    assert np.array_equal(new[sky], parent[sky])
+    # Between, the seam blends the two.
+    band = changed & ~sky
+    assert not np.array_equal(new[band], current[band])
+    assert not np.array_equal(new[band], parent[band])
+
+    provenance = session.version(2).provenance
+    assert provenance["kind"] == "forget" and provenance["request"].startswith("undo the sky")
+    assert provenance["forgot"] == [{"version": 1, "k": 0, "target": "the sky",
+                                     "instruction": "make the sky a sunset",
+                                     "restored_from": 0, "feather_px": 38}]
+    assert session.regions(2) == []  # nothing to retry: no engine made it
+    assert session.turns()[-1].kind == "forget"
+    assert len(session.versions()) == 3  # nothing deleted
+
+
+def test_an_older_instruction_comes_back_from_before_it(
+        editor: Editor, tmp_path: Path, photo_300: Image.Image) -> None:
+    session = Session.create(tmp_path, photo_300)
+    editor.turn(session, "sunset", plan=edit(("the sky", "make the sky a sunset")))  # v1
+    editor.turn(session, "wolf", plan=edit(("the dog", "turn the dog into a wolf")))  # v2
+    result = editor.turn(session, "put the old sky back", plan=forget("the old sky"))
+    assert result.version_id == 3 and session.version(3).parent == 2
+    sky, dog = session.mask(1, 0), session.mask(2, 0)
+    changed = reach(sky, 38)
+    assert not (changed & dog).any()
+    assert np.array_equal(pixels(session, 3)[~changed], pixels(session, 2)[~changed])
+    assert np.array_equal(pixels(session, 3)[sky], pixels(session, 0)[sky])
+    # The wolf (a later edit elsewhere) is still there.
+    assert np.array_equal(pixels(session, 3)[dog], pixels(session, 2)[dog])
+    assert not np.array_equal(pixels(session, 3)[dog], pixels(session, 0)[dog])
+
+
+def test_a_later_overlapping_edit_asks_first(editor: Editor, tmp_path: Path,
+                                             photo_300: Image.Image) -> None:
+    session = Session.create(tmp_path, photo_300)
+    editor.turn(session, "sunset", plan=edit(("the sky", "make the sky a sunset")))  # v1
+    editor.turn(session, "a hat", plan=edit(("the hat", "make the hat red")))  # v2
+    asked = editor.turn(session, "undo the sky", plan=forget("the sky"))
+    assert asked.kind == "clarify" and asked.choices == ["yes", "no"]
+    assert asked.message == ("The hat edit in version 2 also changed part of that area; take "
+                             "the sky back anyway?")
+    assert (session.current, len(session.versions())) == (2, 3)
+
+    kept = editor.turn(session, "no")
+    assert kept.kind == "chat" and "nothing was taken back" in kept.message
+    assert (session.current, len(session.versions()), session.pending) == (2, 3, None)
+
+    editor.turn(session, "undo the sky", plan=forget("the sky"))
+    done = editor.turn(session, "yes, take it back")
+    assert (done.kind, done.version_id) == ("forget", 3)
+    sky = session.mask(1, 0)
+    assert np.array_equal(pixels(session, 3)[sky], pixels(session, 0)[sky])  # hat part too
+    assert editor.planner.calls == []  # the answers were not planned
+
+
+def test_a_name_nothing_matches_changes_nothing(editor: Editor, tmp_path: Path,
+                                                photo_300: Image.Image) -> None:
+    session = Session.create(tmp_path, photo_300)
+    editor.turn(session, "sunset", plan=edit(("the sky", "make the sky a sunset")))
+    editor.turn(session, "undo", plan=Plan(action="undo"))
+    # The sky edit is not in this version's history any more.
+    result = editor.turn(session, "forget the sky", plan=forget("the sky"))
+    assert result.kind == "chat"
+    assert "no earlier instruction about \"the sky\"" in result.message
+    assert (session.current, len(session.versions())) == (0, 2)
+    session.go(1)
+    assert editor.turn(session, "forget the car", plan=forget("the car")).kind == "chat"
+    assert len(session.versions()) == 2
+
+
+@pytest.mark.parametrize(("answer", "confirmed"), [
+    ("yes", True), ("Yes please!", True), ("ok", True), ("sure, go ahead", True),
+    ("no", False), ("No thanks", False), ("leave it", False), ("make the car red", None)])
+def test_yes_or_no(answer: str, confirmed: bool | None) -> None:
+    assert read_confirmation(answer) is confirmed
+
+
+def test_forget_after_real_engine_edits(tiny_settings: Settings, photo: Image.Image) -> None:
+    """The tiny engine makes two edits on a real photo; taking the first back leaves the
+    second's pixels and everything else bit for bit."""
+    settings = tiny_settings.model_copy(update={"working_size": 128, "seed": 3})
+    session = Session.create(settings.session_dir, photo)
+    editor = Editor(settings)
+    sky, helmet = box_mask(photo.size, (0, 0, 512, 100)), box_mask(photo.size, (300, 300, 480,
+                                                                                480))
+    assert editor.turn(session, "x", mask=sky, plan=edit(("the sky", "make it a sunset"))
+                       ).kind == "edit"
+    assert editor.turn(session, "y", mask=helmet, plan=edit(("the suit", "make it gold"))
+                       ).kind == "edit"
+    result = editor.turn(session, "undo the sunset", plan=forget("sunset"))
+    assert result.kind == "forget", result.message
+    changed = reach(sky, session.version(1).provenance["feather_px"])
+    new = pixels(session, 3)
+    assert np.array_equal(new[~changed], pixels(session, 2)[~changed])
+    assert np.array_equal(new[sky], pixels(session, 0)[sky])
+    assert not np.array_equal(pixels(session, 2)[sky], pixels(session, 0)[sky])
+    assert not np.array_equal(new[helmet], pixels(session, 0)[helmet])
