@@ -57,6 +57,7 @@ def _edit(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from promptartisan.agent.editor import Editor
+    from promptartisan.agent.image_edit import edited_name, mask_name
     from promptartisan.tools.mask_io import read_mask
 
     settings = settings_from_args(args, planner=args.planner, steps=args.steps, seed=args.seed)
@@ -80,8 +81,8 @@ def _edit(args: argparse.Namespace) -> int:
                    for mask, prompt in args.region]
         report["regions"] = [{"mask": mask, "prompt": prompt} for mask, prompt in args.region]
     count = len(instructions) if instructions is not None else len(args.region)
-    outputs = [Outputs(args.out / f"{name}.edited.png",
-                       [args.out / f"{name}.mask-{k}.png" for k in range(count)])
+    outputs = [Outputs(args.out / edited_name(name),
+                       [args.out / mask_name(name, k) for k in range(count)])
                for name in _names(args.images)]
     region_masks = [Path(mask) for mask, _ in args.region or []]
     _refuse_overwrites(args.images, region_masks, outputs, args.out / REPORT, args.force)
@@ -110,33 +111,26 @@ def _edit_one(editor: Any, path: Path, written: Outputs, instructions: list[Any]
               regions: list[tuple[Any, str]] | None, on_event: Any) -> dict[str, Any]:
     """Ground `instructions` (or take `regions`: mask, prompt) and edit one image; the
     report's entry for it."""
-    from PIL import Image
-
-    from promptartisan.agent.editor import Question
+    from promptartisan.agent.image_edit import NotLocated, edit_image, edited_name
     from promptartisan.agent.session import RegionRecord
     from promptartisan.tools.images import load_image
     from promptartisan.tools.mask_io import read_mask
 
     image = load_image(path, editor.settings.max_pixels)
-    if instructions is not None:
-        located = editor.locate(image, instructions)
-        if isinstance(located, Question):
-            return {"status": "skipped", "message": located.text, "choices": located.choices}
-        records = located.regions
-    else:
-        records = [RegionRecord(mask=read_mask(mask, image.size), prompt=prompt,
-                                target=f"region {k}", order=k, source="user")
-                   for k, (mask, prompt) in enumerate(regions or [])]
-    rendered = editor.render(image, records, on_event=on_event)
-    write_atomically(written.edited, lambda handle: rendered.image.save(handle, format="PNG"))
-    masks = []
-    for record, mask_path in zip(records, written.masks, strict=True):
-        mask = Image.fromarray(record.mask.astype("uint8") * 255)
-        write_atomically(mask_path, lambda handle, mask=mask: mask.save(handle, format="PNG"))
-        masks.append({"target": record.target, "prompt": record.prompt, "mask": str(mask_path),
-                      "source": record.source, "score": record.score})
-    return {"status": "edited", "output": str(written.edited), "seed": rendered.seed,
-            "regions": masks, "parameters": rendered.parameters}
+    records = None if regions is None else [
+        RegionRecord(mask=read_mask(mask, image.size), prompt=prompt, target=f"region {k}",
+                     order=k, source="user") for k, (mask, prompt) in enumerate(regions)]
+
+    def write(name: str, fill: Any) -> str:
+        write_atomically(written.edited.parent / name, fill)
+        return str(written.edited.parent / name)
+
+    stem = written.edited.name.removesuffix(edited_name(""))
+    edited = edit_image(editor, image, stem, write, instructions, records, on_event=on_event)
+    if isinstance(edited, NotLocated):
+        return {"status": "skipped", "message": edited.question.text,
+                "choices": edited.question.choices}
+    return {"status": "edited", **edited}
 
 
 def _names(images: list[Path]) -> list[str]:
