@@ -108,6 +108,9 @@ class RecordingEmitter:
                 labels: tuple[str, str]) -> None:
         self._add(Shown("compare", text, pictures=[before, after], choices=list(labels)))
 
+    def canvas(self, text: str, props: dict[str, Any]) -> None:
+        self._add(Shown("canvas", text, choices=[props["canvas"]]))
+
     def of(self, kind: str) -> list[Shown]:
         with self._lock:
             return [item for item in self.shown if item.kind == kind]
@@ -234,7 +237,7 @@ class FakeEngine:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(session_dir=tmp_path / "sessions", tiny_dir=tmp_path / "tiny", device="cpu",
-                    dtype="float32", steps=3, working_size=64)
+                    dtype="float32", steps=3, working_size=64, planner="rules")
 
 
 @pytest.fixture(autouse=True)
@@ -363,7 +366,7 @@ def test_a_turn_shows_plan_masks_progress_and_result(chat: Chat,
     assert any("step 3 of 3" in step.text for step in editing)
     result = chat.emitter.last("pictures")
     assert set(buttons(result)) == {"undo", "redo", "reset", "retry", "masks", "compare",
-                                    "download", "export"}
+                                    "download", "export", "select"}
     session = Session.open(chat.controller.session_ids[0], chat.controller.settings.session_dir)
     assert session.current == 1
     assert np.array_equal(np.asarray(result.pictures[0].image), np.asarray(session.image(1)))

@@ -1,5 +1,7 @@
 """What the grounder understood, drawn on the image: each region tinted in its own colour,
-outlined and labeled; an ambiguous phrase also shows its candidates' boxes."""
+outlined and labeled; an ambiguous phrase also shows its candidates as numbered boxes (1, 2, …
+in the order of its `candidates`, which is the order of the "which one?" question's answers),
+each in its own colour, so "the 5th from the left" is found among eight by its number."""
 
 from __future__ import annotations
 
@@ -61,15 +63,36 @@ def overlay(image: Image.Image, groundings: Sequence[Grounding | None],
         if grounding is None:
             continue
         rgb = colour(index)
-        for box in grounding.candidates:
-            draw.rectangle([float(v) for v in box], outline=rgb, width=1)
         text = labels[index] if labels is not None else _label(grounding)
-        if index in corners:
+        if index in corners and not len(grounding.candidates):  # else the numbers say it
             x, y = corners[index]
             left, top, right, bottom = draw.textbbox((x + 2, y + 2), text, font=font)
             draw.rectangle([left - 2, top - 2, right + 2, bottom + 2], fill=rgb)
             draw.text((x + 2, y + 2), text, fill=_ink(rgb), font=font)
+    for grounding in groundings:  # over the labels: a number must stay readable
+        if grounding is not None:
+            _numbered_boxes(draw, grounding.candidates, result.size)
     return result
+
+
+def _numbered_boxes(draw: ImageDraw.ImageDraw, boxes: Sequence[Sequence[float]],
+                    size: tuple[int, int]) -> None:
+    """Box k (from 1) outlined in colour k - 1, its number on a tag of that colour at its
+    top-left corner (kept inside the picture), large enough to read on a phone."""
+    width = max(2, max(size) // 200)
+    font = ImageFont.load_default(size=max(16, max(size) // 20))
+    for number, box in enumerate(boxes, start=1):
+        x0, y0, x1, y1 = (float(v) for v in box)
+        rgb = colour(number - 1)
+        draw.rectangle([x0, y0, x1, y1], outline=rgb, width=width)
+        text = str(number)
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        pad = max(2, width)
+        w, h = right - left + 2 * pad, bottom - top + 2 * pad
+        x = min(max(0.0, x0), size[0] - w)
+        y = min(max(0.0, y0), size[1] - h)
+        draw.rectangle([x, y, x + w, y + h], fill=rgb, outline=(255, 255, 255))
+        draw.text((x + pad - left, y + pad - top), text, fill=_ink(rgb), font=font)
 
 
 def _outline(mask: np.ndarray, width: int) -> np.ndarray:

@@ -56,9 +56,12 @@ from promptartisan.ui.handlers import (
 )
 from promptartisan.ui.origin import SameOriginOnly, is_loopback, served_hosts
 from promptartisan.ui.render import png_bytes
+from promptartisan.ui.selection_view import ACTIONS as SELECTION_ACTIONS
+from promptartisan.ui.selection_view import SELECTION, candidate_props
 
 ACTION_NAMES = ("undo", "redo", "reset", "masks", "compare", "download", "export", "answer",
-                "use_tiny", "resume", "add_to", "retry", "go")
+                "use_tiny", "resume", "add_to", "retry", "go",
+                *(name for name in SELECTION_ACTIONS if name != SELECTION))
 CONTROLLER = "controller"
 SESSION_IDS = "session_ids"  # in the thread's metadata: the sessions a resumed chat reopens
 VIEW = "view"  # in the thread's metadata: the chat's own place in each session's history
@@ -137,7 +140,11 @@ class ChainlitEmitter:
     def ask(self, question: str, choices: Sequence[str],
             pictures: Sequence[Picture] = ()) -> None:
         buttons = [ActionButton("answer", choice, {"text": choice}) for choice in choices]
-        self._send(cl.Message(content=question, elements=_images(pictures),
+        # A picture with numbered boxes is a canvas a click on a box answers.
+        elements = [cl.CustomElement(name="SelectionCanvas", display="inline",
+                                     props=candidate_props(p, p.boxes, choices))
+                    if p.boxes else _images([p])[0] for p in pictures]
+        self._send(cl.Message(content=question, elements=elements,
                               actions=_actions(buttons)).send())
 
     def error(self, text: str, actions: Sequence[ActionButton] = ()) -> None:
@@ -184,6 +191,10 @@ class ChainlitEmitter:
         slider = cl.CustomElement(name="CompareSlider", props=compare_props(before, after, labels),
                                   display="inline")
         self._send(cl.Message(content=text, elements=[slider]).send())
+
+    def canvas(self, text: str, props: dict[str, Any]) -> None:
+        element = cl.CustomElement(name="SelectionCanvas", props=props, display="inline")
+        self._send(cl.Message(content=text, elements=[element]).send())
 
     def _send(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         self._posted += 1
@@ -340,3 +351,13 @@ async def on_action(action: cl.Action) -> None:
 
 for _name in ACTION_NAMES:
     cl.action_callback(_name)(on_action)
+
+
+@cl.action_callback(SELECTION)
+async def on_selection(action: cl.Action) -> dict[str, Any]:
+    """A gesture or button of a selection canvas: its answer goes back to the canvas (the
+    return value of its `callAction`), so the overlay follows in the same round trip."""
+    controller = _controller()
+    answer = await cl.make_async(controller.selection.act)(action.payload or {})
+    await _remember(controller)
+    return answer

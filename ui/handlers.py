@@ -42,6 +42,15 @@ from promptartisan.tools.images import InvalidImageError, load_image
 from promptartisan.ui.history import describe, tree_layout
 from promptartisan.ui.render import data_url
 from promptartisan.ui.render import escape_markdown as md
+from promptartisan.ui.selection_view import (
+    ACTIONS as SELECTION_ACTIONS,
+)
+from promptartisan.ui.selection_view import (
+    SELECT,
+    SELECTION,
+    SelectionDesk,
+    default_selector,
+)
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +148,9 @@ class Picture:
 
     name: str
     image: Image.Image
+    # Numbered boxes on it (x0, y0, x1, y1 in its pixels) a click chooses: the candidates of
+    # a "which one?" question, box k answering the question's choice k.
+    boxes: tuple[tuple[float, float, float, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -216,6 +228,10 @@ class Emitter(Protocol):
         """A before/after slider between two versions, each with its label."""
         ...
 
+    def canvas(self, text: str, props: dict[str, Any]) -> None:
+        """A selection canvas (ui/selection_view.py makes its props)."""
+        ...
+
 
 class EditorLike(Protocol):
     def turn(self, session: Any, text: str, image: Any = None, mask: Any = None,
@@ -287,7 +303,8 @@ class ChatController:
 
     def __init__(self, settings: Settings, emitter: Emitter,
                  editor_factory: Callable[[Settings], EditorLike] = default_editor,
-                 sessions: Any = None, session_ids: Sequence[str] = ()) -> None:
+                 sessions: Any = None, session_ids: Sequence[str] = (),
+                 selector_factory: Callable[[Settings], Any] = default_selector) -> None:
         self.settings = settings
         self.emitter = emitter
         self._editor_factory = editor_factory
@@ -303,11 +320,15 @@ class ChatController:
         self._cancel = threading.Event()
         self._busy = threading.Lock()
         self._thumbnails: dict[tuple[str, int], str] = {}  # versions never change
+        self.selection = SelectionDesk(self, selector_factory)  # canvases and mask offers
 
     # ----- events -------------------------------------------------------------------------
 
     def start(self) -> None:
         """The welcome: what to do, whether the models are here, and earlier chats to resume."""
+        from promptartisan.agent.auto_planner import forget_choices
+
+        pass  # forget_choices()  # a new chat's planner = "auto" looks again (a server started since)
         self.emitter.text(WELCOME)
         self._report_models()
         from promptartisan.agent.session import SessionError
@@ -347,6 +368,13 @@ class ChatController:
         if name == "use_tiny":
             self.use_tiny()
             return
+        if name in SELECTION_ACTIONS and name not in (SELECT, SELECTION):  # a mask offer
+            if self._acquire():
+                try:
+                    self.selection.take_offer(name, payload)
+                finally:
+                    self._busy.release()
+            return
         if name == "add_to":
             into = self._owned({"session": payload.get("into")})
             if into is not None and self._owned(payload) is not None and self._acquire():
@@ -369,6 +397,7 @@ class ChatController:
             "compare": lambda s, v: self._compare(s, v, payload.get("against")),
             "download": self._download,
             "export": lambda s, v: self._export(s),
+            SELECT: self.selection.open,
         }
         if name not in views and name not in changes:
             self.emitter.error(f"Unknown action {md(repr(name))}.")
@@ -504,8 +533,15 @@ class ChatController:
                 if earlier is not None else []
             if not text:
                 what = "this photo" if len(sessions) == 1 else f"these {len(sessions)} photos"
-                self.emitter.text(f"Got {what}. What should I change?", offer)
+                point = [ActionButton(SELECT, "Select on the picture",
+                                      {"session": sessions[0].id, "version": 0})]
+                self.emitter.text(f"Got {what}. What should I change?", [*point, *offer])
+                self.selection.prepare(images[0])
                 return
+            if earlier is not None:  # a black-and-white upload may be the earlier one's mask
+                into = self._open(earlier)
+                if into is not None and self.selection.offer_mask(sessions[0], into, text):
+                    return
             if offer:
                 self.emitter.text(NEW_SESSION, offer)
         if not text:
@@ -551,10 +587,29 @@ class ChatController:
                 return
 
     def _turn(self, session: Any, text: str, plan: Any = None, image: Image.Image | None = None,
-              label: str = "") -> Any:
-        """One Editor turn with its steps shown as they happen, then its result."""
-        return self._shown(session, label, lambda editor, progress: editor.turn(
-            session, text, image=image, plan=plan, on_event=progress.event, cancel=self._cancel))
+              label: str = "", mask: Any = None) -> Any:
+        """One Editor turn with its steps shown as they happen, then its result. The
+        selections on the version the chat is on go with it (and are used up by an edit)."""
+        selections = self.selection.masks(session) if mask is None else {}
+        extra = {"selections": selections} if selections else {}
+        result = self._shown(session, label, lambda editor, progress: editor.turn(
+            session, text, image=image, plan=plan, mask=mask, on_event=progress.event,
+            cancel=self._cancel, **extra))
+        if selections and result is not None and result.kind == "edit":
+            self.selection.used(session, result.version_id)
+        return result
+
+    def selection_turn(self, session_id: str, text: str, plan: Any = None,
+                       mask: Any = None) -> Any:
+        """A request from a canvas or a mask offer, on one of this chat's sessions; None when
+        busy or the session can't be opened."""
+        if not self._acquire():
+            return None
+        try:
+            session = self._open(session_id)
+            return None if session is None else self._turn(session, text, plan=plan, mask=mask)
+        finally:
+            self._busy.release()
 
     def _shown(self, session: Any, label: str,
                run: Callable[[EditorLike, TurnProgress], Any]) -> Any:
@@ -573,9 +628,14 @@ class ChatController:
     def _show_result(self, session: Any, result: Any, label: str) -> None:
         prefix = f"**{label}** · " if label else ""
         if result.kind == "clarify":
-            candidates = ([Picture("candidates.png", result.overlay)]
+            boxes = tuple(tuple(float(v) for v in box) for grounding in result.groundings[:1]
+                          for box in grounding.candidates)
+            candidates = ([Picture("candidates.png", result.overlay, boxes)]
                           if result.overlay is not None else [])
             self.emitter.ask(prefix + result.message, list(result.choices or []), candidates)
+            pending = session.pending
+            if pending is not None and pending.kind == "locate":  # "where is it?": point at it
+                self.selection.open(session, answering=True)
         elif result.kind == "chat":
             self.emitter.text(prefix + result.message)
         elif result.kind == "error":
@@ -597,6 +657,7 @@ class ChatController:
         self.emitter.pictures(text, [Picture(f"{session.id}-v{version:04d}.png", image)],
                               history_buttons(session.id, version,
                                               retry=bool(session.regions(version))))
+        self.selection.prepare(image)
         self._show_history(session, HISTORY)
 
     def _show_history(self, session: Any, caption: str, moved: bool = False) -> None:
@@ -609,6 +670,8 @@ class ChatController:
         current = session.current
         preview = Picture(f"{session.id}-v{current:04d}.png", session.image(current)) \
             if moved else None
+        if preview is not None:
+            self.selection.prepare(preview.image)
         actions = tuple(history_buttons(session.id, current,
                                         retry=bool(session.regions(current)))) if moved else ()
         self.emitter.history(HistoryView(session.id, current, caption, nodes, preview, actions))
@@ -819,9 +882,10 @@ class TurnProgress:
     def _show_plan(self, plan: Any) -> None:
         self.plan = plan
         if plan.instructions:
-            self._update("planning", plan_text(plan), done=True)
+            self._update("planning", plan_text(plan) + planned_by(plan), done=True)
         elif plan.action in PLANS_WITHOUT_EDITS:
-            self._update("planning", PLANS_WITHOUT_EDITS[plan.action], done=True)
+            self._update("planning", PLANS_WITHOUT_EDITS[plan.action] + planned_by(plan),
+                         done=True)
 
     def finish(self, result: Any) -> None:
         """Show the plan if no event did, and close every step still open with how its stage
@@ -862,7 +926,8 @@ def history_buttons(session_id: str, version: int, retry: bool = False) -> list[
     return [ActionButton(name, label, payload) for name, label in (
         ("undo", "Undo"), ("redo", "Redo"), ("reset", "Reset"),
         *([("retry", "Retry")] if retry else []),
-        ("masks", "Show masks"), ("compare", "Compare"), ("download", "Download PNG"),
+        ("masks", "Show masks"), (SELECT, "Select on the picture"), ("compare", "Compare"),
+        ("download", "Download PNG"),
         ("export", "Export session"))]
 
 
@@ -899,6 +964,12 @@ def plan_text(plan: Any) -> str:
     if getattr(plan, "note", None):
         lines.append(f"\n_{plan.note}_")
     return "\n".join(lines)
+
+
+def planned_by(plan: Any) -> str:
+    """The plan step's last line: which planner made the plan ('' when the plan doesn't say)."""
+    name = getattr(plan, "planner", None)
+    return f"\n\n*Planned by {md(name)}.*" if name else ""
 
 
 def grounding_text(plan: Any, groundings: Sequence[Any] | None) -> str:

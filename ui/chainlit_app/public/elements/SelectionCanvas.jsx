@@ -1,0 +1,294 @@
+// Pointing at a version (props from ui/selection_view.py canvas_props). In "select" mode: a click
+// includes a point, shift-click (or the Exclude toggle, for touch screens) excludes one, a drag
+// draws a box, the brush and the eraser paint free-hand; each gesture goes to the server, which
+// segments it and answers with every selection's overlay in the same round trip. Selections are
+// numbered and coloured; each has an instruction field, refine buttons, and a place in the
+// order (a later one wins where two overlap). In "choose" mode: the candidates of a "which
+// one?" question as numbered boxes; a click on a box or its number answers.
+import { useEffect, useRef, useState } from "react";
+
+const DRAG_PX = 6; // a press that moves further on screen is a box or a stroke, not a click
+const POLL_MS = 1000; // how often a canvas whose picture is still being prepared asks again
+
+const STYLE = `
+.pa-select { display: flex; flex-direction: column; gap: 8px; width: 100%; font-size: 0.875rem; }
+.pa-select-box { position: relative; width: 100%; touch-action: none; user-select: none;
+  cursor: crosshair; line-height: 0; }
+.pa-select-box img { display: block; width: 100%; height: auto; }
+.pa-select-box .pa-select-mask { position: absolute; inset: 0; height: 100%; pointer-events: none; }
+.pa-select-number { position: absolute; transform: translate(-50%, -50%); min-width: 26px;
+  height: 26px; padding: 0 6px; border-radius: 13px; border: 2px solid white;
+  font: 700 15px/22px system-ui, sans-serif; text-align: center; pointer-events: none;
+  box-shadow: 0 0 3px rgb(0 0 0 / 0.8); }
+.pa-select-candidate { position: absolute; border: 3px solid; border-radius: 4px; padding: 0;
+  background: transparent; cursor: pointer; box-shadow: 0 0 0 1px rgb(0 0 0 / 0.6); }
+.pa-select-candidate:hover, .pa-select-candidate:focus-visible { background: rgb(255 255 255 / 0.2); }
+.pa-select-candidate .pa-select-number { top: 0; left: 0; transform: translate(-35%, -35%);
+  pointer-events: auto; cursor: pointer; }
+.pa-select-status { position: absolute; left: 8px; top: 8px; padding: 2px 8px; border-radius: 4px;
+  font: 13px/20px system-ui, sans-serif; color: white; background: rgb(0 0 0 / 0.7); }
+.pa-select-tools, .pa-select-row, .pa-select-refine { display: flex; flex-wrap: wrap; gap: 6px;
+  align-items: center; }
+.pa-select-tools .pa-on { background: hsl(var(--primary)); color: hsl(var(--primary-foreground)); }
+.pa-select-row { padding: 4px 0; border-top: 1px solid hsl(var(--border)); }
+.pa-select-row.pa-active { background: hsl(var(--accent)); }
+.pa-select-swatch { min-width: 26px; height: 26px; border-radius: 13px; border: 2px solid white;
+  font: 700 15px/22px system-ui, sans-serif; text-align: center; cursor: pointer;
+  box-shadow: 0 0 2px rgb(0 0 0 / 0.8); }
+.pa-select-row input { flex: 1 1 12rem; min-width: 8rem; padding: 2px 6px;
+  border: 1px solid hsl(var(--border)); border-radius: 6px; background: hsl(var(--background)); }
+.pa-select-message { min-height: 1.25rem; }
+.pa-select-button { padding: 2px 10px; border: 1px solid hsl(var(--border)); border-radius: 6px;
+  background: hsl(var(--background)); }
+.pa-select-button:hover { background: hsl(var(--accent)); }
+.pa-select-button:disabled { opacity: 0.5; }
+`;
+
+// Black text on light colours, white on dark ones (as tools/overlay.py's labels).
+const ink = (hex) => {
+  const [r, g, b] = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+  return 0.299 * r + 0.587 * g + 0.114 * b > 150 ? "black" : "white";
+};
+
+function NumberBadge({ number, colour, x, y, label }) {
+  return (
+    <span className="pa-select-number" aria-label={label}
+          style={{ left: `${x}%`, top: `${y}%`, background: colour, color: ink(colour) }}>
+      {number}
+    </span>
+  );
+}
+
+function Candidates() {
+  const answer = (choice) => callAction({ name: "answer", payload: { text: choice } });
+  return (
+    <div className="pa-select" data-mode="choose">
+      <style>{STYLE}</style>
+      <div className="pa-select-box" style={{ cursor: "default" }}>
+        <img src={props.src} alt={props.name} draggable={false} />
+        {(props.candidates || []).map((c) => {
+          const [x0, y0, x1, y1] = c.box;
+          return (
+            <button key={c.number} type="button" className="pa-select-candidate"
+                    data-number={c.number} title={`${c.number}: ${c.choice}`}
+                    aria-label={`Candidate ${c.number}: ${c.choice}`}
+                    style={{ left: `${(100 * x0) / props.width}%`, top: `${(100 * y0) / props.height}%`,
+                             width: `${(100 * (x1 - x0)) / props.width}%`,
+                             height: `${(100 * (y1 - y0)) / props.height}%`, borderColor: c.colour }}
+                    onClick={() => answer(c.choice)}>
+              <span className="pa-select-number"
+                    style={{ background: c.colour, color: ink(c.colour) }}>{c.number}</span>
+            </button>
+          );
+        })}
+      </div>
+    </div>
+  );
+}
+
+function Selecting() {
+  const [state, setState] = useState(props.state);
+  const [tool, setTool] = useState("point"); // point | brush | erase
+  const [exclude, setExclude] = useState(false);
+  const [active, setActive] = useState(null); // the selection gestures add to; null: a new one
+  const [texts, setTexts] = useState({});
+  const [busy, setBusy] = useState(false);
+  const [trace, setTrace] = useState(null); // the gesture being drawn, in image pixels
+  const box = useRef(null);
+  const press = useRef(null);
+  const selections = state.selections || [];
+  const last = selections.length ? selections[selections.length - 1].number : null;
+  const focus = active ?? last; // the selection the refine buttons and exclusions act on
+
+  const send = async (op, extra) => {
+    setBusy(true);
+    try {
+      const reply = await callAction({ name: "selection", payload: { canvas: props.canvas, op, ...extra } });
+      const next = reply && reply.response;
+      if (next && next.state) {
+        setState(next.state);
+        if (active !== null && !next.state.selections.some((s) => s.number === active)) setActive(null);
+      } else if (next && next.message) {
+        setState({ ...state, message: next.message });
+      }
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  useEffect(() => { // the picture's embedding is being prepared: ask again until it is ready
+    if (!state.preparing || state.closed) return undefined;
+    const timer = setTimeout(() => send("status", {}), POLL_MS);
+    return () => clearTimeout(timer);
+  }, [state]);
+
+  const at = (event) => { // screen → the version's pixels
+    const rect = box.current.getBoundingClientRect();
+    return [((event.clientX - rect.left) / rect.width) * props.width,
+            ((event.clientY - rect.top) / rect.height) * props.height];
+  };
+  const down = (event) => {
+    if (busy || state.closed) return;
+    event.currentTarget.setPointerCapture(event.pointerId);
+    press.current = { x: event.clientX, y: event.clientY, points: [at(event)], moved: false,
+                      shift: event.shiftKey };
+    setTrace(tool === "point" ? null : { kind: tool, points: press.current.points });
+  };
+  const move = (event) => {
+    const p = press.current;
+    if (!p) return;
+    if (Math.hypot(event.clientX - p.x, event.clientY - p.y) > DRAG_PX) p.moved = true;
+    if (tool === "point") {
+      if (p.moved) setTrace({ kind: "box", points: [p.points[0], at(event)] });
+    } else {
+      p.points = [...p.points, at(event)];
+      setTrace({ kind: tool, points: p.points });
+    }
+  };
+  const up = (event) => {
+    const p = press.current;
+    press.current = null;
+    setTrace(null);
+    if (!p) return;
+    let kind, points, number = active;
+    if (tool !== "point") {
+      kind = tool === "brush" ? "brush" : "erase";
+      points = [...p.points, at(event)];
+      if (kind === "erase") number = focus;
+    } else if (p.moved) {
+      kind = "box";
+      points = [p.points[0], at(event)];
+    } else {
+      kind = p.shift || exclude ? "exclude" : "include";
+      points = [p.points[0]];
+      if (kind === "exclude") number = focus;
+    }
+    send("gesture", { kind, points, number, radius: props.brush });
+  };
+  const cancel = () => { press.current = null; setTrace(null); };
+
+  const order = (number, step) => {
+    const numbers = selections.map((s) => s.number);
+    const i = numbers.indexOf(number);
+    const j = i + step;
+    if (j < 0 || j >= numbers.length) return;
+    [numbers[i], numbers[j]] = [numbers[j], numbers[i]];
+    send("reorder", { numbers });
+  };
+  const written = selections.filter((s) => (texts[s.number] || "").trim());
+  const toolButton = (name, label) => (
+    <button type="button" className={"pa-select-button" + (tool === name ? " pa-on" : "")}
+            aria-pressed={tool === name} onClick={() => setTool(name)}>{label}</button>
+  );
+  const pct = ([x, y]) => [(100 * x) / props.width, (100 * y) / props.height];
+
+  return (
+    <div className="pa-select" data-mode="select" data-canvas={props.canvas}
+         data-version={props.version} data-count={selections.length}
+         data-busy={busy ? "true" : "false"} data-preparing={state.preparing ? "true" : "false"}>
+      <style>{STYLE}</style>
+      <div className="pa-select-tools" role="toolbar" aria-label="Selection tools">
+        {toolButton("point", "Point / box")}
+        {toolButton("brush", "Brush")}
+        {toolButton("erase", "Eraser")}
+        <button type="button" className={"pa-select-button" + (exclude ? " pa-on" : "")}
+                aria-pressed={exclude} onClick={() => setExclude(!exclude)}
+                title="Clicks take points out of the selection (as shift-click does)">
+          Exclude
+        </button>
+        <button type="button" className={"pa-select-button" + (active === null ? " pa-on" : "")}
+                aria-pressed={active === null} onClick={() => setActive(null)}
+                title="The next click, box or stroke starts a new selection">
+          New selection
+        </button>
+      </div>
+      <div ref={box} className="pa-select-box" onPointerDown={down} onPointerMove={move}
+           onPointerUp={up} onPointerCancel={cancel}>
+        <img src={props.src} alt={props.name} draggable={false} />
+        {selections.map((s) => (
+          <img key={s.number} className="pa-select-mask" src={s.mask}
+               data-number={s.number} alt={`selection ${s.number}`} draggable={false} />
+        ))}
+        {selections.filter((s) => s.anchor).map((s) => {
+          const [x, y] = pct(s.anchor);
+          return <NumberBadge key={s.number} number={s.number} colour={s.colour} x={x} y={y}
+                              label={`selection ${s.number}`} />;
+        })}
+        {trace && (
+          <svg viewBox={`0 0 ${props.width} ${props.height}`} preserveAspectRatio="none"
+               style={{ position: "absolute", inset: 0, width: "100%", height: "100%",
+                        pointerEvents: "none" }} aria-hidden="true">
+            {trace.kind === "box" ? (
+              <rect x={Math.min(trace.points[0][0], trace.points[1][0])}
+                    y={Math.min(trace.points[0][1], trace.points[1][1])}
+                    width={Math.abs(trace.points[1][0] - trace.points[0][0])}
+                    height={Math.abs(trace.points[1][1] - trace.points[0][1])}
+                    fill="none" stroke="white" strokeWidth={2} strokeDasharray="6 4"
+                    vectorEffect="non-scaling-stroke" />
+            ) : (
+              <polyline points={trace.points.map((p) => p.join(",")).join(" ")} fill="none"
+                        stroke={trace.kind === "erase" ? "rgb(0 0 0 / 0.5)" : "rgb(255 255 255 / 0.6)"}
+                        strokeWidth={2 * props.brush} strokeLinecap="round" strokeLinejoin="round" />
+            )}
+          </svg>
+        )}
+        {(state.preparing || busy) && !state.closed && (
+          <span className="pa-select-status" role="status">
+            {state.preparing ? "preparing selection…" : "segmenting…"}
+          </span>
+        )}
+      </div>
+      <div className="pa-select-message" aria-live="polite">{state.message}</div>
+      {selections.map((s, i) => (
+        <div key={s.number} className={"pa-select-row" + (s.number === focus ? " pa-active" : "")}
+             data-number={s.number}>
+          <button type="button" className="pa-select-swatch"
+                  style={{ background: s.colour, color: ink(s.colour) }}
+                  aria-pressed={active === s.number}
+                  title={`Add the next gestures to selection ${s.number}`}
+                  onClick={() => setActive(active === s.number ? null : s.number)}>
+            {s.number}
+          </button>
+          <input type="text" value={texts[s.number] || ""}
+                 aria-label={`Instruction for selection ${s.number}`}
+                 placeholder={`what to do with ${s.number} (or refer to it in a message)`}
+                 onChange={(e) => setTexts({ ...texts, [s.number]: e.target.value })} />
+          <span className="pa-select-refine">
+            {[["grow", "Grow"], ["shrink", "Shrink"], ["invert", "Invert"], ["undo", "Undo"],
+              ["clear", "Clear"], ["remove", "Remove"]].map(([op, label]) => (
+              <button key={op} type="button" className="pa-select-button" disabled={busy}
+                      aria-label={`${label} selection ${s.number}`}
+                      onClick={() => send("refine", { number: s.number, refine: op })}>{label}</button>
+            ))}
+            <button type="button" className="pa-select-button" disabled={busy || i === 0}
+                    aria-label={`Selection ${s.number} earlier (under the others)`}
+                    onClick={() => order(s.number, -1)}>▲</button>
+            <button type="button" className="pa-select-button"
+                    disabled={busy || i === selections.length - 1}
+                    aria-label={`Selection ${s.number} later (over the others)`}
+                    onClick={() => order(s.number, 1)}>▼</button>
+          </span>
+        </div>
+      ))}
+      <div className="pa-select-refine">
+        {written.length > 0 && (
+          <button type="button" className="pa-select-button" disabled={busy || state.closed}
+                  onClick={() => send("apply", { instructions: Object.fromEntries(
+                    written.map((s) => [s.number, texts[s.number].trim()])) })}>
+            Edit {written.map((s) => s.number).join(", ")} in one pass
+          </button>
+        )}
+        {props.answering && selections.length > 0 && (
+          <button type="button" className="pa-select-button" disabled={busy || state.closed}
+                  onClick={() => send("answer", {})}>
+            This is where: answer with the selection
+          </button>
+        )}
+      </div>
+    </div>
+  );
+}
+
+export default function SelectionCanvas() {
+  return props.mode === "choose" ? <Candidates /> : <Selecting />;
+}
