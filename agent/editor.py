@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -29,6 +30,7 @@ from promptartisan.agent.clarify import (
     which_question,
 )
 from promptartisan.agent.plan import Instruction, Plan, selection_number, selection_target
+from promptartisan.agent.planners import plan_turn, version_history
 from promptartisan.agent.session import PendingRequest, RegionRecord, Session
 from promptartisan.settings import Settings
 from promptartisan.tools.images import from_working_size, load_image, to_working_size
@@ -282,6 +284,7 @@ class Editor:
             return Request(text, plan)
         pending = session.pending
         context = session.recent_messages()
+        history = partial(version_history, session)  # for a planner that reads it
         if pending is not None and pending.kind in ("which", "locate") and has_mask:
             return Request(pending.text, Plan.model_validate(pending.data["plan"]),
                            pending.data["chosen"], mask_index=pending.data["index"])
@@ -303,7 +306,7 @@ class Editor:
             if pending.kind == "forget" and (confirmed := read_confirmation(text)) is not None:
                 return Request(pending.text, asked, confirmed=confirmed)
         if pending is not None and pending.kind == "locate":
-            own = self._plan(text, context, cancel)
+            own = self._plan(text, context, cancel, history)
             if own.action in ("edit", "undo", "redo", "reset"):
                 return Request(text, own)
             rephrased = _retarget(Plan.model_validate(pending.data["plan"]),
@@ -317,19 +320,21 @@ class Editor:
             from promptartisan.agent.selection_refs import plan_with_selections
 
             return Request(text, plan_with_selections(
-                text, list(selections), lambda rest: self._plan(rest, context, cancel)))
-        return Request(text, self._plan(text, context, cancel))
+                text, list(selections), lambda rest: self._plan(rest, context, cancel, history)))
+        return Request(text, self._plan(text, context, cancel, history))
 
-    def _plan(self, text: str, context: list[str], cancel: threading.Event) -> Plan:
-        """The planner's plan of `text`. The planner runs in a thread of its own while the turn
-        looks at `cancel`, so a stop ends the turn at once even while a language model's server
-        keeps the planner waiting; the abandoned call ends by its own timeouts, unheard."""
+    def _plan(self, text: str, context: list[str], cancel: threading.Event,
+              history: Callable[[], list[str]] | None = None) -> Plan:
+        """The planner's plan of `text` (`history`: the session's versions, for a planner that
+        reads them). The planner runs in a thread of its own while the turn looks at `cancel`,
+        so a stop ends the turn at once even while a language model's server keeps the planner
+        waiting; the abandoned call ends by its own timeouts, unheard."""
         planner = self.planner
         planned: Future[Plan] = Future()
 
         def run() -> None:
             try:
-                planned.set_result(planner.plan(text, context))
+                planned.set_result(plan_turn(planner, text, context, history))
             except BaseException as exc:  # raised again in the turn, which reports it
                 planned.set_exception(exc)
 

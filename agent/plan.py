@@ -6,6 +6,7 @@ import re
 from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 Action = Literal["edit", "clarify", "undo", "redo", "reset", "goto", "forget", "chat"]
 
@@ -93,6 +94,9 @@ class Plan(BaseModel):
     note: str | None = Field(
         default=None, description="Anything the user should know about how the plan was made."
     )
+    planner: SkipJsonSchema[str | None] = Field(
+        default=None, description="Which planner made this plan ('rules', 'ollama:MODEL'): set "
+        "by the program, never asked of a model (it is not in the JSON schema).")
 
     @model_validator(mode="after")
     def _consistent(self) -> Plan:

@@ -2,10 +2,13 @@
 
 Specs:
 
-- ``rules``: the offline rules planner (no model, no server, instant). The default.
+- ``auto`` (the default): the best planner this machine can run now, looked for in a second
+  or less: a running Ollama with a chat model, else the rules planner (``agent/auto_planner.py``
+  says how it chooses).
+- ``rules``: the offline rules planner (no model, no server, instant).
 - ``llm:ollama:MODEL``: a model served by Ollama (``pip install 'promptartisan[ollama]'``);
-  the server is ``$OLLAMA_HOST`` or http://localhost:11434, or name it with a suffix:
-  ``llm:ollama:llama3.1:8b@http://gpu-box:11434``.
+  the server is the ``ollama_host`` setting, else ``$OLLAMA_HOST``, else
+  http://127.0.0.1:11434, or name it with a suffix: ``llm:ollama:llama3.1:8b@http://gpu-box:11434``.
 - ``llm:openai:MODEL``: OpenAI or any OpenAI-compatible server (vLLM, llama.cpp's server,
   LM Studio; ``pip install 'promptartisan[openai]'``). The base URL is a ``@URL`` suffix
   (``llm:openai:qwen2.5-7b@http://localhost:8000/v1``) or ``$OPENAI_BASE_URL``; the key is
@@ -13,8 +16,11 @@ Specs:
 - ``llm:llamacpp:/path/model.gguf``: a GGUF file run in-process by llama-cpp-python
   (``pip install 'promptartisan[llamacpp]'``).
 
-Every LLM planner falls back to the rules planner when its model fails or can't be reached.
-A server is given `settings.planner_connect_timeout` seconds to accept the connection and
+Ollama and OpenAI-compatible servers answer with the backend's structured output, constrained
+by Plan's JSON schema (Ollama's ``format``, OpenAI's ``response_format`` ``json_schema``); a
+GGUF model answers with a Plan tool call. Every LLM planner falls back to the rules planner
+when its model fails or can't be reached. A server is given
+`settings.planner_connect_timeout` seconds to accept the connection and
 `settings.planner_read_timeout` for each read of the answer, and is not asked again: a server
 that accepts and never answers costs one read timeout, then the rules planner plans. (A GGUF
 model runs in this process and has no timeout; the chat's stop button ends the wait for it.)
@@ -23,9 +29,12 @@ model runs in this process and has no timeout; the chat's stop button ends the w
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
 from promptartisan.agent.plan import Plan
 from promptartisan.settings import Settings
@@ -33,11 +42,27 @@ from promptartisan.settings import Settings
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
-SPEC_FORMS = "rules, llm:ollama:MODEL[@URL], llm:openai:MODEL[@URL], llm:llamacpp:/path/model.gguf"
+    from promptartisan.agent.session import Session
+
+SPEC_FORMS = ("auto, rules, llm:ollama:MODEL[@URL], llm:openai:MODEL[@URL], "
+              "llm:llamacpp:/path/model.gguf")
+
+RULES = "rules"
+"""The rules planner's name, in `Plan.planner` and in specs."""
+
+OLLAMA_URL = "http://127.0.0.1:11434"
+"""Where Ollama listens unless the settings or $OLLAMA_HOST say otherwise."""
+
+HISTORY_VERSIONS = 30
+"""The most recent versions a planner reads: enough to find a described one, bounded prompt."""
 
 
 class Planner(Protocol):
-    """Anything that turns a message (and the earlier ones, oldest first) into a Plan."""
+    """Anything that turns a message (and the earlier ones, oldest first) into a Plan.
+
+    A planner whose `plan` also takes `history` (a keyword: the session's versions, one line
+    each, oldest first, from `version_history`) gets it from `plan_turn`: the LLM planners read
+    it to resolve a version the person describes."""
 
     def plan(self, text: str, context: list[str]) -> Plan: ...
 
@@ -51,16 +76,74 @@ def load_planner(spec: str, settings: Settings) -> Planner:
     from promptartisan.agent.rules_planner import RulesPlanner
 
     spec = spec.strip()
-    if spec == "rules":
+    if spec == RULES:
         return RulesPlanner()
+    if spec == "auto":
+        from promptartisan.agent.auto_planner import AutoPlanner
+
+        return AutoPlanner(settings)
     kind, _, rest = spec.partition(":")
     provider, _, model = rest.partition(":")
     if kind != "llm" or not model:
         raise PlannerError(f"unknown planner {spec!r}; use one of: {SPEC_FORMS}")
     from promptartisan.agent.llm_planner import LLMPlanner
 
+    in_process = provider == "llamacpp"
     return LLMPlanner(chat_model(provider, model, settings), fallback=RulesPlanner(), name=rest,
-                      exclusive=provider == "llamacpp")
+                      exclusive=in_process, output="tool_call" if in_process else "json_schema")
+
+
+def reads_history(planner: Planner) -> bool:
+    """Whether `planner.plan` takes the session's history (a `history` keyword)."""
+    return "history" in inspect.signature(planner.plan).parameters
+
+
+def plan_turn(planner: Planner, text: str, context: list[str],
+              history: Callable[[], list[str]] | None = None) -> Plan:
+    """`planner`'s plan of `text`; a planner that reads history gets `history()` too (called
+    only for such a planner: the rules planner needs none)."""
+    if history is None or not reads_history(planner):
+        return planner.plan(text, context)
+    reader: Any = planner
+    return reader.plan(text, context, history=history())
+
+
+def version_history(session: Session, limit: int = HISTORY_VERSIONS) -> list[str]:
+    """The session's last `limit` versions, one line each, oldest first, as a planner reads
+    them: "v3 (from v2): sky → make the sky stormy; the dog → turn the dog into a wolf", the
+    one this chat is on marked "(current)"."""
+    current = session.current
+    lines = []
+    for version in session.versions()[-limit:]:
+        made = version.provenance
+        regions = made.get("regions") or []
+        if regions:
+            what = "; ".join(f"{r.get('target')} → {r.get('prompt')}" for r in regions)
+        elif made.get("kind") == "upload":
+            what = "the uploaded picture"
+        else:
+            what = str(made.get("kind") or "a version")
+        parent = f" (from v{version.parent})" if version.parent is not None else ""
+        retry = f" (retry of v{made['retry_of']})" if "retry_of" in made else ""
+        mark = " (current)" if version.id == current else ""
+        lines.append(f"v{version.id}{parent}{retry}{mark}: {what}")
+    return lines
+
+
+def ollama_url(settings: Settings, environ: dict[str, str] | None = None) -> str:
+    """The Ollama server to use: the `ollama_host` setting, else $OLLAMA_HOST, else
+    http://127.0.0.1:11434; read as Ollama's own client reads them ("host", "host:port",
+    "https://host"; a listen address 0.0.0.0 means this machine)."""
+    environ = os.environ if environ is None else environ
+    host = (settings.ollama_host or environ.get("OLLAMA_HOST") or OLLAMA_URL).strip()
+    parts = urlsplit(host if "://" in host else f"http://{host}")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 11434)
+    except ValueError as exc:
+        raise PlannerError(f"the Ollama address {host!r} has no valid port ({exc})") from None
+    name = parts.hostname or "127.0.0.1"
+    name = "127.0.0.1" if name in ("0.0.0.0", "::") else f"[{name}]" if ":" in name else name
+    return f"{parts.scheme}://{name}:{port}{parts.path.rstrip('/')}"
 
 
 def chat_model(provider: str, model: str, settings: Settings) -> BaseChatModel:
@@ -68,10 +151,9 @@ def chat_model(provider: str, model: str, settings: Settings) -> BaseChatModel:
     no retries; nothing is contacted yet."""
     if provider == "ollama":
         name, _, url = model.partition("@")
-        options: dict[str, Any] = {"base_url": url or os.environ.get("OLLAMA_HOST")}
         return _build("langchain_ollama", "ChatOllama", "ollama", model=name, temperature=0,
-                      client_kwargs={"timeout": _http_timeout(settings)},
-                      **{k: v for k, v in options.items() if v})
+                      base_url=url or ollama_url(settings),
+                      client_kwargs={"timeout": _http_timeout(settings)})
     if provider == "openai":
         name, _, url = model.partition("@")
         base_url = url or os.environ.get("OPENAI_BASE_URL")

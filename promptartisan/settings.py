@@ -55,7 +55,15 @@ class Settings(BaseModel):
         "models (python -m promptartisan.tools.bench_memory), under the 1.5 GB goal."))
 
     # Agent.
-    planner: str = "rules"
+    planner: str = Field("auto", description=(
+        "auto (the best planner here: a running Ollama with a chat model, else rules), rules, "
+        "or llm:ollama:MODEL[@URL], llm:openai:MODEL[@URL], llm:llamacpp:/path/model.gguf."))
+    ollama_host: str | None = Field(None, description=(
+        "The Ollama server for auto and llm:ollama specs without @URL; default $OLLAMA_HOST, "
+        "else http://127.0.0.1:11434."))
+    ollama_model: str | None = Field(None, description=(
+        "The chat model auto asks Ollama for; default: the first model Ollama lists (the most "
+        "recently pulled) that is not an embedding model."))
     planner_connect_timeout: float = Field(
         5.0, gt=0, le=600,
         description="Seconds an LLM planner waits for its server to accept the connection.")

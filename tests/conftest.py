@@ -9,6 +9,15 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import socket  # noqa: E402
+
+# planner = "auto" looks for Ollama: here it finds a port that refuses at once (bound for the
+# whole run, never listening), never a real server on this machine. Tests of auto start their
+# own server and name it.
+_NO_OLLAMA = socket.socket()
+_NO_OLLAMA.bind(("127.0.0.1", 0))
+os.environ["OLLAMA_HOST"] = f"http://127.0.0.1:{_NO_OLLAMA.getsockname()[1]}"
+
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -28,7 +37,7 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_settings(tiny_dir: Path, tmp_path: Path) -> Settings:
     """Settings that load tiny models and keep sessions in the test's own folder."""
     return Settings(tiny=True, tiny_dir=tiny_dir, session_dir=tmp_path / "sessions",
-                    device="cpu", dtype="float32", steps=3)
+                    device="cpu", dtype="float32", steps=3, planner="rules")
 
 
 @pytest.fixture(scope="session")

@@ -328,7 +328,7 @@ class ChatController:
         """The welcome: what to do, whether the models are here, and earlier chats to resume."""
         from promptartisan.agent.auto_planner import forget_choices
 
-        pass  # forget_choices()  # a new chat's planner = "auto" looks again (a server started since)
+        forget_choices()  # a new chat's planner = "auto" looks again (a server started since)
         self.emitter.text(WELCOME)
         self._report_models()
         from promptartisan.agent.session import SessionError
