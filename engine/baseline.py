@@ -1,5 +1,6 @@
 """SequentialBaseline: what a user does without PromptArtisan, one InstructPix2Pix pass per
-instruction, each on the previous output. The reference for comparisons and the benchmark."""
+instruction, each on the previous output (stock SD1.5 or SDXL InstructPix2Pix, the pipeline's
+family). The reference for comparisons and the benchmark."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from typing import Any
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import StableDiffusionInstructPix2PixPipeline
 
-from promptartisan.engine.pipeline import PromptArtisanPipeline, PromptArtisanPipelineOutput
+from promptartisan.engine.pipeline import PromptArtisanPipeline
+from promptartisan.engine.pipeline_xl import PromptArtisanXLPipeline
+from promptartisan.engine.region_pass import PromptArtisanPipelineOutput
 from promptartisan.engine.regions import Region, prepare_regions
 
 
@@ -29,12 +31,11 @@ class SequentialBaseline:
     stops the run with `pipe.interrupt_run()` as for the single pass.
     """
 
-    def __init__(self, pipe: PromptArtisanPipeline, masked: bool = False) -> None:
+    def __init__(self, pipe: PromptArtisanPipeline | PromptArtisanXLPipeline,
+                 masked: bool = False) -> None:
         self.pipe = pipe
         self.masked = masked
-        self.stock = StableDiffusionInstructPix2PixPipeline(
-            **pipe.components, safety_checker=None, feature_extractor=None,
-            requires_safety_checker=False)
+        self.stock = pipe.stock_pipeline()
         self.stock.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
 
     def __call__(
@@ -68,14 +69,23 @@ class SequentialBaseline:
                 current = output.images[0]
                 continue
             try:
-                current = self.stock(prompt=region.prompt, image=current, **common,
-                                     callback_on_step_end=self._stopping(callback_on_step_end,
-                                                                         offset)).images[0]
+                current = self.stock_edit(region.prompt, current, **common,
+                                          callback_on_step_end=self._stopping(
+                                              callback_on_step_end, offset))
             except _Stopped:
                 return PromptArtisanPipelineOutput(images=[], interrupted=True)
         if current.size != size:  # stock works at a multiple of 8 pixels: back to the source's
             current = current.resize(size, PIL.Image.Resampling.BICUBIC)
         return PromptArtisanPipelineOutput(images=[current], interrupted=False)
+
+    def stock_edit(self, prompt: str, image: PIL.Image.Image | np.ndarray, **kwargs: Any
+                   ) -> PIL.Image.Image:
+        """One stock pass on the whole image, at its size rounded down to a multiple of 8 (stock
+        SDXL would otherwise work at its UNet's default size, whatever the image's)."""
+        if isinstance(self.pipe, PromptArtisanXLPipeline):
+            height, width = self.pipe.image_processor.get_default_height_width(image)
+            kwargs = {"height": height, "width": width, **kwargs}
+        return self.stock(prompt=prompt, image=image, **kwargs).images[0]
 
     def _shifted(self, callback: Callable[..., dict[str, Any]] | None, offset: int
                  ) -> Callable[..., dict[str, Any]] | None:

@@ -1,6 +1,6 @@
 """What one pass with n regions costs against stock InstructPix2Pix and against the sequential
-baseline. The cost of a forward pass doesn't depend on the weights' values, so the full-size
-architecture is built from configs with random weights: no download."""
+baseline, for either family. The cost of a forward pass doesn't depend on the weights' values, so
+the full-size architectures are built from configs with random weights: no download."""
 
 from __future__ import annotations
 
@@ -17,11 +17,17 @@ from functools import partial
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel
+from diffusers import (
+    AutoencoderKL,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    UNet2DConditionModel,
+)
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from promptartisan.engine.baseline import SequentialBaseline
 from promptartisan.engine.pipeline import PromptArtisanPipeline
+from promptartisan.engine.pipeline_xl import PromptArtisanXLPipeline
 from promptartisan.engine.regions import Region
 from promptartisan.tokenizer import clip_tokenizer
 
@@ -74,6 +80,43 @@ def sd15_pipeline() -> PromptArtisanPipeline:
                                  unet=unet, scheduler=scheduler)
 
 
+def sdxl_pipeline() -> PromptArtisanXLPipeline:
+    """SDXL InstructPix2Pix at full size (sdxl-instructpix2pix-768's and CosXL Edit's shape: the
+    SDXL UNet with 8 input channels, the SDXL VAE, CLIP ViT-L/14 and OpenCLIP ViT-bigG/14 text
+    encoders, CLIP's real tokenizer) with random weights."""
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=128, in_channels=8, out_channels=4, layers_per_block=2,
+        block_out_channels=(320, 640, 1280),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        transformer_layers_per_block=(1, 2, 10), attention_head_dim=(5, 10, 20),
+        use_linear_projection=True, cross_attention_dim=2048, addition_embed_type="text_time",
+        addition_time_embed_dim=256, projection_class_embeddings_input_dim=2816,
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2,
+        block_out_channels=(128, 256, 512, 512), sample_size=1024, scaling_factor=0.13025,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+    )
+    text = {"vocab_size": 49408, "max_position_embeddings": 77, "bos_token_id": 49406,
+            "eos_token_id": 49407, "pad_token_id": 49407}
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+        hidden_act="quick_gelu", projection_dim=768, **text))
+    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(
+        hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=20,
+        hidden_act="gelu", projection_dim=1280, **text))
+    tokenizer_2 = clip_tokenizer()
+    tokenizer_2.pad_token = "!"
+    with torch.device("cpu"):  # as in sd15_pipeline
+        scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012,
+                                           beta_schedule="scaled_linear", steps_offset=1)
+    return PromptArtisanXLPipeline(vae=vae, text_encoder=text_encoder,
+                                   text_encoder_2=text_encoder_2, tokenizer=clip_tokenizer(),
+                                   tokenizer_2=tokenizer_2, unet=unet, scheduler=scheduler)
+
+
 def bench_image(size: int) -> PIL.Image.Image:
     """A smooth synthetic photo stand-in: the cost doesn't depend on the pixels either."""
     y, x = np.mgrid[0:size, 0:size] / size
@@ -97,8 +140,9 @@ def bench_regions(n: int, size: int) -> list[Region]:
     return regions
 
 
-def run(pipe: PromptArtisanPipeline, counts: Sequence[int], size: int = 256, steps: int = 4,
-        repeat: int = 1, progress: Callable[[str], None] | None = None) -> list[BenchRow]:
+def run(pipe: PromptArtisanPipeline | PromptArtisanXLPipeline, counts: Sequence[int],
+        size: int = 256, steps: int = 4, repeat: int = 1,
+        progress: Callable[[str], None] | None = None) -> list[BenchRow]:
     """For each n, interleaved: a stock single edit, the single pass with n regions and the
     sequential baseline with n instructions; each `repeat` times, keeping the best time."""
     pipe.set_progress_bar_config(disable=True)
@@ -107,8 +151,8 @@ def run(pipe: PromptArtisanPipeline, counts: Sequence[int], size: int = 256, ste
     device = pipe._execution_device
 
     def stock(regions: list[Region]) -> None:
-        baseline.stock(prompt=regions[0].prompt, image=image, num_inference_steps=steps,
-                       generator=torch.Generator(device).manual_seed(0))
+        baseline.stock_edit(regions[0].prompt, image, num_inference_steps=steps,
+                            generator=torch.Generator(device).manual_seed(0))
 
     def single(regions: list[Region]) -> None:
         pipe(image, regions, num_inference_steps=steps,

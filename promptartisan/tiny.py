@@ -85,6 +85,57 @@ def write_tiny_instruct_pix2pix(out: Path) -> None:
     pipe.save_pretrained(out, safe_serialization=True)
 
 
+def write_tiny_instruct_pix2pix_xl(out: Path) -> None:
+    """A diffusers SDXL InstructPix2Pix pipeline folder: 8-channel UNet reading the pooled text
+    and time ids (addition_embed_type 'text_time'), attention at its two coarser resolutions as
+    SDXL's, two CLIP text encoders (the second with a projection; its tokenizer pads with '!'
+    as SDXL's does), an 8× VAE that upcasts in float16, Euler."""
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionXLInstructPix2PixPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=32, in_channels=8, out_channels=4, block_out_channels=(16, 32, 32),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        transformer_layers_per_block=(1, 1, 2), attention_head_dim=(2, 4, 4),
+        use_linear_projection=True, cross_attention_dim=64, norm_num_groups=8,
+        addition_embed_type="text_time", addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=6 * 8 + 32,
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, block_out_channels=(8, 16, 16, 16),
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4, layers_per_block=1, norm_num_groups=8, sample_size=64,
+        scaling_factor=0.13025, force_upcast=True,
+    )
+    text = {"vocab_size": 49408, "hidden_size": 32, "intermediate_size": 64,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": 77,
+            "bos_token_id": 49406, "eos_token_id": 49407, "pad_token_id": 49407,
+            "hidden_act": "gelu", "projection_dim": 32}
+    tokenizer_2 = clip_tokenizer()
+    tokenizer_2.pad_token = "!"
+    pipe = StableDiffusionXLInstructPix2PixPipeline(
+        vae=vae,
+        text_encoder=CLIPTextModel(CLIPTextConfig(**text)),
+        text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**text)),
+        tokenizer=clip_tokenizer(),
+        tokenizer_2=tokenizer_2,
+        unet=unet,
+        scheduler=EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012,
+                                         beta_schedule="scaled_linear", steps_offset=1,
+                                         timestep_spacing="leading"),
+        add_watermarker=False,
+    )
+    pipe.save_pretrained(out, safe_serialization=True)
+
+
 def write_tiny_clip(out: Path) -> None:
     """A CLIPModel with its processor: the shape of the metrics models (CLIP, PickScore)."""
     from transformers import (
@@ -128,6 +179,8 @@ def tiny_writer(name: str) -> Callable[[Path], None]:
         return getattr(tiny_grounding, f"write_tiny_{name}")
     if name == "instruct-pix2pix":
         return write_tiny_instruct_pix2pix
+    if name == "instruct-pix2pix-xl":  # not among TINY_MODELS: written when asked for
+        return write_tiny_instruct_pix2pix_xl
     if name in ("clip", "pickscore"):
         return write_tiny_clip
     raise ValueError(f"no tiny model named {name!r}; known: {', '.join(TINY_MODELS)}")
