@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "promptartisan.ui.cli_eval",
     "promptartisan.ui.cli_plan",
     "promptartisan.ui.cli_edit",
+    "promptartisan.ui.cli_batch",
     "promptartisan.ui.cli_sessions",
 ]
 
