@@ -369,11 +369,7 @@ class ChatController:
             self.use_tiny()
             return
         if name in SELECTION_ACTIONS and name not in (SELECT, SELECTION):  # a mask offer
-            if self._acquire():
-                try:
-                    self.selection.take_offer(name, payload)
-                finally:
-                    self._busy.release()
+            self.selection.take_offer(name, payload)
             return
         if name == "add_to":
             into = self._owned({"session": payload.get("into")})
