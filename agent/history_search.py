@@ -5,6 +5,9 @@ and instructions, its regions), with no model.
 A version matches by word stems: the share of the description's content words ("red", "car")
 found among the words of the edit that made it. Only the best share counts, and only when it
 is at least half of the words; two or more versions equally good are a question, not a guess.
+A version that took an instruction back ("forget") names that instruction too, but it is the
+one version that no longer shows it: it matches only a description that speaks of undoing
+("the one where I undid the sky"), never "the sunset" alone.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ MIN_SHARE = 0.5
 """The least share of the description's words a version's edit must hold to match."""
 
 _STEMMER = stemmer("english")
+_UNDOING = frozenset(_STEMMER.stemWords(
+    "undo undid undone undoing forget forgot forgotten forgetting took taken".split()))
 # Words that name no content: articles, pronouns, the words for versions and pictures, and
 # the verbs every edit shares ("make", "turn", "add").
 _FILLER = """a an the one ones with without of to and or in into on it its this that these
@@ -47,15 +52,17 @@ def share(described: set[str], words: set[str]) -> float:
 
 def edit_words(version: Version, regions: Iterable[dict[str, Any]]) -> set[str]:
     """The stems of what made `version`: its request, its plan's targets and instructions, its
-    regions' targets and prompts, what a forget took back; "original" for an upload."""
+    regions' targets and prompts; for a forget, what it took back and the words for undoing;
+    "original" for an upload."""
     provenance = version.provenance
+    if provenance.get("kind") == "forget":
+        return _UNDOING | stems(" ".join(f"{f.get('target', '')} {f.get('instruction', '')}"
+                                         for f in provenance.get("forgot") or []))
     texts = [str(provenance.get("request") or "")]
     plan = provenance.get("plan") or {}
     texts += [f"{i.get('target', '')} {i.get('instruction', '')}"
               for i in plan.get("instructions") or []]
     texts += [f"{r['target']} {r['prompt']}" for r in regions]
-    texts += [f"{f.get('target', '')} {f.get('instruction', '')}"
-              for f in provenance.get("forgot") or []]
     if provenance.get("kind") == "upload":
         texts.append("original upload uploaded")
     return stems(" ".join(texts))
@@ -66,7 +73,8 @@ def matching_versions(session: Session, description: str) -> list[int]:
     none holds `MIN_SHARE` of its words, several when they tie."""
     described = stems(description)
     scores = {v.id: share(described, edit_words(v, session.regions(v.id)))
-              for v in session.versions()}
+              for v in session.versions()
+              if described & _UNDOING or v.provenance.get("kind") != "forget"}
     best = max(scores.values(), default=0.0)
     if best < MIN_SHARE:
         return []

@@ -14,7 +14,8 @@ from test_agent_fakes import BoxGrounder, PaintingEngine, ScriptedPlanner, edit
 
 from promptartisan.agent.editor import Editor
 from promptartisan.agent.forget import reach, read_confirmation
-from promptartisan.agent.plan import Plan
+from promptartisan.agent.history_search import matching_versions
+from promptartisan.agent.plan import Plan, VersionQuery
 from promptartisan.agent.session import Session
 from promptartisan.settings import Settings
 
@@ -162,3 +163,49 @@ def test_forget_after_real_engine_edits(tiny_settings: Settings, photo: Image.Im
     assert np.array_equal(new[sky], pixels(session, 0)[sky])
     assert not np.array_equal(pixels(session, 2)[sky], pixels(session, 0)[sky])
     assert not np.array_equal(new[helmet], pixels(session, 0)[helmet])
+
+
+def test_a_forget_version_is_found_only_by_speaking_of_undoing(
+        editor: Editor, tmp_path: Path, photo_300: Image.Image) -> None:
+    session = Session.create(tmp_path, photo_300)
+    editor.turn(session, "sunset", plan=edit(("the sky", "make the sky a sunset")))  # v1
+    editor.turn(session, "wolf", plan=edit(("the dog", "turn the dog into a wolf")))  # v2
+    editor.turn(session, "undo the sky but keep the wolf", plan=forget("the sky"))  # v3
+    assert matching_versions(session, "the sunset") == [1]  # v3 no longer shows it
+    assert matching_versions(session, "the wolf") == [2]  # v3's request named it, kept it
+    assert matching_versions(session, "where I undid the sunset") == [3]
+
+
+def test_the_chat_shows_a_forget_like_an_edit_and_a_goto_like_an_undo(
+        tmp_path: Path, small_photo: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_ui_handlers import TWO_EDITS, buttons, make_chat, upload
+
+    from promptartisan.ui import handlers
+
+    monkeypatch.setattr(handlers, "missing_models", lambda settings: [])
+    chat = make_chat(Settings(session_dir=tmp_path / "sessions", tiny_dir=tmp_path / "tiny",
+                              device="cpu", dtype="float32", steps=2, working_size=64))
+    chat.controller.message(TWO_EDITS, [upload(small_photo)])  # v1: the sky and a hat
+    plans = {"undo the sky but keep the hat": forget("the sky"),
+             "the one with the hat": Plan(action="goto", version=VersionQuery(
+                 description="the hat"))}
+    scripted = chat.planner.plan
+    monkeypatch.setattr(chat.planner, "plan",
+                        lambda text, context: plans.get(text) or scripted(text, context))
+    chat.emitter.clear()
+    chat.controller.message("undo the sky but keep the hat")
+    assert [item.kind for item in chat.emitter.shown if item.kind != "step"] == [
+        "pictures", "history"]
+    shown = chat.emitter.last("pictures")
+    assert "Took back make the sky a sunset" in shown.text and "(version 2)" in shown.text
+    assert "retry" not in buttons(shown)  # no engine made it: nothing to try again
+    assert chat.emitter.steps()["Plan"].text == handlers.PLANS_WITHOUT_EDITS["forget"]
+    node = {n.version: n for n in chat.emitter.last("history").history.nodes}[2]
+    assert node.lines == ("took back the sky → make the sky a sunset (version 1)",)
+
+    chat.emitter.clear()
+    chat.controller.message("the one with the hat")
+    assert [item.kind for item in chat.emitter.shown if item.kind != "step"] == ["history"]
+    moved = chat.emitter.last("history").history
+    assert moved.current == 1 and moved.preview is not None  # shown like an undo
+    assert moved.caption == "Went to version 1 (from version 2)."
