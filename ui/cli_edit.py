@@ -1,13 +1,15 @@
 """`promptartisan edit IMAGE… --request TEXT --out DIR`: one plain-language request applied to
 many images (planned once, grounded and edited per image), or
-`promptartisan edit IMAGE… --region MASK.png PROMPT [--region …] --out DIR` with regions given
-as masks (no planning, no grounding). Writes the edits, their masks and report.json, never over
-an input of the run, nor over an existing file without --force."""
+`promptartisan edit IMAGE… --region MASK.png PROMPT --point X,Y PROMPT --box X0,Y0,X1,Y1 PROMPT
+--out DIR` with regions given as masks, clicks or boxes (no planning; clicks and boxes go to
+SAM), all in one pass. Writes the edits, their masks and report.json, never over an input of
+the run, nor over an existing file without --force."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -20,6 +22,10 @@ from promptartisan.ui.cli import settings_from_args
 REPORT = "report.json"
 
 
+POINTING_SYNTAX = ("write --point X,Y[;X,Y…] (an exclude point as -X,Y after an include one) "
+                   "or --box X0,Y0,X1,Y1[;X,Y…], in the image's pixels")
+
+
 class Outputs(NamedTuple):
     """The files one image's edit writes."""
 
@@ -29,28 +35,77 @@ class Outputs(NamedTuple):
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
-        "edit", parents=[common], help="edit images from a request or from masks",
+        "edit", parents=[common], help="edit images from a request or from regions",
         description="Apply one request to every image (planned once, grounded per image, all "
-                    "instructions in one diffusion pass), or edit given mask regions. A bad "
-                    "image is reported and the others go on; DIR/report.json says what "
-                    "happened to each.",
+                    "instructions in one diffusion pass), or edit given regions: masks, "
+                    "clicks and boxes. A bad image is reported and the others go on; "
+                    "DIR/report.json says what happened to each.",
     )
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
-    how = parser.add_mutually_exclusive_group(required=True)
+    how = parser.add_argument_group(
+        "what to change", "--request, or regions: --region, --point and --box in any mix and "
+        "number, each one region of the same single pass (a later one wins where they overlap)")
     how.add_argument("--request", metavar="TEXT",
                      help='what to change, e.g. "make the sky a sunset and the car red"')
-    how.add_argument("--region", nargs=2, action="append", metavar=("MASK", "PROMPT"),
+    how.add_argument("--region", nargs=2, action=_Regions, dest="regions",
+                     metavar=("MASK", "PROMPT"),
                      help="a mask image and its instruction; repeatable. White = edit, "
                           "black = keep; a mask with transparency: opaque = edit, "
                           "transparent = keep. Same aspect ratio as the image")
+    how.add_argument("--point", nargs=2, action=_Regions, dest="regions",
+                     metavar=("X,Y[;X,Y…]", "PROMPT"),
+                     help="clicks on the thing to edit (SAM segments it) and its instruction; "
+                          "repeatable. Image pixels, x right, y down; several clicks on one "
+                          "thing join with ';'; a click to leave out is -X,Y after an inside "
+                          "one: --point '120,340;-150,300' \"make it red\"")
+    how.add_argument("--box", nargs=2, action=_Regions, dest="regions",
+                     metavar=("X0,Y0,X1,Y1[;X,Y…]", "PROMPT"),
+                     help="a box around the thing to edit (SAM segments it), optionally with "
+                          "clicks as for --point, and its instruction; repeatable")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR",
                         help="folder for the results and report.json")
     parser.add_argument("--force", action="store_true",
                         help="replace files an earlier run left in DIR (never an input)")
-    parser.add_argument("--planner", help="rules (default) or llm:PROVIDER:MODEL")
+    parser.add_argument("--planner", help="auto (default), rules or llm:PROVIDER:MODEL")
     parser.add_argument("--steps", type=int, help="denoising steps")
     parser.add_argument("--seed", type=int, help="random seed (default: a new one per image)")
-    parser.set_defaults(func=_edit)
+    parser.set_defaults(func=_edit, regions=None)
+
+
+class _Regions(argparse.Action):
+    """--region, --point and --box into one list in the order given: (flag, spec, prompt)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        given = list(getattr(namespace, self.dest) or [])
+        given.append(((option_string or "--region").lstrip("-"), values[0], values[1]))
+        setattr(namespace, self.dest, given)
+
+
+def pointing(flag: str, spec: str) -> list[Any]:
+    """The gestures of a --point or --box spec, or a ValueError saying how to write it."""
+    from promptartisan.tools.selection import Gesture
+
+    gestures = []
+    for item in (part.strip() for part in spec.split(";")):
+        exclude = item.startswith("-")
+        try:
+            values = [float(v) for v in item.removeprefix("-").split(",")]
+        except ValueError:
+            values = []
+        if not values or not all(math.isfinite(v) for v in values):
+            raise ValueError(f"--{flag} {spec!r}: {item!r} is not a list of numbers; "
+                             f"{POINTING_SYNTAX}")
+        if len(values) == 4 and not exclude and flag == "box" and not gestures:
+            gestures.append(Gesture(kind="box", points=[values[:2], values[2:]]))
+        elif len(values) == 2 and (gestures or flag == "point") and (gestures or not exclude):
+            gestures.append(Gesture(kind="exclude" if exclude else "include",
+                                    points=[values]))
+        else:
+            first = "the box" if flag == "box" else "an inside click"
+            raise ValueError(f"--{flag} {spec!r}: {item!r} doesn't fit here ({first} comes "
+                             f"first, then clicks X,Y or -X,Y); {POINTING_SYNTAX}")
+    return gestures
 
 
 def _edit(args: argparse.Namespace) -> int:
@@ -61,6 +116,8 @@ def _edit(args: argparse.Namespace) -> int:
     from promptartisan.tools.mask_io import read_mask
 
     settings = settings_from_args(args, planner=args.planner, steps=args.steps, seed=args.seed)
+    if (args.request is None) == (not args.regions):
+        raise ValueError("give --request TEXT, or regions (--region, --point, --box), not both")
     _check_out_folder(args.out)
     editor = Editor(settings)
     report: dict[str, Any] = {"request": args.request, "images": []}
@@ -77,14 +134,18 @@ def _edit(args: argparse.Namespace) -> int:
             return 2
         instructions = plan.instructions
     else:
-        regions = [(read_mask(Path(mask), max_pixels=settings.max_pixels), prompt)
-                   for mask, prompt in args.region]
-        report["regions"] = [{"mask": mask, "prompt": prompt} for mask, prompt in args.region]
-    count = len(instructions) if instructions is not None else len(args.region)
+        if len(args.regions) > settings.max_regions:
+            raise ValueError(f"{len(args.regions)} regions: one pass takes at most "
+                             f"{settings.max_regions} (max_regions)")
+        regions = [(read_mask(Path(spec), max_pixels=settings.max_pixels) if flag == "region"
+                    else pointing(flag, spec), prompt) for flag, spec, prompt in args.regions]
+        report["regions"] = [{"mask" if flag == "region" else flag: spec, "prompt": prompt}
+                             for flag, spec, prompt in args.regions]
+    count = len(instructions) if instructions is not None else len(args.regions)
     outputs = [Outputs(args.out / edited_name(name),
                        [args.out / mask_name(name, k) for k in range(count)])
                for name in _names(args.images)]
-    region_masks = [Path(mask) for mask, _ in args.region or []]
+    region_masks = [Path(spec) for flag, spec, _ in args.regions or [] if flag == "region"]
     _refuse_overwrites(args.images, region_masks, outputs, args.out / REPORT, args.force)
     args.out.mkdir(parents=True, exist_ok=True)
     with tqdm(list(zip(args.images, outputs, strict=True)), unit="image", desc="editing") as bar:
@@ -109,17 +170,17 @@ def _edit(args: argparse.Namespace) -> int:
 
 def _edit_one(editor: Any, path: Path, written: Outputs, instructions: list[Any] | None,
               regions: list[tuple[Any, str]] | None, on_event: Any) -> dict[str, Any]:
-    """Ground `instructions` (or take `regions`: mask, prompt) and edit one image; the
-    report's entry for it."""
+    """Ground `instructions` (or take `regions`: a mask or the gestures SAM segments, and a
+    prompt) and edit one image; the report's entry for it."""
     from promptartisan.agent.image_edit import NotLocated, edit_image, edited_name
     from promptartisan.agent.session import RegionRecord
     from promptartisan.tools.images import load_image
-    from promptartisan.tools.mask_io import read_mask
 
     image = load_image(path, editor.settings.max_pixels)
     records = None if regions is None else [
-        RegionRecord(mask=read_mask(mask, image.size), prompt=prompt, target=f"region {k}",
-                     order=k, source="user") for k, (mask, prompt) in enumerate(regions)]
+        RegionRecord(mask=_region_mask(editor, image, given), prompt=prompt,
+                     target=f"region {k}", order=k, source="user")
+        for k, (given, prompt) in enumerate(regions)]
 
     def write(name: str, fill: Any) -> str:
         write_atomically(written.edited.parent / name, fill)
@@ -131,6 +192,24 @@ def _edit_one(editor: Any, path: Path, written: Outputs, instructions: list[Any]
         return {"status": "skipped", "message": edited.question.text,
                 "choices": edited.question.choices}
     return {"status": "edited", **edited}
+
+
+def _region_mask(editor: Any, image: Any, given: Any) -> Any:
+    """A --region mask at the image's size, or the mask SAM makes of --point/--box gestures
+    (a SelectionError names a click outside this image)."""
+    from promptartisan.tools.mask_io import read_mask
+    from promptartisan.tools.selection import SelectionBook, SelectionError, Selector
+
+    if not isinstance(given, list):
+        return read_mask(given, image.size)
+    book = SelectionBook(image, 0, Selector.shared(editor.settings).segment, max_regions=1)
+    number = None
+    for gesture in given:
+        number = book.gesture(gesture, number)
+    mask = book.mask(number)
+    if not mask.any():
+        raise SelectionError("the clicks selected nothing; click inside the thing to edit")
+    return mask
 
 
 def _names(images: list[Path]) -> list[str]:
