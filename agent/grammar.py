@@ -24,13 +24,41 @@ SHORTHAND = {
     "colour": "color", "colours": "colors", "coloured": "colored", "recolour": "recolor",
     "watercolour": "watercolor", "moustache": "mustache", "greyscale": "grayscale",
     "im": "i'm", "dont": "don't", "cant": "can't", "id": "i'd", "thats": "that's",
-    "whats": "what's",
+    "whats": "what's", "wouldnt": "wouldn't", "couldnt": "couldn't", "shouldnt": "shouldn't",
+    "isnt": "isn't", "wasnt": "wasn't", "werent": "weren't", "itd": "it'd",
 }
 
 
+#: How items of a list are marked: "1)", "(2)", "3.", "4 -", "a)", "ii)", "step 5:", bullets.
+_LIST_MARKERS = {
+    "number": r"\(?\d{1,2}\)", "dotted": r"\d{1,2}\.(?!\d)", "letter": r"\(?[a-h]\)",
+    "roman": r"\(?(?:i{1,3}|iv|vi{0,3}|ix|x)\)", "dashed": r"\d{1,2} ?[-:](?![->])",
+    "step": r"step ?\d{1,2} ?[:.)-]?", "bullet": r"[-*\u2022\u25e6\u25aa\u2023\u25cf\u25ba\u25b8]",
+}
+_MARKER_AT_START = {kind: re.compile(rf"\s*{marker}(?=\s|[a-z])")
+                    for kind, marker in _LIST_MARKERS.items()}
+_MARKER_INSIDE = {kind: re.compile(rf"(?:(?<=\s)|(?<=[.;,]))\s*{marker}(?=\s|[a-z])")
+                  for kind, marker in _LIST_MARKERS.items()}
+_ITEM_BREAK = " ; "
+
+
+def split_list(text: str) -> str:
+    """A numbered or bulleted list as sentences, one item each: "1) sky -> stormy 2) dog -> cat"
+    → "sky -> stormy ; dog -> cat". Lines are items too. Markers are read only where the
+    message or a line starts with one; inside a line, only the kind that line started with."""
+    items = []
+    for line in text.lower().splitlines():
+        kind = next((k for k, start in _MARKER_AT_START.items() if start.match(line)), None)
+        if kind is not None:
+            line = _MARKER_INSIDE[kind].sub(_ITEM_BREAK, _MARKER_AT_START[kind].sub("", line, 1))
+        items.append(line)
+    return _ITEM_BREAK.join(item for item in items if item.strip())
+
+
 def normalize(text: str) -> str:
-    """Lower case, plain quotes, one space, shorthand spelled out: the form the rules read."""
-    text = text.translate(_QUOTES).lower().strip()
+    """Lower case, plain quotes, one space, shorthand spelled out, list items as sentences:
+    the form the rules read."""
+    text = split_list(text.translate(_QUOTES)).strip()
     text = re.sub(r'["`*_]', "", text)
     text = re.sub(r"[^\w\s'.,!?;:&/+()=>-]", " ", text)  # emoji and other symbols
     text = re.sub(r"\s*(?:->|=>)\s*", " into ", text)
@@ -148,7 +176,8 @@ MATERIALS = {"metal", "glass", "marble", "stone", "crystal", "chrome", "plastic"
              "lego", "clay", "velvet", "silk", "leather", "denim", "fur", "brass", "steel",
              "concrete", "brick", "wood", "gold", "silver", "diamond", "candy", "chocolate",
              "lava", "water", "fire", "snow", "sand", "rubber", "cardboard", "porcelain",
-             "ceramic", "jelly", "cotton", "wool", "bamboo", "granite", "rust", "moss"}
+             "ceramic", "jelly", "cotton", "wool", "bamboo", "granite", "rust", "moss", "straw",
+             "wicker", "tin"}
 
 #: Adjectives that ask for "better" without saying how: the request needs a question.
 VAGUE_ADJECTIVES = {

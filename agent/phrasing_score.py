@@ -23,6 +23,7 @@ import json
 import re
 import statistics
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -35,7 +36,6 @@ CORPUS = "phrasings.jsonl"
 _ARTICLES = {"the", "a", "an"}
 _WHOLE_IMAGE = {"image", "whole image", "entire image", "it", "picture", "whole picture",
                 "photo", "whole photo", "everything", "scene", "whole scene", "all"}
-_FALLBACK = "offline rules planner"
 
 
 @dataclass
@@ -58,7 +58,7 @@ class Score:
     kinds: dict[str, list[int]] = field(default_factory=dict)  # kind → [correct, total]
     misses: list[str] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
-    fallbacks: int = 0
+    answered_by: Counter[str] = field(default_factory=Counter)  # Plan.planner → plans
 
     def percentile(self, q: int) -> float:
         """The q-th percentile of the seconds per plan (nearest rank, inclusive)."""
@@ -70,8 +70,8 @@ class Score:
         """The report: the misses, the score per kind, the total, and the latency."""
         out = [f"MISS {miss}" for miss in self.misses]
         out += [f"{kind:20s} {good}/{n}" for kind, (good, n) in sorted(self.kinds.items())]
-        if self.fallbacks:
-            out.append(f"fell back to the rules planner: {self.fallbacks}/{self.total}")
+        out.append("answered by: " + ", ".join(
+            f"{name} {n}/{self.total}" for name, n in self.answered_by.most_common()))
         out.append(f"latency p50 {1000 * self.percentile(50):.2f} ms, "
                    f"p99 {1000 * self.percentile(99):.2f} ms")
         out.append(f"{self.correct}/{self.total} correct")
@@ -155,9 +155,10 @@ def why_wrong(case: Case, plan: Plan) -> str | None:
     return None
 
 
-def score(planner: Any, cases: list[Case]) -> Score:
+def score(planner: Any, cases: list[Case], name: str = "") -> Score:
     """Plan every case with `planner` (anything with `plan(text, context) -> Plan`), timing
-    each call."""
+    each call. Who answered is each plan's `planner`, else `name`: an LLM planner that fell
+    back shows as "rules"."""
     result = Score()
     for case in cases:
         start = time.perf_counter()
@@ -167,7 +168,7 @@ def score(planner: Any, cases: list[Case]) -> Score:
         counts = result.kinds.setdefault(case.kind, [0, 0])
         counts[1] += 1
         result.total += 1
-        result.fallbacks += _FALLBACK in (plan.note or "")
+        result.answered_by[plan.planner or name or "?"] += 1
         if wrong is None:
             counts[0] += 1
             result.correct += 1

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
+from promptartisan.agent import history_requests
 from promptartisan.agent.grammar import (
     ADDED_THING_REGIONS,
     ANIMATE,
@@ -189,7 +190,8 @@ _QUESTION_START = re.compile(r"^(?:what|how|why|who|when|where|which|is|are|do|d
 _UNDO_OBJECT = (r"(?=.{0,80}$)"
                 r"(?:\s+(?:that|it|this|please|the last (?:one|edit|change|step|thing|\w+ "
                 r"(?:edits|changes|steps))|the (?:previous|last) (?:edit|change|step|version)|"
-                r"(?:one|a) step|the [\w' ]+? (?:one|edit|change)|that (?:last )?(?:one|edit|"
+                r"(?:one|a) step|the (?:latest|most recent|recent|bad|wrong|last|previous)"
+                r"(?: [\w']+)? (?:one|edit|change)|that (?:last )?(?:one|edit|"
                 r"change)|last (?:edit|change|step)|again|now|the change|my last (?:edit|"
                 r"request|change)))*")
 HISTORY_PATTERNS: list[tuple[str, re.Pattern[str]]] = [(action, re.compile(p)) for action, p in [
@@ -202,27 +204,32 @@ HISTORY_PATTERNS: list[tuple[str, re.Pattern[str]]] = [(action, re.compile(p)) f
               r"(?: (?:image|photo|picture|version|one))?(?: please| again)?"),
     ("reset", r"(?:restore|show|give me|use)(?: me)? the original(?: (?:image|photo|picture|"
               r"version|one))?"),
-    ("redo", r"(?:redo|re-do|re do|go forward|step forward|undo (?:the|that|my) undo|"
-             r"reapply|re-apply|ctrl[- ]?y|do (?:it|that) again)" + _UNDO_OBJECT),
+    ("redo", r"(?:redo|re-do|re do|go forward|step forward|fast[- ]?forward|"
+             r"undo (?:the|that|my) undo|reapply|re-apply|ctrl[- ]?y|do (?:it|that) again)"
+             + _UNDO_OBJECT),
     ("redo", r"(?:actually,? )?(?:keep (?:it|that)|bring (?:it|that) back|i changed my mind)"),
     ("undo", r"(?:undo|revert|go back|step back|roll ?back|back ?track|take (?:that|it) back|"
-             r"cancel|forget|scratch|never ?mind|nvm|ctrl[- ]?z|back)" + _UNDO_OBJECT),
+             r"cancel|forget|scratch|never ?mind|nvm|ctrl[- ]?z|back|rewind)" + _UNDO_OBJECT),
     ("undo", r"(?:i (?:don'?t|do not) like (?:it|that|this)(?: one)?|that'?s (?:wrong|bad|"
              r"worse|not (?:right|it|what i wanted|good))|not (?:like that|what i wanted)|"
              r"(?:put|change|make|set) it (?:back )?(?:the way|how|like) it was(?: before)?|"
              r"(?:go|take it) back to (?:how|the way|what) it was(?: before)?|"
              r"(?:go back to )?(?:the )?previous (?:version|one|image|edit)|oops|whoops)"),
 ]]
-_ANIMATION = re.compile(r"\b(?:video|videos|gif|gifs|animation|animate|animated|movie)\b")
+_ANIMATION = re.compile(
+    r"\b(?:videos?(?! game)|gifs?)\b|^(?:please )?animate\b|\banimate (?:it|this|them|the)"
+    r"\b|\b(?:make|create|generate|render|produce|turn|convert)(?: it| this| them)?(?: into)? "
+    r"(?:a |an )(?:short |little )?(?:movie|film|animation)s?$")
 _TOOL_QUESTION = re.compile(r"^(?:how|what|why|when|where|which|who|is there|are there|does)\b")
 _BACK_AGAIN = re.compile(r"(?:put|bring) (?:it|that|them) back")
 
 # --- cleaning clauses -------------------------------------------------------------------
 
 _LEADING_FILLER = re.compile(
-    r"^(?:(?:no|nope|right|yes|yeah|yep|sure)\s*,\s*|(?:and|then|also|now|next|finally|first|"
+    r"^(?:(?:no|nope|right|yes|yeah|yep|sure|great|cool|nice|perfect)\s*[,!]\s*|(?:and|then|also|"
+    r"now|next|finally|first|"
     r"firstly|secondly|lastly|after that|oh|ok|okay|so|well|alright|um|uh|hmm|ah|actually|"
-    r"instead|plus|maybe|perhaps|just|great|cool|nice|perfect|thanks|thank you|hi|hello|"
+    r"instead|plus|maybe|perhaps|just|thanks|thank you|hi|hello|"
     r"hey|yo|wait|oops|"
     r"please|pls|kindly|can you|could you|would you|will you|would you mind|do you mind|"
     r"i'?d like you to|i would like you to|i want you to|i need you to|i'?d love you to|"
@@ -413,7 +420,7 @@ def agree(change: str, subject: Phrase) -> str:
 
 _REMOVE_VERBS = (r"remove|erase|delete|eliminate|get rid of|take away|take out|take off|"
                  r"cut out|wipe out|wipe away|clear away|edit out|paint out|photoshop out|"
-                 r"lose|ditch|hide|rub out|clean out|clean up|extract|omit|drop")
+                 r"lose|ditch|hide|rub out|clean out|extract|omit|drop")
 _REPLACE_VERBS = r"replace|swap|switch|exchange|trade|substitute|swap out|switch out"
 _INTO_VERBS = (r"turn|change|transform|convert|morph|make|switch|alter|modify|edit|shift|"
                r"evolve|mutate|render|recolor|color|paint|redo|reimagine|reshape")
@@ -427,18 +434,26 @@ _VAGUE_VERBS = (r"edit|fix|improve|enhance|modify|alter|adjust|tweak|change|upda
                 r"touch up|beautify|polish|upgrade|work on|do something (?:to|with)|jazz up|"
                 r"spice up|liven up|redo|rework|refine|play with|mess with|mess around with|"
                 r"do (?:some|an) edit(?:s|ing)? (?:on|to)|optimi[sz]e|perfect|correct|"
-                r"clean up|do|transform|stylize|restyle")
+                r"do|transform|stylize|restyle")
 _LOCATIONS = ("on top of", "in front of", "next to", "to the left of", "to the right of",
-              "close to", "in the middle of", "onto", "on", "into", "inside", "in", "to",
-              "at", "over", "above", "under", "underneath", "below", "beneath", "behind",
-              "beside", "near", "around", "across", "along", "by", "among", "between",
-              "throughout", "all over")
-_RELATIVE_PLACES = {"next to", "to the left of", "to the right of", "close to", "beside",
-                    "near", "behind", "in front of", "by", "around", "between", "among"}
+              "on the left of", "on the right of", "left of", "right of", "close to",
+              "in the middle of", "onto", "on", "into", "inside", "in", "to", "at", "over",
+              "above", "under", "underneath", "below", "beneath", "behind", "beside", "near",
+              "around", "across", "along", "by", "among", "between", "throughout", "all over")
+#: Where an added thing goes relative to an anchor, as the target names it ("next to the dog"):
+#: the seam with `tools/placement.py`, which turns such a target into a region.
+PLACEMENTS = {"next to": "next to", "close to": "next to", "near": "next to", "by": "next to",
+              "beside": "beside", "to the left of": "left of", "on the left of": "left of",
+              "left of": "left of", "to the right of": "right of", "on the right of": "right of",
+              "right of": "right of", "behind": "behind", "in front of": "in front of",
+              "on top of": "on top of", "above": "above", "over": "above", "below": "below",
+              "under": "under", "underneath": "under", "beneath": "under"}
+#: Places around several anchors, which no one region names: the whole image.
+_SPREAD_PLACES = {"around", "between", "among"}
 _ADJUSTMENTS = {
     "brighten": "brighter", "darken": "darker", "lighten": "lighter", "blur": "blurry",
     "sharpen": "sharper", "enlarge": "bigger", "shrink": "smaller", "soften": "softer",
-    "warm": "warmer", "cool": "cooler", "saturate": "more saturated",
+    "warm": "warmer", "cool": "cooler in tone", "saturate": "more saturated",
     "desaturate": "less saturated", "age": "older", "widen": "wider", "thicken": "thicker",
     "lengthen": "longer", "shorten": "shorter", "freeze": "frozen", "redden": "redder",
     "whiten": "whiter", "blacken": "blacker", "fade": "faded", "colorize": "colorful",
@@ -456,6 +471,32 @@ _OPPOSITES = {
     "cold": "warmer", "cool": "warmer", "long": "shorter", "short": "longer", "tall": "shorter",
     "thin": "thicker", "thick": "thinner", "old": "younger", "young": "older",
 }
+_DEGREE = (r"(?:a bit|a little(?: bit)?|slightly|more|a touch|a tad|a notch|some|a lot|"
+           r"a little more)")
+#: What a wish leads with ("it would be nice if", "wouldn't it be cool if", "i wish"): the
+#: wished-for state follows, and is the edit.
+_WISH = re.compile(
+    r"^(?:(?:i think|maybe|honestly|personally|wow|hmm|oh|you know),? )?(?:(?:how|so) [\w']+ )?"
+    r"(?:(?:(?:wouldn'?t|would|could|might|will|won'?t|it'?d|it'?ll|that'?d|it|that|this|things)"
+    r"(?: it| that| this| things)?(?: [\w']+){0,5}? if)|i wish|we wish|if only|suppose|supposing|"
+    r"imagine if|imagine|what if|picture if|(?:i'?d|i would) (?:love|like|prefer) it if) "
+    r"(?P<rest>.+)$")
+_WISHED_STATES = [(re.compile(p), form) for p, form in [
+    (r"^(?P<x>.+?) (?:was|were|is|are|be|got) (?P<verb>wearing|holding|carrying) (?P<y>.+)$",
+     "make {x} {verb} {y}"),
+    (r"^(?P<x>.+?) (?:had|has|have|got) (?P<y>.+)$", "{x} should have {y}"),
+    (r"^(?P<x>.+?) (?P<verb>was|were|is|are|looked|look|looks|seemed|appeared|became|become|"
+     r"turned|turn|got|had been|could be|would be)(?P<like> like| into)? (?P<y>.+)$",
+     "{x} should {verb}{like} {y}"),
+]]
+_WISH_VERBS = {"looked": "look", "looks": "look", "seemed": "look", "appeared": "look",
+               "became": "become", "turned": "become", "turn": "become", "got": "become"}
+#: A verb and its particle: "tone down the red", "clean the floor up". Verbs whose particle
+#: asks for "better" without saying how ("jazz it up") get a question.
+_PARTICLES = r"(?P<part>up|down|out|off|away)"
+_VAGUE_PARTICLE_VERBS = {"jazz", "spice", "liven", "spruce", "pretty", "fix", "doll", "tart",
+                         "punch", "touch", "freshen", "perk", "beef", "glam", "juice", "soup",
+                         "zhuzh", "dress", "mess around", "tidy things"}
 _LOOK_NOUNS = re.compile(r"^(?:a|an|the|some)\s+|\s+(?:feel|look|vibe|vibes|aesthetic|effect|"
                          r"filter|tone|finish|atmosphere|mood|touch|treatment)$")
 _GIFT_STARTS = DETERMINERS | {"more", "less"}
@@ -474,10 +515,15 @@ class ClauseReader:
 
     def read(self, clause: str, verbless: bool) -> Reading | None:
         """The reading of a cleaned clause, or None when no pattern fits it."""
+        return self._read(clause, verbless, wish=True)
+
+    def _read(self, clause: str, verbless: bool, wish: bool) -> Reading | None:
+        """`read`; without the wish frame (`wish=False`) for what a wish wished, so that a
+        wish inside a wish is not unwrapped again and again."""
         if not clause:
             return None
         for pattern, handler, needs_verbless in self.PATTERNS:
-            if needs_verbless and not verbless:
+            if needs_verbless and not verbless or handler is ClauseReader._wish and not wish:
                 continue
             match = pattern.match(clause)
             if match:
@@ -599,16 +645,17 @@ class ClauseReader:
             change = "look " + change
         if change.split()[:1] == ["in"] and is_change_phrase(change.split()[1:]):
             change = change[3:]
-        if attribute in GLOBAL_ATTRIBUTES and change and subjects[0].kind == "image":
+        vague = not change or is_vague_change(change.split())
+        if attribute in GLOBAL_ATTRIBUTES and not vague and subjects[0].kind == "image":
             return self._global(change)
         if change in _REMOVED_STATES:
             return self._edits(subjects, lambda s: f"remove {s.text}", verb="remove")
-        if not change or is_vague_change(change.split()):
+        if vague:
             if subjects[0].kind == "thing" and not attribute:
                 reading = self._ask_change(subjects[0], verb, change)
                 reading.subject_text = written
                 return reading
-            if attribute and not change:
+            if attribute:
                 question = ASK_ATTRIBUTE.get(attribute, "").format(x=_name(subjects[0]))
                 if question:
                     return Reading("", question=question, subject=subjects[0], ask=attribute,
@@ -823,14 +870,16 @@ class ClauseReader:
             return self._edits(places, lambda s: instruction, verb="add")
         places = self.phrases(place)
         worn = preposition == "around" and ("'s" in place or places[0].head in BODY_PARTS)
-        if preposition in _RELATIVE_PLACES and not worn:
+        if preposition in _SPREAD_PLACES and not worn:
             return self._edits([Phrase("it", WHOLE_IMAGE, kind="image")],
                                lambda s: instruction, verb="add")
         if preposition in {"over", "above"} and any(p.head in LANDSCAPE for p in places):
             return self._edits([Phrase("the sky", "sky")], lambda s: instruction, verb="add")
-        if preposition in {"under", "underneath", "beneath", "below"}:
-            return self._edits([Phrase("the ground", "ground")], lambda s: instruction,
-                               verb="add")
+        if preposition in PLACEMENTS and places[0].kind == "thing":
+            anchor = places[0].text if len(places) == 1 else place
+            target = f"{PLACEMENTS[preposition]} {anchor}"
+            return self._edits([Phrase(target, target)],
+                               lambda s: f"{verb} {thing} {preposition} {anchor}", verb="add")
         if places[0].kind == "image":
             region = _added_region(thing)
             return self._edits([Phrase(region, region, kind="image" if region == WHOLE_IMAGE
@@ -950,12 +999,77 @@ class ClauseReader:
             return self._change("make", subject, change)
         return None
 
+    def _wish(self, match: re.Match[str]) -> Reading | None:
+        """ "it would be nice if the car were red", "i wish the sky was pink": the wished-for
+        state, read as the edit it asks for ("the car should be red")."""
+        rest = match["rest"]
+        for pattern, form in _WISHED_STATES:
+            state = pattern.match(rest)
+            if state is None:
+                continue
+            parts = state.groupdict(default="")
+            verb = parts.get("verb", "")
+            verb = verb.removesuffix("ing") if form.startswith("make") else (
+                "look" if _WISH_VERBS.get(verb) == "look" else
+                "become" if verb in _WISH_VERBS else "be")
+            wished = re.sub(r"^(?:made|built) (?:out )?(?:of|from) ", "", parts["y"])
+            reading = self._read(form.format(x=parts["x"], verb=verb,
+                                             like=parts.get("like", ""), y=wished),
+                                 verbless=False, wish=False)
+            if reading is not None:
+                return reading
+        reading = self._read(rest, verbless=True, wish=False)
+        return reading or Reading("", question=ASK_UNKNOWN)
+
+    def _unnamed_change(self, match: re.Match[str]) -> Reading:
+        """ "i'd like the weather to change", "a different mood": a change that names no new
+        state: the question of how."""
+        return self._change("make", match["x"], "different")
+
+    def _style(self, match: re.Match[str]) -> Reading:
+        """A style phrase on its own: "in the manner of a disney cartoon", "wes anderson
+        style", "as if painted by monet", "like a tim burton film"."""
+        text = match.string
+        if text.startswith(("in ", "with ")):
+            instruction = f"make it {text}"
+        elif text.startswith(("like ", "as if ", "as though ", "from ")):
+            instruction = f"make it look {text}"
+        elif match.groupdict().get("how"):
+            how, prep, rest = match["how"], match["prep"], match["y"]
+            instruction = (f"make it look {how} by {rest}" if prep == "by" else
+                           f"make it look like {rest}" if prep in {"like", "as"} else
+                           f"make it in {rest}")
+        else:
+            instruction = f"make it in {text}" if not text.endswith(("look", "feel")) else \
+                f"give it {with_article(text)}"
+        return Reading("", edits=[(Phrase("it", WHOLE_IMAGE, kind="image"), instruction)],
+                       verb="make", change=text)
+
+    def _phrasal(self, match: re.Match[str]) -> Reading | None:
+        """A verb with its particle: "tone down the red" → the red; "brighten it up" → the
+        image; the particle stays with the verb, never in the target."""
+        verb, part = match["verb"], match["part"]
+        if verb in _NOT_A_VERB:
+            return None
+        subjects = self.phrases(match["x"])
+        if verb in _VAGUE_PARTICLE_VERBS:
+            return self._ask_change(subjects[0], "change") if subjects[0].kind == "thing" else \
+                Reading("", question=ASK_WHAT, subject=subjects[0], ask="change")
+
+        def build(subject: Phrase) -> str:
+            if subject.from_pronoun or subject.text in SINGULAR_PRONOUNS | PLURAL_PRONOUNS:
+                return f"{verb} {subject.text} {part}"
+            return f"{verb} {part} {subject.text}"
+
+        return self._edits(subjects, build, verb=verb)
+
     #: The patterns in the order they are tried, each with its handler and whether it reads only
     #: a piece that stands on its own (the verbless ones); compiled once, shared by every reader.
     PATTERNS: ClassVar[list[tuple[re.Pattern[str], Callable[[ClauseReader, re.Match[str]],
                                                             Reading | None], bool]]] = [
         (re.compile(pattern), handler, verbless) for pattern, handler, verbless in [
             (r"^(?:turn|switch) (?:on|off) (?P<x>.+)$", _as_is, False),
+            (_WISH.pattern, _wish, False),
             (r"^(?:set (?P<x>.+?) on fire|set fire to (?P<x2>.+))$", _on_fire, False),
             (r"^(?:move|shift|relocate|drag|slide|push|rotate|flip|mirror|crop|resize|rescale|"
              r"scale|zoom|upscale|straighten|tilt|reposition)\b.*$", _unsupported, False),
@@ -968,6 +1082,15 @@ class ClauseReader:
             (r"^(?:i|we)(?:'d| would| d)? (?:want|like|need|wish|prefer|love|expect) "
              r"(?P<x>.+?) to (?:be|look|become|appear|seem|turn|get)(?: like| into)? "
              r"(?P<y>.+)$", _should, False),
+            (r"^(?:(?:i|we)(?:'d| would)? (?:want|like|need|wish|prefer|expect) )?(?P<x>.+?) "
+             r"(?:to|should|could|can|must|needs to|need to|has to|have to) (?:change|be "
+             r"changed|be altered|be modified|be different|be something else)$",
+             _unnamed_change, False),
+            (r"^(?:can|could|may|should|shall) (?P<x>.+?) (?:change|be changed|be altered|be "
+             r"modified|be different|be something else)$", _unnamed_change, False),
+            (r"^(?:try|go for|go with|opt for|use|pick|choose|let'?s have|let'?s try|have|"
+             r"i'?d prefer|i prefer|i want|i'?d like|give it|give me) (?:a |an |some )?"
+             r"(?:different|other|another|new) (?P<x>.+)$", _unnamed_change, False),
             (r"^(?:make|have|get) (?P<x>.+?) to (?:be|look|become|appear|seem)(?: like| into)? "
              r"(?P<y>.+)$", _should, False),
             (r"^(?:turn|switch) (?P<x>.+?) (?:on|off)$", _as_is, False),
@@ -982,8 +1105,8 @@ class ClauseReader:
             (rf"^(?P<verb>{_INTO_VERBS}) (?P<x>.+?)(?<!next)(?<!close)(?<!up) (?:into|to)"
              rf"(?: be| become| look like| a different)? (?P<y>.+)$", _into, False),
             (r"^(?P<verb>" + "|".join(sorted(_ADJUSTMENTS, key=len, reverse=True))
-             + r")(?: up| down| out)?(?: (?P<x>.+?))?(?: up| down| a bit| a little| slightly"
-             r"| more)?$", _adjust, False),
+             + r")(?: up| down| out)?(?: (?P<x>.+?))?(?: up| down| out)?(?: " + _DEGREE + ")?$",
+             _adjust, False),
             (rf"^(?P<dir>increase|boost|raise|up|turn up|crank up|pump up|add more|more|"
              rf"decrease|reduce|lower|turn down|tone down|less|lessen|cut|dial down|dial up|"
              rf"bump up|enhance) (?:the )?(?P<attr>{_LEVEL_ATTRIBUTES})(?: (?:of|on|in) "
@@ -1002,10 +1125,6 @@ class ClauseReader:
              r"hold|carry) (?P<y>.+)$", _should_have, False),
             (r"^(?:let|have|can|could|may) (?P<x>.+?) (?:be|look|become|appear|seem|turn)"
              r"(?: like| into)? (?P<y>.+)$", _should, False),
-            (r"^(?:what if|imagine if|if only|(?:i'?d|i would) (?:love|like|prefer) it if|"
-             r"it(?:'?d| would) (?:be|look) (?:nice|cool|great|better|good|fun) if) (?P<x>.+?) "
-             r"(?:was|were|is|are|looked|became|turned|had been)(?: like| into)? "
-             r"(?P<y>.+)$", _should, False),
             (r"^(?:what would|how would) (?P<x>.+?) look(?: like)? (?P<y>.+)$",
              _should, False),
             (r"^let it (?P<y>.+)$", _let_it, False),
@@ -1024,12 +1143,33 @@ class ClauseReader:
             (r"^(?:(?:it|this|that)(?:'s| is) )?not (?P<y>.+?) enough$", _enough, False),
             (rf"^(?P<verb>{_VAGUE_VERBS})(?: (?P<x>.+?))?(?: up| a bit| a little)?$",
              _vague_verb, False),
+            (rf"^(?P<verb>[a-z][\w-]*) {_PARTICLES} (?P<x>.+?)(?: {_DEGREE})?$", _phrasal, False),
+            (rf"^(?P<verb>[a-z][\w-]*) (?P<x>.+?) {_PARTICLES}(?: {_DEGREE})?$", _phrasal, False),
             # verbless pieces: only where a piece stands on its own
+            (r"^(?:in|with) (?:the|a|an) (?:style|manner|spirit|look|vein|fashion|aesthetic|vibe|"
+             r"mood|tradition|tone) of (?P<y>.+)$", _style, True),
+            (r"^(?:as if|as though)(?: it (?:was|were)| it'?s)? (?P<how>painted|drawn|made|shot|"
+             r"filmed|directed|designed|rendered|illustrated|sketched|photographed|created|done) "
+             r"(?P<prep>by) (?P<y>.+)$", _style, True),
+            (r"^(?P<how>styled|done|drawn|painted|rendered|shot|filmed|illustrated|animated|"
+             r"reimagined) (?P<prep>like|as|in|by) (?P<y>.+)$", _style, True),
+            (r"^(?:like|as if from|as in|from) (?:a |an |the )?(?:scene (?:from|in|of) (?:a |an |"
+             r"the )?)?.+? (?:movie|film|cartoon|animation|anime|comic|show|series|video game|"
+             r"game|painting|illustration|poster|photograph|photo|music video)$", _style, True),
+            (r"^(?!(?:the|a|an|my|this|that|his|her|its|their|our|your) )(?:[\w'-]+ ){1,4}"
+             r"(?:style|aesthetic|look|vibe|vibes|feel|esque|inspired)$", _style, True),
+            (r"^(?:a |an |some )?(?:different|other|another|new) (?P<x>.+)$", _unnamed_change,
+             True),
             (r"^(?P<x>.+?) into (?P<y>.+)$", _into, True),
             (r"^(?:no|without|no more) (?P<x>.+)$", _remove, True),
             (r"^(?:more|extra|additional) (?P<y>.+)$", _more, True),
             (r"^(?P<rest>.+)$", _verbless, True),
         ]]
+
+
+#: First words that make no verb of a particle clause ("the sky up", "it up").
+_NOT_A_VERB = DETERMINERS | _SUBJECT_PRONOUNS | _PREPOSITIONS | {"there", "here", "i", "we",
+                                                                  "you", "and", "or", "not"}
 
 
 def _name(subject: Phrase) -> str:
@@ -1083,20 +1223,41 @@ def _added_region(thing: str) -> str:
 
 
 def history_action(message: str, context: list[str]) -> str | None:
-    """undo / redo / reset when the whole message asks to move in the history."""
+    """The action of `history_plan`, or None."""
+    plan = history_plan(message, context)
+    return plan.action if plan is not None else None
+
+
+def history_plan(message: str, context: list[str]) -> Plan | None:
+    """A plan that moves in the history when the whole message asks to: undo / redo (with a
+    count), reset, goto a described version, forget one earlier instruction."""
     if _TOOL_QUESTION.match(message):
         return None
     if re.fullmatch(r"(?:oops|whoops|oh no|uh oh)", message.strip(" .!?")):
-        return "undo"
+        return Plan(action="undo")
     light = _LEADING_FILLER.sub("", message.strip(" .!?")).strip(" ,.!?")
     for text in dict.fromkeys([clean_clause(message), light]):
         text = re.sub(r"^(?:no|nope|oops|ugh|hmm|wait|actually|nah|ok|okay)[,\s]+", "", text)
         if _BACK_AGAIN.fullmatch(text):
             previous = history_action(context[-1], context[:-1]) if context else None
-            return "redo" if previous == "undo" else "undo"
-        for action, pattern in HISTORY_PATTERNS:
-            if pattern.fullmatch(text):
-                return action
+            return Plan(action="redo" if previous == "undo" else "undo")
+        plan = history_requests.counted(text, _history_move)
+        if plan is not None:
+            return plan
+        action = _history_move(text)
+        if action is not None:
+            return Plan(action=action)
+        plan = history_requests.described_version(text) or history_requests.forget(text)
+        if plan is not None:
+            return plan
+    return None
+
+
+def _history_move(text: str) -> str | None:
+    """undo / redo / reset when `text` (cleaned) is one of the history patterns."""
+    for action, pattern in HISTORY_PATTERNS:
+        if pattern.fullmatch(text):
+            return action
     return None
 
 
@@ -1177,9 +1338,9 @@ class RulesPlanner:
     def _understand(self, text: str, context: list[str],
                     memory: Memory) -> tuple[Plan, list[Reading]]:
         message = normalize(text)
-        action = history_action(message, context)
-        if action:
-            return Plan(action=action), []
+        moved = history_plan(message, context)
+        if moved is not None:
+            return moved, []
         if _ANIMATION.search(message):
             return Plan(action="chat", reply=chat_reply("video")), []
         if _LESS.fullmatch(message.strip(" .!?")) and memory.edits:

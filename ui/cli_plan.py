@@ -81,7 +81,7 @@ def _score(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, planner=args.planner)
     planner = load_planner(settings.planner, settings)
     print(f"planner {settings.planner}: {len(cases)} cases", flush=True)
-    for line in score(planner, cases).lines():
+    for line in score(planner, cases, settings.planner).lines():
         print(line)
     return 0
 
