@@ -307,7 +307,7 @@ class Editor:
                 return Request(pending.text, asked, confirmed=confirmed)
         if pending is not None and pending.kind == "locate":
             own = self._plan(text, context, cancel, history)
-            if own.action in ("edit", "undo", "redo", "reset"):
+            if own.action in ("edit", "undo", "redo", "reset", "goto", "forget"):
                 return Request(text, own)
             rephrased = _retarget(Plan.model_validate(pending.data["plan"]),
                                   pending.data["index"], text)

@@ -89,7 +89,7 @@ def changed_regions(session: Session, number: int) -> list[tuple[str, np.ndarray
     the regions a forget took back."""
     version = session.version(number)
     if version.provenance.get("kind") == "forget":
-        return [(f"taking back {f['target']}", session.mask(f["version"], f["k"]))
+        return [(f"earlier take-back of {f['target']}", session.mask(f["version"], f["k"]))
                 for f in version.provenance.get("forgot") or []]
     return [(f"{_bare(r['target'])} edit", session.mask(number, r["k"]))
             for r in session.regions(number)]

@@ -572,7 +572,8 @@ class ChatController:
         labels = [f"Image {number}" if batch else "" for number in range(1, len(sessions) + 1)]
         asking = next((i for i, s in enumerate(sessions) if s.pending is not None), 0)
         first = self._turn(sessions[asking], text, label=labels[asking])
-        if asking != 0 or first is None or first.kind not in ("edit", "undo", "redo", "reset"):
+        if asking != 0 or first is None or first.kind not in ("edit", "undo", "redo", "reset",
+                                                                    "goto", "forget"):
             return
         for session, label in zip(sessions[1:], labels[1:], strict=True):
             if self._cancel.is_set():
