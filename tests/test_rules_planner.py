@@ -435,3 +435,51 @@ def test_change_phrase_tails_match_the_phrase_test_on_every_tail() -> None:
         assert [k in starts for k in range(len(words) + 1)] == \
             [plain(words[k:]) for k in range(len(words) + 1)], words
         assert is_change_phrase(words) == plain(words)
+
+
+# --- history beyond one step, placements, particles (issue 15) ------------------------
+
+
+@pytest.mark.parametrize(("text", "plan"), [
+    ("undo twice", {"action": "undo", "count": 2}),
+    ("go back three steps", {"action": "undo", "count": 3}),
+    ("redo 4 times", {"action": "redo", "count": 4}),
+    ("undo undo", {"action": "undo", "count": 2}),
+    ("undo the last edit", {"action": "undo", "count": 1}),
+    ("go back to the version with the red car",
+     {"action": "goto", "version": {"description": "the red car", "relation": "with"}}),
+    ("the one before the hat",
+     {"action": "goto", "version": {"description": "the hat", "relation": "before"}}),
+    ("go to version 3",
+     {"action": "goto", "version": {"description": "version 3", "relation": "with"}}),
+    ("undo the sky but keep the wolf", {"action": "forget", "forget": ["the sky"]}),
+    ("take back the sky and the hat", {"action": "forget", "forget": ["the sky", "the hat"]}),
+])
+def test_history_requests_plan_exactly(planner: RulesPlanner, text: str, plan: dict) -> None:
+    got = planner.plan(text, []).model_dump(include=set(plan))
+    assert got == plan
+
+
+@pytest.mark.parametrize(("text", "target", "instruction"), [
+    ("add a cat next to the dog", "next to the dog", "add a cat next to the dog"),
+    ("put a lamp to the left of the sofa", "left of the sofa",
+     "put a lamp to the left of the sofa"),
+    ("add a ball under the table", "under the table", "add a ball under the table"),
+    ("add a moon above the mountains", "sky", "add a moon above the mountains"),
+    ("put a hat on the dog", "dog", "put a hat on the dog"),
+    ("brighten it up", "image", "make it brighter"),
+    ("tone down the red", "red", "tone down the red"),
+    ("clean up the background", "background", "clean up the background"),
+    ("it would be nice if the car were red", "car", "make the car red"),
+    ("in the style of a Pixar film", "image", "make it in the style of a pixar film"),
+])
+def test_new_phrasings_plan_exactly(planner: RulesPlanner, text: str, target: str,
+                                    instruction: str) -> None:
+    plan = planner.plan(text, [])
+    assert [(i.target, i.instruction) for i in plan.instructions] == [(target, instruction)]
+
+
+def test_a_numbered_list_is_one_instruction_per_item(planner: RulesPlanner) -> None:
+    plan = planner.plan("1) sky -> stormy 2) dog -> cat", [])
+    assert [(i.target, i.instruction) for i in plan.instructions] == [
+        ("sky", "turn the sky stormy"), ("dog", "turn the dog into a cat")]

@@ -1,0 +1,301 @@
+"""The phrasing corpus and its score (`promptartisan plan --score`): the corpus's shape, what
+counts as correct, the rules planner on the corpus and on phrasings that are not in it, and
+the command for the rules planner and for an LLM spec whose server is down."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from promptartisan.agent.phrasing_score import Case, load_cases, normalise_target, score, why_wrong
+from promptartisan.agent.plan import Instruction, Plan, VersionQuery
+from promptartisan.agent.rules_planner import RulesPlanner
+from promptartisan.ui.cli import main
+
+KINDS = {"counted_history", "described_version", "forget_instruction", "hypothetical",
+         "style_alone", "numbered_list", "placed_addition", "particle_verb", "unnamed_quality"}
+
+
+@pytest.fixture(scope="module")
+def planner() -> RulesPlanner:
+    return RulesPlanner()
+
+
+# --- the corpus -------------------------------------------------------------------------
+
+
+def test_the_corpus_has_ten_phrasings_of_each_kind() -> None:
+    cases = load_cases()
+    kinds = Counter(case.kind for case in cases)
+    assert set(kinds) == KINDS
+    assert min(kinds.values()) >= 10, kinds
+    assert len({case.id for case in cases}) == len(cases)
+    assert len({case.user for case in cases}) == len(cases)
+
+
+def test_every_expected_plan_is_one_a_plan_can_be() -> None:
+    """Each case's expectation builds a valid Plan, so a correct answer exists."""
+    for case in load_cases():
+        expect = case.expect
+        plan = Plan(action=expect["action"], count=expect.get("count", 1),
+                    version=VersionQuery(description=" ".join(expect["version"]["words"]),
+                                         relation=expect["version"]["relation"])
+                    if "version" in expect else None,
+                    forget=expect.get("forget", []), question="?", reply="",
+                    instructions=[Instruction(target=i["target"],
+                                              instruction=" ".join(i["words"]).split("|")[0])
+                                  for i in expect.get("instructions", [])])
+        assert why_wrong(case, plan) is None, case.id
+
+
+# --- what counts as correct -------------------------------------------------------------
+
+
+def _case(action: str, **expect: object) -> Case:
+    return Case("t-1", "test", "a request", [], {"action": action, **expect})
+
+
+def test_targets_compare_without_articles_and_every_name_of_the_whole_image() -> None:
+    assert normalise_target("The Sky") == normalise_target("sky") == "sky"
+    assert normalise_target("next to the dog") == normalise_target("next to dog")
+    assert {normalise_target(t) for t in ("image", "the whole image", "it", "the picture")} \
+        == {"image"}
+    assert normalise_target("the left car") != normalise_target("car")
+
+
+def test_an_edit_needs_each_target_and_its_key_words() -> None:
+    case = _case("edit", instructions=[{"target": "the sky", "words": ["stormy|storm"]},
+                                       {"target": "dog", "words": ["cat"]}])
+    good = Plan(action="edit", instructions=[
+        Instruction(target="dog", instruction="turn the dog into a cat"),
+        Instruction(target="sky", instruction="make the sky stormy")])
+    assert why_wrong(case, good) is None
+    swapped = Plan(action="edit", instructions=[
+        Instruction(target="dog", instruction="make the dog stormy"),
+        Instruction(target="sky", instruction="turn the sky into a cat")])
+    one = Plan(action="edit", instructions=[Instruction(target="sky", instruction="storm")])
+    assert why_wrong(case, swapped) and why_wrong(case, one)
+
+
+def test_history_plans_need_their_count_version_or_forget() -> None:
+    assert why_wrong(_case("undo", count=3), Plan(action="undo", count=3)) is None
+    assert "count 2" in why_wrong(_case("undo", count=3), Plan(action="undo", count=2))
+    assert why_wrong(_case("undo"), Plan(action="redo")).startswith("action redo")
+    before = _case("goto", version={"words": ["hat"], "relation": "before"})
+    assert why_wrong(before, Plan(action="goto", version=VersionQuery(
+        description="the red hat", relation="before"))) is None
+    assert why_wrong(before, Plan(action="goto", version=VersionQuery(description="the hat")))
+    two = _case("forget", forget=["sky", "hat"])
+    assert why_wrong(two, Plan(action="forget", forget=["the hat", "the sky"])) is None
+    assert why_wrong(two, Plan(action="forget", forget=["the sky"]))
+
+
+def test_the_score_counts_misses_per_kind() -> None:
+    class Undoer:
+        def plan(self, text: str, context: list[str]) -> Plan:
+            return Plan(action="undo")
+
+    result = score(Undoer(), load_cases(), name="undoer")
+    counted = result.kinds["counted_history"]
+    assert result.correct < result.total == len(result.misses) + result.correct
+    assert result.kinds["placed_addition"][0] == 0
+    assert counted[0] < counted[1]
+    assert result.answered_by == Counter({"undoer": result.total})
+    assert result.lines()[-1] == f"{result.correct}/{result.total} correct"
+
+
+# --- the rules planner ------------------------------------------------------------------
+
+
+def test_the_rules_planner_reads_every_corpus_phrasing(planner: RulesPlanner) -> None:
+    result = score(planner, load_cases())
+    assert result.correct == result.total, "\n".join(result.misses)
+
+
+#: Phrasings of the same kinds that are not in the corpus (written after it): the rules must
+#: read the kind, not the corpus's sentences.
+UNSEEN: list[tuple[str, list[str], str, dict[str, object]]] = [
+    ("undo five times", [], "undo", {"count": 5}),
+    ("please go back 2 edits", [], "undo", {"count": 2}),
+    ("rewind three steps", [], "undo", {"count": 3}),
+    ("redo two more steps", [], "redo", {"count": 2}),
+    ("undo the last couple of changes", [], "undo", {"count": 2}),
+    ("go back to the version where the boat was red", [], "goto",
+     {"version": {"words": ["boat", "red"], "relation": "with"}}),
+    ("the picture before the rainbow please", [], "goto",
+     {"version": {"words": ["rainbow"], "relation": "before"}}),
+    ("take me to the one after the sunset edit", [], "goto",
+     {"version": {"words": ["sunset"], "relation": "after"}}),
+    ("revert to the picture without the moustache", [], "goto",
+     {"version": {"words": ["mustache"], "relation": "before"}}),
+    ("open version 7", [], "goto", {"version": {"words": ["version 7"], "relation": "with"}}),
+    ("undo the crown but keep the cape", [], "forget", {"forget": ["crown"]}),
+    ("take back just the fog", [], "forget", {"forget": ["fog"]}),
+    ("revert the river change and keep the rest", [], "forget", {"forget": ["river"]}),
+    ("undo the balloons and the confetti", [], "forget", {"forget": ["balloons", "confetti"]}),
+    ("it would be awesome if the bus were yellow", [], "edit",
+     {"instructions": [{"target": "bus", "words": ["yellow"]}]}),
+    ("wouldn't it be neat if the bird was a parrot", [], "edit",
+     {"instructions": [{"target": "bird", "words": ["parrot"]}]}),
+    ("i wish the man had a beard", [], "edit",
+     {"instructions": [{"target": "man", "words": ["beard"]}]}),
+    ("if only the grass were greener", [], "edit",
+     {"instructions": [{"target": "grass", "words": ["greener"]}]}),
+    ("in the style of Hayao Miyazaki", [], "edit",
+     {"instructions": [{"target": "image", "words": ["miyazaki"]}]}),
+    ("like an old Charlie Chaplin film", [], "edit",
+     {"instructions": [{"target": "image", "words": ["chaplin"]}]}),
+    ("Tim Burton aesthetic", [], "edit",
+     {"instructions": [{"target": "image", "words": ["burton"]}]}),
+    ("as if drawn by a child", [], "edit",
+     {"instructions": [{"target": "image", "words": ["child"]}]}),
+    ("1) the cup -> a mug 2) the spoon -> gold", [], "edit",
+     {"instructions": [{"target": "cup", "words": ["mug"]},
+                       {"target": "spoon", "words": ["gold"]}]}),
+    ("- remove the cones\n- make the road wet", [], "edit",
+     {"instructions": [{"target": "cones", "words": ["remove"]},
+                       {"target": "road", "words": ["wet"]}]}),
+    ("a. sky -> pink b. sea -> green", [], "edit",
+     {"instructions": [{"target": "sky", "words": ["pink"]},
+                       {"target": "sea", "words": ["green"]}]}),
+    ("add a dog beside the bench", [], "edit",
+     {"instructions": [{"target": "beside the bench", "words": ["dog"]}]}),
+    ("put a cactus to the right of the chair", [], "edit",
+     {"instructions": [{"target": "right of the chair", "words": ["cactus"]}]}),
+    ("place a rug under the table", [], "edit",
+     {"instructions": [{"target": "under the table", "words": ["rug"]}]}),
+    ("add a bird next to it", ["make the statue gold"], "edit",
+     {"instructions": [{"target": "next to the statue", "words": ["bird"]}]}),
+    ("cool it down a bit", [], "edit",
+     {"instructions": [{"target": "image", "words": ["cool"]}]}),
+    ("tidy the room up", [], "edit", {"instructions": [{"target": "room", "words": ["tidy"]}]}),
+    ("wash out the colors", [], "edit",
+     {"instructions": [{"target": "colors", "words": ["wash out"]}]}),
+    ("i'd like the style to be different", [], "clarify", {}),
+    ("can the lighting change?", [], "clarify", {}),
+    ("try another season", [], "clarify", {}),
+]
+
+
+@pytest.mark.parametrize(("user", "context", "action", "expect"), UNSEEN,
+                         ids=[case[0][:40] for case in UNSEEN])
+def test_unseen_phrasings_of_each_kind(planner: RulesPlanner, user: str, context: list[str],
+                                       action: str, expect: dict[str, object]) -> None:
+    case = Case("unseen", "unseen", user, context, {"action": action, **expect})
+    plan = planner.plan(user, context)
+    assert why_wrong(case, plan) is None, plan.model_dump_json()
+
+
+def test_a_wish_about_an_unnamed_quality_asks_how(planner: RulesPlanner) -> None:
+    plan = planner.plan("I'd like the weather to be different", [])
+    assert plan.action == "clarify"
+    assert plan.question is not None and plan.question.startswith("What weather")
+
+
+def test_motion_is_still_refused_but_a_film_style_is_not(planner: RulesPlanner) -> None:
+    assert planner.plan("turn it into a short movie", []).action == "chat"
+    assert planner.plan("animate the dog", []).action == "chat"
+    styled = planner.plan("in the style of a Pixar film", [])
+    assert styled.action == "edit" and styled.instructions[0].target == "image"
+
+
+def test_a_wish_inside_a_wish_is_read_once(planner: RulesPlanner) -> None:
+    """The wish frame's re-reading never re-enters itself: a long chain of wishes plans (it
+    once recursed until Python gave up)."""
+    plan = planner.plan("wouldn't it be nice if " * 300 + "the car was red", [])
+    assert plan.action in {"edit", "clarify"}
+
+
+def test_adversarial_messages_of_the_new_shapes_plan_at_once(tmp_path: Path) -> None:
+    """Long runs of the shapes the new rules read (lists, wishes, particles, placements,
+    history requests) plan in a child process, with a timeout far above what they take (about
+    a second each for 50 KB): a rule that backtracked would run for ever."""
+    script = tmp_path / "plan_long.py"
+    script.write_text(
+        "from promptartisan.agent.rules_planner import RulesPlanner\n"
+        "units = ['1) sky -> red ', '1.a 2.', '- a\\n', 'it would be nice if the car was ',\n"
+        "         'tone the red ', 'up ', 'like a ', 'add a cat next to the ',\n"
+        "         'undo the sky and the ', 'go back to the version with the ', 'undo two steps ',\n"
+        "         'i want the weather to be ']\n"
+        "for unit in units:\n"
+        "    RulesPlanner().plan((unit * (50000 // len(unit) + 1))[:50000], [])\n"
+        "print('planned')\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "planned"
+
+
+# --- the command ------------------------------------------------------------------------
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["plan", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_score_prints_k_of_n_per_kind_and_latency(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "--score", "--planner", "rules")
+    lines = out.splitlines()
+    total = len(load_cases())
+    assert code == 0
+    assert lines[-1] == f"{total}/{total} correct"
+    assert any(line.startswith("latency p50 ") and " ms, p99 " in line for line in lines)
+    assert f"answered by: rules {total}/{total}" in lines
+    for kind in KINDS:
+        assert any(line.split() == [kind, line.split()[1]] for line in lines), kind
+
+
+def test_score_reads_a_corpus_of_ones_own(capsys: pytest.CaptureFixture[str],
+                                          tmp_path: Path) -> None:
+    cases = tmp_path / "mine.jsonl"
+    cases.write_text("\n".join(json.dumps(c) for c in [
+        {"id": "a", "kind": "mine", "user": "undo twice", "expect": {"action": "undo",
+                                                                    "count": 2}},
+        {"id": "b", "kind": "mine", "user": "make the car red",
+         "expect": {"action": "edit", "instructions": [{"target": "car", "words": ["blue"]}]}},
+    ]) + "\n")
+    code, out, _ = _run(capsys, "--score", "--planner", "rules", "--cases", str(cases))
+    assert code == 0
+    assert out.splitlines()[-1] == "1/2 correct"
+    assert "MISS b 'make the car red'" in out
+
+
+def test_score_of_an_llm_whose_server_is_down_counts_the_rules_answers(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Any planner spec is scored; an LLM planner that can't reach its server falls back, and
+    the tally says who answered."""
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]  # closed again: nothing listens there now
+    cases = tmp_path / "one.jsonl"
+    cases.write_text(json.dumps({"id": "a", "user": "undo twice",
+                                 "expect": {"action": "undo", "count": 2}}) + "\n")
+    code, out, _ = _run(capsys, "--score", "--cases", str(cases),
+                        "--planner", f"llm:ollama:tiny@http://127.0.0.1:{port}")
+    assert code == 0
+    assert "answered by: rules 1/1" in out.splitlines()
+    assert out.splitlines()[-1] == "1/1 correct"
+
+
+@pytest.mark.parametrize("argv", [["--score", "make it red"], ["--cases", "x.jsonl", "undo"],
+                                  ["--score", "--context", "make the car red"]])
+def test_score_arguments_are_checked(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    code, out, err = _run(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    assert err.startswith("promptartisan plan:")
+
+
+def test_a_bad_case_names_its_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    cases = tmp_path / "bad.jsonl"
+    cases.write_text('{"id": "a", "user": "undo", "expect": {"action": "undo"}}\n{"id": "b"}\n')
+    code, _, err = _run(capsys, "--score", "--planner", "rules", "--cases", str(cases))
+    assert code == 2
+    assert f"{cases}:2" in err
