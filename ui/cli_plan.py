@@ -1,4 +1,4 @@
-"""`promptartisan plan [--planner rules|llm:ID] [--context TEXT]… TEXT` or `… --jsonl FILE`:
+"""`promptartisan plan [--planner auto|rules|llm:ID] [--context TEXT]… TEXT` or `… --jsonl FILE`:
 what a planner makes of a request, as Plan JSON; `… --score [--cases FILE]`: how many of the
 phrasing corpus's cases it plans correctly. No image and no model beyond the planner's."""
 
@@ -26,8 +26,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     )
     parser.add_argument("text", nargs="?", metavar="TEXT", help="the request to plan")
     parser.add_argument("--planner", metavar="SPEC",
-                        help="rules, or llm:ollama:MODEL, llm:openai:MODEL[@URL], "
-                             "llm:llamacpp:/path/model.gguf (default: the planner setting)")
+                        help="auto, rules, or llm:ollama:MODEL, llm:openai:MODEL[@URL], "
+                             "llm:llamacpp:/path/model.gguf (default: the planner setting; "
+                             "the JSON's \"planner\" says which one answered)")
     parser.add_argument("--context", action="append", default=[], metavar="TEXT",
                         help="an earlier message of the chat, oldest first; repeat for more")
     parser.add_argument("--jsonl", type=Path, metavar="FILE",
