@@ -209,3 +209,28 @@ def test_the_chat_shows_a_forget_like_an_edit_and_a_goto_like_an_undo(
     moved = chat.emitter.last("history").history
     assert moved.current == 1 and moved.preview is not None  # shown like an undo
     assert moved.caption == "Went to version 1 (from version 2)."
+
+
+def test_plain_words_through_the_rules_planner(tmp_path: Path, photo_300: Image.Image) -> None:
+    """The conversation of issue 15 as typed, planned by the rules planner."""
+    from promptartisan.agent.rules_planner import RulesPlanner
+
+    settings = Settings(session_dir=tmp_path / "sessions", device="cpu", dtype="float32",
+                        steps=2, working_size=64, seed=11)
+    grounder = BoxGrounder({"sky": SKY, "dog": DOG, "the dog": DOG})
+    editor = Editor(settings, RulesPlanner(), grounder, PaintingEngine())
+    session = Session.create(tmp_path, photo_300)
+    said = [("make the sky a sunset and turn the dog into a wolf", "edit", 1),
+            ("undo the sky but keep the wolf", "forget", 2),
+            ("add a cat next to the dog", "edit", 3),
+            ("undo 3 times", "undo", 0),
+            ("go back to the one with the wolf", "goto", 1),
+            ("the one before the cat", "goto", 2)]
+    for text, kind, version in said:
+        result = editor.turn(session, text)
+        assert (result.kind, result.version_id) == (kind, version), (text, result.message)
+    assert np.array_equal(pixels(session, 2)[session.mask(1, 0)],
+                          pixels(session, 0)[session.mask(1, 0)])
+    assert session.regions(3)[0]["target"] == "next to the dog"
+    assert not (session.mask(3, 0) & session.mask(1, 1)).any()  # beside the dog, not on it
+    assert session.turns()[-3].message == "Undone 3 steps: back to version 0."
