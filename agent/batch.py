@@ -143,9 +143,20 @@ def edit_item(editor: Editor, job: Job, item: Item) -> dict[str, Any]:
 
 def run_in_process(editor: Editor, job: Job, items: list[Item]) -> Iterator[dict[str, Any]]:
     """Every item, one after another, with `editor`'s models."""
+    quiet_loading()
     with torch_threads(job.threads):
         for item in items:
             yield edit_item(editor, job, item)
+
+
+def quiet_loading() -> None:
+    """No progress bars of diffusers' and transformers' own while models load: the batch's
+    bar counts images."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from promptartisan.agent.batch import Item, Job, MakeEditor, edit_item
+from promptartisan.agent.batch import Item, Job, MakeEditor, edit_item, quiet_loading
 from promptartisan.agent.editor import Editor
 
 
@@ -59,6 +59,7 @@ class Worker:
         import torch
 
         torch.set_num_threads(job.threads or 1)  # the CPUs Ray gave this actor
+        quiet_loading()
         self.job = job
         self.editor = make_editor(job.settings)
 
