@@ -25,11 +25,15 @@ _NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
                  "once": 1, "twice": 2, "thrice": 3}
 _NUMBER = r"(?P<n>\d{1,3}|" + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True)) + ")"
 _UNIT = (r"(?:steps?|edits?|changes?|versions?|times|moves?|undos?|redos?|turns?|images?|"
-         r"pictures?|levels?|stages?|revisions?|iterations?)")
+         r"pictures?|levels?|stages?|revisions?|iterations?|things|ones|actions|operations|"
+         r"requests|instructions)")
 _COUNTED = re.compile(
     rf"(?<!\S)(?:(?:(?:the|my|your) )?(?:(?:last|previous|past|latest|most recent|next) )?"
-    rf"{_NUMBER} (?:more |last |previous |of my |of the )?{_UNIT}(?: back| forward| ago| "
+    rf"{_NUMBER} (?:more |last |previous |of my |of the )?{_UNIT}(?: (?P<way>back|forward)| ago| "
     rf"before)?|(?P<adverb>once|twice|thrice)(?: more)?)(?!\S)")
+#: What is left of "go two steps back" once the count is taken out: the direction says it.
+_MOTION = {"", "go", "step", "move", "jump", "head", "skip", "hop", "please go", "take me"}
+_BARE_COUNT = re.compile(rf"(?P<rest>.+) {_NUMBER}")  # "go back 2", "back two"
 _REPEATED = re.compile(r"(?P<w>undo|redo)(?:[\s,]+(?P=w))+")
 #: Verbs that take back edits once "the last two edits" says they are edits.
 _COUNTED_UNDO = re.compile(r"(?:remove|discard|drop|delete|scrap|throw away|get rid of|lose|"
@@ -45,14 +49,21 @@ def counted(text: str, move: Callable[[str], str | None]) -> Plan | None:
     if repeated:
         return Plan(action=repeated["w"], count=min(100, len(re.findall(r"undo|redo", text))))
     match = _COUNTED.search(text)
-    if match is None:
+    bare = _BARE_COUNT.fullmatch(text) if match is None else None
+    if match is None and bare is None:
         return None
-    words = match["n"] or match["adverb"]
+    if bare is not None:
+        words, rest = bare["n"], bare["rest"]
+        action = move(rest)
+    else:
+        words = match["n"] or match["adverb"]
+        rest = " ".join((text[: match.start()] + " " + text[match.end():]).split()).strip(" ,.")
+        action = move(rest)
+        if action is None and match["way"] and rest in _MOTION:
+            action = "undo" if match["way"] == "back" else "redo"
+        if action is None and not match["adverb"] and _COUNTED_UNDO.fullmatch(rest):
+            action = "undo"
     steps = int(words) if words.isdigit() else _NUMBER_WORDS[words]
-    rest = " ".join((text[: match.start()] + " " + text[match.end():]).split()).strip(" ,.")
-    action = move(rest)
-    if action is None and not match["adverb"] and _COUNTED_UNDO.fullmatch(rest):
-        action = "undo"
     if action not in {"undo", "redo"} or steps < 1:
         return None
     return Plan(action=action, count=min(100, steps))
@@ -60,10 +71,12 @@ def counted(text: str, move: Callable[[str], str | None]) -> Plan | None:
 
 _LEAD = (r"(?:(?:go|get|jump|skip|hop|move|switch|return|revert|roll|flip|head|take me|bring me|"
          r"send me|take it|bring it|set it|put it|change it)(?: back)?(?: to)?|back to|restore|"
-         r"bring back|show(?: me)?|give me|load|open|use|pick|choose|select|i want|i'?d like)")
+         r"bring back|show(?: me)?|give me|load|open|use|pick|choose|select|i want|i'?d like|"
+         r"(?:can i|could i|may i|let me|i want to|i'?d like to) (?:see|view|have|get))")
 #: Leads that ask for a version only when it is named as one ("show me the version with …").
 _WEAK_LEADS = {"show", "show me", "give me", "load", "open", "use", "pick", "choose", "select",
                "i want", "i'd like", "id like"}
+_WEAK_LEAD_ENDS = (" see", " view", " have", " get")
 _VERSION_NOUN = r"(?:version|one|image|picture|photo|pic|edit|state|point|stage|result|shot)"
 _RELATIONS = {"with": "with", "that had": "with", "that has": "with", "which had": "with",
               "where": "with", "when": "with", "in which": "with", "showing": "with",
@@ -76,8 +89,10 @@ _DESCRIBED = re.compile(
 _NUMBERED = re.compile(r"(?:(?:the|that) )?(?:version|v|revision|edit|number|no\.?) ?"
                        r"(?:number |no\.? )?(?P<n>\d{1,3})")
 _LED = re.compile(rf"(?P<lead>{_LEAD}) (?P<rest>.+)")
-_DESCRIPTION_TAIL = re.compile(r"(?: (?:one|version|edit|change|image|picture|photo|again|"
-                               r"back|instead|please))+$")
+_DESCRIPTION_TAIL = re.compile(r"(?<!first)(?<!second)(?<!third)(?<!last)(?<!latest)"
+                               r"(?<!previous)(?: (?:one|version|edit|change|image|picture|"
+                               r"photo|again|back|instead|please))+$")
+_PREDICATE = re.compile(r"\b(?:should|must|needs?|could|would|can|will|make|turn|into)\b")
 _NOW = {"that", "this", "it", "now", "the last one", "the last edit", "the last change",
         "the current one", "this one", "that one"}
 
@@ -99,15 +114,16 @@ def described_version(text: str) -> Plan | None:
         return None
     relation = _RELATIONS[match["rel"]]
     named = match["noun"] is not None
-    if not led and not named:
-        return None
-    if not named and (lead in _WEAK_LEADS or relation == "with" and match["rel"] not in {
+    if not led and (not named or match["noun"] == "one" and relation == "with"):
+        return None  # "the one with the hat" may answer "which dog?"; "the one before" can't
+    weak = lead in _WEAK_LEADS or lead.endswith(_WEAK_LEAD_ENDS)
+    if not named and (weak or relation == "with" and match["rel"] not in {
             "where", "when"}):
         return None
     description = _DESCRIPTION_TAIL.sub("", match["desc"]).strip(" ,")
     description = re.sub(r"^(?:i|we|you) ", "", description)
-    if not description:
-        return None
+    if not description or _PREDICATE.search(description):
+        return None  # "the one with the hat should be red" is an edit
     if description in _NOW and relation == "before":
         return Plan(action="undo")
     if description in _NOW:
@@ -124,7 +140,7 @@ _FORGET_VERBS = (r"undo|revert|take back|cancel|forget|scrap|scratch|roll back|r
 #: only when the thing is named as an edit ("remove the hat edit"), else they are edits.
 _TAKE_BACK = {"undo", "revert", "take back", "cancel", "forget", "scrap", "scratch",
               "roll back", "reverse", "un-do"}
-_FORGET = re.compile(rf"(?P<verb>{_FORGET_VERBS}) (?:(?:just|only) )?(?P<x>.+?)"
+_FORGET = re.compile(rf"(?P<verb>{_FORGET_VERBS}) (?:(?:just|only|about) )?(?P<x>.+?)"
                      r"(?: only| alone| though)?")
 _EDIT_OF = re.compile(r"(?:the|my|your|that) (?:change|edit|changes|edits|part|bit|step|"
                       r"request|instruction) (?:to|of|on|for|about|with|that (?:added|changed|"
@@ -137,6 +153,7 @@ _ITEM_SPLIT = re.compile(r"\s*,\s*(?:and\s+)?(?=(?:the|my|his|her|their|its|your
                          r"\s+and\s+(?=(?:the|my|his|her|their|its|your) )")
 _NOT_A_THING = re.compile(r"(?:the |my |your )?(?:last|previous|latest|most recent|recent|"
                           r"whole|entire|current|first)\b.*|.* (?:to|into|with|as|from) .*")
+_SAID_FINE = re.compile(r" (?:is|are|looks?|stays?|can stay|should stay)\b")
 _WHOLE = {"everything", "all", "it", "that", "this", "image", "picture", "photo", "the image",
           "the picture", "the photo", "the whole thing", "the lot"}
 
@@ -147,6 +164,7 @@ def forget(text: str) -> Plan | None:
     if len(text) > MAX_CHARS:
         return None
     text = _KEPT_TAIL.sub("", text).strip(" ,")
+    text = re.sub(r"^take (.+?) back$", r"take back \1", text)  # "take the hat back"
     match = _FORGET.fullmatch(text)
     if match is None:
         return None
@@ -158,7 +176,8 @@ def forget(text: str) -> Plan | None:
         named = x
     else:
         return None
-    items = [item.strip(" ,") for item in _ITEM_SPLIT.split(named) if item.strip(" ,")]
+    items = [item.strip(" ,") for item in _ITEM_SPLIT.split(named)
+             if item.strip(" ,") and not _SAID_FINE.search(item)]  # "the lights are fine"
     if not items or any(item in _WHOLE or _NOT_A_THING.fullmatch(item) for item in items):
         return None
     return Plan(action="forget", forget=items)

@@ -478,8 +478,9 @@ _DEGREE = (r"(?:a bit|a little(?: bit)?|slightly|more|a touch|a tad|a notch|some
 _WISH = re.compile(
     r"^(?:(?:i think|maybe|honestly|personally|wow|hmm|oh|you know),? )?(?:(?:how|so) [\w']+ )?"
     r"(?:(?:(?:wouldn'?t|would|could|might|will|won'?t|it'?d|it'?ll|that'?d|it|that|this|things)"
-    r"(?: it| that| this| things)?(?: [\w']+){0,5}? if)|i wish|we wish|if only|suppose|supposing|"
-    r"imagine if|imagine|what if|picture if|(?:i'?d|i would) (?:love|like|prefer) it if) "
+    r"(?: it| that| this| things)?(?: [\w']+){0,5}? if)|(?:i|we)(?: [\w']+){0,2}? wish|if only|"
+    r"suppose|supposing|imagine if|imagine|what if|picture if|"
+    r"(?:i'?d|i would) (?:love|like|prefer) it if) "
     r"(?P<rest>.+)$")
 _WISHED_STATES = [(re.compile(p), form) for p, form in [
     (r"^(?P<x>.+?) (?:was|were|is|are|be|got) (?P<verb>wearing|holding|carrying) (?P<y>.+)$",
@@ -488,6 +489,7 @@ _WISHED_STATES = [(re.compile(p), form) for p, form in [
     (r"^(?P<x>.+?) (?P<verb>was|were|is|are|looked|look|looks|seemed|appeared|became|become|"
      r"turned|turn|got|had been|could be|would be)(?P<like> like| into)? (?P<y>.+)$",
      "{x} should {verb}{like} {y}"),
+    (r"^(?P<x>.+?) with (?P<y>.+)$", "{x} should have {y}"),  # "imagine the horse with wings"
 ]]
 _WISH_VERBS = {"looked": "look", "looks": "look", "seemed": "look", "appeared": "look",
                "became": "become", "turned": "become", "turn": "become", "got": "become"}
@@ -761,7 +763,8 @@ class ClauseReader:
 
     def _level(self, match: re.Match[str]) -> Reading:
         up = match["dir"] not in {"decrease", "reduce", "lower", "turn down", "tone down", "less",
-                                  "lessen", "cut", "dial down"}
+                                  "lessen", "cut", "dial down", "dial back", "scale back",
+                                  "pull back", "knock down", "bring down"}
         attribute = match["attr"]
         instruction = f"{'increase' if up else 'reduce'} the {attribute}"
         subjects = self.phrases(match["x"]) if match["x"] else [IMPLICIT_IMAGE]
@@ -1021,12 +1024,20 @@ class ClauseReader:
         reading = self._read(rest, verbless=True, wish=False)
         return reading or Reading("", question=ASK_UNKNOWN)
 
-    def _unnamed_change(self, match: re.Match[str]) -> Reading:
+    def _unnamed_change(self, match: re.Match[str]) -> Reading | None:
         """ "i'd like the weather to change", "a different mood": a change that names no new
-        state: the question of how."""
-        return self._change("make", match["x"], "different")
+        state: the question of how. The thing must be named: a noun phrase or two words ("tell
+        me what to change" names nothing)."""
+        thing = match["x"]
+        words = thing.split()
+        named = _is_noun_phrase_start(thing) or split_attribute(thing)[1] is not None or (
+            len(words) <= 2 and not {"what", "how", "which", "who", "anything", "something",
+                                     "nothing", "everything"} & set(words))
+        if not named or thing in VAGUE_NOUNS:
+            return None
+        return self._change("make", thing, "different")
 
-    def _style(self, match: re.Match[str]) -> Reading:
+    def _style(self, match: re.Match[str]) -> Reading | None:
         """A style phrase on its own: "in the manner of a disney cartoon", "wes anderson
         style", "as if painted by monet", "like a tim burton film"."""
         text = match.string
@@ -1036,6 +1047,8 @@ class ClauseReader:
             instruction = f"make it look {text}"
         elif match.groupdict().get("how"):
             how, prep, rest = match["how"], match["prep"], match["y"]
+            if prep == "in" and not global_kind(rest):
+                return None  # "done in one pass"
             instruction = (f"make it look {how} by {rest}" if prep == "by" else
                            f"make it look like {rest}" if prep in {"like", "as"} else
                            f"make it in {rest}")
@@ -1048,10 +1061,13 @@ class ClauseReader:
     def _phrasal(self, match: re.Match[str]) -> Reading | None:
         """A verb with its particle: "tone down the red" → the red; "brighten it up" → the
         image; the particle stays with the verb, never in the target."""
-        verb, part = match["verb"], match["part"]
-        if verb in _NOT_A_VERB:
-            return None
-        subjects = self.phrases(match["x"])
+        verb, part, thing = match["verb"], match["part"], match["x"]
+        words = thing.split()
+        if verb in _NOT_A_VERB or words[0] in _NOT_A_VERB - DETERMINERS - _SUBJECT_PRONOUNS or (
+                match.start("x") < match.start("part") and not _is_noun_phrase_start(thing)) \
+                or {"is", "are", "was", "were", "be", "been"} & set(words):
+            return None  # "request timed out", "out of memory", "chats is switched off"
+        subjects = self.phrases(thing)
         if verb in _VAGUE_PARTICLE_VERBS:
             return self._ask_change(subjects[0], "change") if subjects[0].kind == "thing" else \
                 Reading("", question=ASK_WHAT, subject=subjects[0], ask="change")
@@ -1108,7 +1124,8 @@ class ClauseReader:
              + r")(?: up| down| out)?(?: (?P<x>.+?))?(?: up| down| out)?(?: " + _DEGREE + ")?$",
              _adjust, False),
             (rf"^(?P<dir>increase|boost|raise|up|turn up|crank up|pump up|add more|more|"
-             rf"decrease|reduce|lower|turn down|tone down|less|lessen|cut|dial down|dial up|"
+             rf"decrease|reduce|lower|turn down|tone down|less|lessen|cut|dial down|dial back|"
+             rf"scale back|pull back|knock down|bring down|dial up|"
              rf"bump up|enhance) (?:the )?(?P<attr>{_LEVEL_ATTRIBUTES})(?: (?:of|on|in) "
              rf"(?P<x>.+))?$", _level, False),
             (r"^give (?P<rest>.+)$", _give, False),
@@ -1156,10 +1173,10 @@ class ClauseReader:
             (r"^(?:like|as if from|as in|from) (?:a |an |the )?(?:scene (?:from|in|of) (?:a |an |"
              r"the )?)?.+? (?:movie|film|cartoon|animation|anime|comic|show|series|video game|"
              r"game|painting|illustration|poster|photograph|photo|music video)$", _style, True),
-            (r"^(?!(?:the|a|an|my|this|that|his|her|its|their|our|your) )(?:[\w'-]+ ){1,4}"
+            (r"^(?!(?:the|a|an|my|this|that|his|her|its|their|our|your) )(?!.* (?:in|on|of|"
+             r"with|for|to|at|by) )(?:[\w'-]+ ){1,4}"
              r"(?:style|aesthetic|look|vibe|vibes|feel|esque|inspired)$", _style, True),
-            (r"^(?:a |an |some )?(?:different|other|another|new) (?P<x>.+)$", _unnamed_change,
-             True),
+            (r"^(?:a |an |some )?(?:different|other|another) (?P<x>.+)$", _unnamed_change, True),
             (r"^(?P<x>.+?) into (?P<y>.+)$", _into, True),
             (r"^(?:no|without|no more) (?P<x>.+)$", _remove, True),
             (r"^(?:more|extra|additional) (?P<y>.+)$", _more, True),
