@@ -189,13 +189,13 @@ class Editor:
     def pipeline(self) -> Any:
         if self._pipeline is None:
             from promptartisan import models
-            from promptartisan.engine import PromptArtisanPipeline
 
             s = self.settings
             device, dtype = s.resolved_device(), s.resolved_dtype()
             key = ("engine", s.instruct_pix2pix, s.tiny, str(s.tiny_dir), device, str(dtype))
-            self._pipeline = shared_model(key, lambda: _quiet(models.load(
-                PromptArtisanPipeline, "instruct-pix2pix", s, dtype=dtype).to(device)))
+            # The SD1.5 or the SDXL pipeline, as the model's config says.
+            self._pipeline = shared_model(key, lambda: _quiet(models.load_engine(
+                s, dtype=dtype).to(device)))
         return self._pipeline
 
     # ----- the turn -----------------------------------------------------------------------
@@ -528,7 +528,10 @@ class Editor:
         emit, cancel = on_event or _ignore, cancel or threading.Event()
         seed = seed if seed is not None else s.seed if s.seed is not None \
             else secrets.randbelow(2**31)
-        work = to_working_size(source, s.working_size)
+        # Unset, the working size is the engine family's (SD1.5: 512, SDXL: 768, CosXL: 1024);
+        # an engine that names none works at 512, as InstructPix2Pix does.
+        work = to_working_size(source, s.working_size or getattr(
+            self.pipeline, "default_working_size", 512))
         engine_regions = [Region(mask=resize_mask(r.mask, work.size), prompt=r.prompt,
                                  group=r.group, order=r.order) for r in regions]
 

@@ -69,22 +69,31 @@ class SequentialBaseline:
                 current = output.images[0]
                 continue
             try:
-                current = self.stock_edit(region.prompt, current, **common,
-                                          callback_on_step_end=self._stopping(
-                                              callback_on_step_end, offset))
+                current = self.stock_edit(region.prompt, current,
+                                          self._stopping(callback_on_step_end, offset), **common)
             except _Stopped:
                 return PromptArtisanPipelineOutput(images=[], interrupted=True)
         if current.size != size:  # stock works at a multiple of 8 pixels: back to the source's
             current = current.resize(size, PIL.Image.Resampling.BICUBIC)
         return PromptArtisanPipelineOutput(images=[current], interrupted=False)
 
-    def stock_edit(self, prompt: str, image: PIL.Image.Image | np.ndarray, **kwargs: Any
-                   ) -> PIL.Image.Image:
-        """One stock pass on the whole image, at its size rounded down to a multiple of 8 (stock
-        SDXL would otherwise work at its UNet's default size, whatever the image's)."""
+    def stock_edit(self, prompt: str, image: PIL.Image.Image | np.ndarray,
+                   callback: Callable[[int, torch.Tensor, dict[str, Any]], Any] | None = None,
+                   **kwargs: Any) -> PIL.Image.Image:
+        """One stock pass on the whole image, at its size rounded down to a multiple of 8.
+        `callback(step, timestep, {"latents": …})` runs through the hook stock has: SD1.5's
+        `callback_on_step_end` after each UNet call; SDXL's older `callback`, after each
+        denoising step (its stock has no other), which also needs the size (it would work at
+        its UNet's default size, whatever the image's)."""
         if isinstance(self.pipe, PromptArtisanXLPipeline):
             height, width = self.pipe.image_processor.get_default_height_width(image)
             kwargs = {"height": height, "width": width, **kwargs}
+            if callback is not None:
+                kwargs["callback"] = lambda step, timestep, latents: callback(
+                    step, timestep, {"latents": latents})
+        elif callback is not None:
+            kwargs["callback_on_step_end"] = lambda _stock, step, timestep, tensors: callback(
+                step, timestep, tensors)
         return self.stock(prompt=prompt, image=image, **kwargs).images[0]
 
     def _shifted(self, callback: Callable[..., dict[str, Any]] | None, offset: int
@@ -95,12 +104,11 @@ class SequentialBaseline:
                                                               tensors)
 
     def _stopping(self, callback: Callable[..., dict[str, Any]] | None, offset: int
-                  ) -> Callable[..., dict[str, Any]] | None:
+                  ) -> Callable[[int, torch.Tensor, dict[str, Any]], dict[str, Any]] | None:
         if callback is None:
             return None
 
-        def call(_stock: Any, step: int, timestep: torch.Tensor, tensors: dict[str, Any]
-                 ) -> dict[str, Any]:
+        def call(step: int, timestep: torch.Tensor, tensors: dict[str, Any]) -> dict[str, Any]:
             tensors = callback(self.pipe, offset + step, timestep, tensors)
             if self.pipe.interrupt:
                 raise _Stopped

@@ -4,7 +4,7 @@ shares with the SDXL family (region_pass.py) is written once there."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -48,7 +48,6 @@ class PromptArtisanPipeline(RegionPassMixin, DiffusionPipeline, StableDiffusionM
     """
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
-    default_working_size = 512  # InstructPix2Pix and its fine-tunes (MagicBrush) are 512-px models
 
     def __init__(self, vae: AutoencoderKL, text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer,
                  unet: UNet2DConditionModel, scheduler: KarrasDiffusionSchedulers) -> None:
@@ -58,6 +57,16 @@ class PromptArtisanPipeline(RegionPassMixin, DiffusionPipeline, StableDiffusionM
                               scheduler=scheduler)
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
+
+    @classmethod
+    def working_size_for(cls, config: Mapping[str, Any]) -> int:
+        """The long side to edit at, from the pipeline's config: 512 px, the size
+        InstructPix2Pix and its fine-tunes (MagicBrush) were trained at."""
+        return 512
+
+    @property
+    def default_working_size(self) -> int:
+        return self.working_size_for(self.config)
 
     def stock_pipeline(self) -> StableDiffusionInstructPix2PixPipeline:
         """Diffusers' own pipeline on these components: the sequential baseline runs it."""

@@ -6,7 +6,7 @@ what differs is the conditioning: two text encoders, the pooled text embedding a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -74,11 +74,16 @@ class PromptArtisanXLPipeline(RegionPassMixin, DiffusionPipeline, StableDiffusio
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
 
+    @classmethod
+    def working_size_for(cls, config: Mapping[str, Any]) -> int:
+        """The long side to edit at, from the pipeline's config: 1024 px for CosXL Edit (trained
+        at 1024), else 768, the size diffusers/sdxl-instructpix2pix-768 was trained at (not the
+        UNet's sample size, which a model tuned from SDXL base may keep at base's 1024 px)."""
+        return 1024 if config.get("is_cosxl_edit") else 768
+
     @property
     def default_working_size(self) -> int:
-        """The long side to edit at: 1024 for CosXL Edit (trained at 1024 px), else 768, the
-        size diffusers/sdxl-instructpix2pix-768 (and what is tuned from it) was trained at."""
-        return 1024 if self.config.is_cosxl_edit else 768
+        return self.working_size_for(self.config)
 
     def stock_pipeline(self) -> StableDiffusionXLInstructPix2PixPipeline:
         """Diffusers' own pipeline on these components: the sequential baseline runs it."""

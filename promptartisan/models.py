@@ -28,7 +28,8 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
-        ModelSpec("instruct-pix2pix", "instruct_pix2pix", "the editing engine"),
+        ModelSpec("instruct-pix2pix", "instruct_pix2pix",
+                  "the editing engine (SD1.5 or SDXL InstructPix2Pix)"),
         ModelSpec("clipseg", "clipseg", "text grounding on CPU"),
         ModelSpec("groundingdino", "groundingdino", "instance grounding (with SAM, on GPU)"),
         ModelSpec("sam", "sam", "masks from boxes and clicks"),
@@ -72,6 +73,39 @@ def load(cls: type[T], name: str, settings: Settings, subfolder: str | None = No
     """`cls.from_pretrained` on the resolved source of model `name`, with a clear error when the
     model is missing. Extra keyword arguments go to `from_pretrained` (dtype, …)."""
     return load_from(cls, resolve(name, settings), name=name, subfolder=subfolder, **kwargs)
+
+
+def load_engine(settings: Settings, **kwargs: Any) -> Any:
+    """The editing engine: the PromptArtisan pipeline of the family that its model's UNet config
+    names (SD1.5 or SDXL InstructPix2Pix, `promptartisan.engine.families`), whatever the model is
+    called, loaded as `load` loads. Extra keyword arguments go to `from_pretrained` (dtype, …)."""
+    from promptartisan.engine.families import pipeline_class
+
+    unet_config, _ = engine_configs(settings)
+    return load(pipeline_class(unet_config), "instruct-pix2pix", settings, **kwargs)
+
+
+def engine_working_size(settings: Settings) -> int:
+    """The long side the engine works at: `settings.working_size`, else its family's for its
+    model (512 px SD1.5, 768 SDXL InstructPix2Pix, 1024 CosXL Edit)."""
+    from promptartisan.engine.families import pipeline_class
+
+    unet_config, pipeline_config = engine_configs(settings)
+    return settings.working_size or pipeline_class(unet_config).working_size_for(pipeline_config)
+
+
+def engine_configs(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The engine model's UNet config and pipeline config (model_index.json), read without
+    loading weights; empty when the model is missing or unreadable (`load` then says so, as it
+    does for any model)."""
+    from diffusers import DiffusionPipeline, UNet2DConditionModel
+
+    source = resolve("instruct-pix2pix", settings)
+    try:
+        return (dict(UNet2DConditionModel.load_config(source, subfolder="unet")),
+                dict(DiffusionPipeline.load_config(source)))
+    except (OSError, ValueError):
+        return {}, {}
 
 
 def load_from(cls: type[T], source: str, name: str | None = None, subfolder: str | None = None,

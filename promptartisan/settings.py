@@ -49,7 +49,9 @@ class Settings(BaseModel):
     # torch.Generator.manual_seed (which takes up to 2**64 - 1): the narrower range wins.
     seed: int | None = Field(None, ge=0, lt=2**63)
     max_regions: int = Field(8, ge=1, le=32)
-    working_size: int = Field(512, ge=64, le=2048, description="Long side the engine works at.")
+    working_size: int | None = Field(None, ge=64, le=2048, description=(
+        "Long side the engine works at; unset: its model family's (512 px for SD1.5 "
+        "InstructPix2Pix, 768 for SDXL InstructPix2Pix, 1024 for CosXL Edit)."))
     max_pixels: int = Field(64_000_000, ge=1, description=(
         "Uploads with more pixels are refused. 8000×8000: its edit peaks near 1.1 GB beyond the "
         "models (python -m promptartisan.tools.bench_memory), under the 1.5 GB goal."))

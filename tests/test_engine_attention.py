@@ -1,5 +1,6 @@
-"""The attention processors at processor level, on a real attention layer of the tiny UNet:
-cross-attention routing, self-attention group blocking, the eDiff-I boost."""
+"""The attention processors at processor level, on a real attention layer of each family's tiny
+UNet (SD1.5; SDXL, whose context is both text encoders side by side): cross-attention routing,
+self-attention group blocking, the eDiff-I boost."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 from conftest import box_mask
 from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import AttnProcessor2_0
+from engine_families import FAMILY_NAMES, tiny_folder
 
 from promptartisan import models
 from promptartisan.engine.attention import (
@@ -22,7 +24,6 @@ from promptartisan.engine.attention import (
 )
 from promptartisan.engine.layout import build_layout
 from promptartisan.engine.regions import label_maps
-from promptartisan.settings import Settings
 
 SHAPE = (6, 8)  # an attention resolution: 48 pixels
 SIZE = (8, 6)
@@ -32,11 +33,19 @@ RIGHT = box_mask(SIZE, (4, 0, 8, 4))
 BOTTOM_LEFT = box_mask(SIZE, (0, 4, 3, 6))
 
 
-@pytest.fixture(scope="module")
-def block(tiny_dir: Path) -> torch.nn.Module:
-    settings = Settings(tiny=True, tiny_dir=tiny_dir, device="cpu", dtype="float32")
-    unet = models.load(UNet2DConditionModel, "instruct-pix2pix", settings, subfolder="unet")
-    return unet.down_blocks[0].attentions[0].transformer_blocks[0]
+@pytest.fixture(scope="module", params=FAMILY_NAMES)
+def block(tiny_dir: Path, request: pytest.FixtureRequest) -> torch.nn.Module:
+    """The first transformer block of the UNet's finest attention level: SD1.5 attends from its
+    first level, SDXL from its second."""
+    unet = models.load_from(UNet2DConditionModel, str(tiny_folder(tiny_dir, request.param)),
+                            subfolder="unet")
+    first = next(down for down in unet.down_blocks if hasattr(down, "attentions"))
+    return first.attentions[0].transformer_blocks[0]
+
+
+def widths(block: torch.nn.Module) -> tuple[int, int]:
+    """The block's pixel features and its context's (the text encoders') features."""
+    return block.attn1.to_q.in_features, block.attn2.to_k.in_features
 
 
 def control_for(masks: list[np.ndarray], orders: list[int], groups: list[int],
@@ -76,16 +85,18 @@ def stock(attn: torch.nn.Module, hidden: torch.Tensor, ctx: torch.Tensor | None 
     return AttnProcessor2_0()(attn, hidden, ctx)
 
 
-def inputs(seed: int, n: int) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+def inputs(block: torch.nn.Module, seed: int, n: int
+           ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
-    hidden = torch.randn(3, 48, 16, generator=gen)
-    prompts = [torch.randn(1, CHUNK, 32, generator=gen) for _ in range(n)]
-    return hidden, prompts, torch.randn(1, CHUNK, 32, generator=gen)
+    features, text = widths(block)
+    hidden = torch.randn(3, 48, features, generator=gen)
+    prompts = [torch.randn(1, CHUNK, text, generator=gen) for _ in range(n)]
+    return hidden, prompts, torch.randn(1, CHUNK, text, generator=gen)
 
 
 def test_region_pixels_read_only_their_prompt_background_only_the_null(block) -> None:
     attn = block.attn2
-    hidden, prompts, null = inputs(0, 2)
+    hidden, prompts, null = inputs(block, 0, 2)
     out = Projecting(control_for([LEFT, RIGHT], [0, 0], [1, 2]))(
         attn, hidden, context(prompts, null))
     background = ~(LEFT | RIGHT)
@@ -99,7 +110,7 @@ def test_region_pixels_read_only_their_prompt_background_only_the_null(block) ->
 def test_changing_prompt_j_changes_only_pixels_labeled_j(block) -> None:
     attn = block.attn2
     proc = Projecting(control_for([LEFT, RIGHT], [0, 0], [1, 2], 0.3, 5.0))
-    hidden, prompts, null = inputs(1, 2)
+    hidden, prompts, null = inputs(block, 1, 2)
     base = proc(attn, hidden, context(prompts, null))
     background = pixels(~(LEFT | RIGHT))
     for j, (own, other) in enumerate(((LEFT, RIGHT), (RIGHT, LEFT))):
@@ -119,7 +130,7 @@ def test_overlap_is_routed_to_the_higher_order(block) -> None:
     attn = block.attn2
     wide = box_mask(SIZE, (2, 0, 8, 4))  # overlaps LEFT on columns 2–3
     overlap = pixels(LEFT & wide)
-    hidden, prompts, null = inputs(2, 2)
+    hidden, prompts, null = inputs(block, 2, 2)
     for orders, winner in (([1, 0], 0), ([0, 1], 1)):
         proc = Projecting(control_for([LEFT, wide], orders, [1, 2]))
         out = proc(attn, hidden, context(prompts, null))
@@ -134,7 +145,7 @@ def test_self_attention_is_blocked_between_groups_only(block) -> None:
     attn = block.attn1
     # LEFT and BOTTOM_LEFT share group 1; RIGHT is group 2.
     proc = GroupSelfAttnProcessor(control_for([LEFT, RIGHT, BOTTOM_LEFT], [0, 0, 0], [1, 2, 1]))
-    hidden = torch.randn(3, 48, 16, generator=torch.Generator().manual_seed(3))
+    hidden = torch.randn(3, 48, widths(block)[0], generator=torch.Generator().manual_seed(3))
     base = proc(attn, hidden)
     left = pixels(LEFT)
 
@@ -155,7 +166,7 @@ def test_self_attention_equals_attention_with_the_group_mask(block) -> None:
     """The gathers compute exactly masked attention: -inf between pixels of different groups."""
     attn = block.attn1
     control = control_for([LEFT, RIGHT, BOTTOM_LEFT], [0, 0, 0], [1, 2, 1])
-    hidden = torch.randn(3, 48, 16, generator=torch.Generator().manual_seed(7))
+    hidden = torch.randn(3, 48, widths(block)[0], generator=torch.Generator().manual_seed(7))
     groups = torch.zeros(48, dtype=torch.long)
     groups[pixels(LEFT)], groups[pixels(BOTTOM_LEFT)], groups[pixels(RIGHT)] = 1, 1, 2
     blocked = (groups[:, None] != groups[None, :]) & (groups[:, None] > 0) & (groups[None, :] > 0)
@@ -177,7 +188,7 @@ def test_self_attention_is_plain_with_one_group(block) -> None:
     attn = block.attn1
     control = control_for([LEFT, RIGHT], [0, 0], [1, 1])
     assert not control.layouts[48].blocked
-    hidden = torch.randn(3, 48, 16, generator=torch.Generator().manual_seed(4))
+    hidden = torch.randn(3, 48, widths(block)[0], generator=torch.Generator().manual_seed(4))
     assert torch.allclose(GroupSelfAttnProcessor(control)(attn, hidden), stock(attn, hidden),
                           atol=1e-6)
 
@@ -203,7 +214,7 @@ def test_boost_raises_word_tokens_only() -> None:
 
 def test_boost_scales_with_noise_level_and_reaches_region_pixels_only(block) -> None:
     attn = block.attn2
-    hidden, prompts, null = inputs(6, 2)
+    hidden, prompts, null = inputs(block, 6, 2)
     ctx = context(prompts, null)
     off = Projecting(control_for([LEFT, RIGHT], [0, 0], [1, 2]))(attn, hidden, ctx)
     control = control_for([LEFT, RIGHT], [0, 0], [1, 2], boost=0.3, sigma=0.0)
@@ -230,7 +241,7 @@ def test_context_is_projected_once_and_again_when_it_changes(block, monkeypatch)
     monkeypatch.setattr(attn.to_k, "forward", counted)
     control = control_for([LEFT, RIGHT], [0, 0], [1, 2])
     proc = RoutedCrossAttnProcessor(control)
-    hidden, prompts, null = inputs(2, 2)
+    hidden, prompts, null = inputs(block, 2, 2)
     ctx = context(prompts, null)
     with pytest.raises(RuntimeError, match="set_context"):
         proc(attn, hidden, ctx)

@@ -1,5 +1,6 @@
-"""`promptartisan bench engine` on the tiny models (a smoke run, not a timing test), and the
-full-size architecture it measures, built on the meta device so that no memory is spent."""
+"""`promptartisan bench engine` on the tiny models of each family (a smoke run, not a timing
+test), and the full-size architectures it measures, built on the meta device so that no memory
+is spent."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from promptartisan.engine.benchmark import bench_regions, sd15_pipeline
+from promptartisan.engine.benchmark import bench_regions, sd15_pipeline, sdxl_pipeline
 from promptartisan.ui import cli, cli_bench
 
 
@@ -20,12 +21,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@pytest.mark.parametrize("arch", ["tiny", "tiny-sdxl"])
 def test_bench_engine_prints_table_and_writes_json_and_plot(
         tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str], arch: str) -> None:
     monkeypatch.setenv("PROMPTARTISAN_TINY_DIR", str(tiny_dir))
     out_json, out_png = tmp_path / "bench.json", tmp_path / "bench.png"
-    args = parse(["bench", "engine", "--arch", "tiny", "--size", "64", "--steps", "1",
+    args = parse(["bench", "engine", "--arch", arch, "--size", "64", "--steps", "1",
                   "--regions", "1,2", "--device", "cpu", "--json", str(out_json),
                   "--plot", str(out_png)])
     assert args.func(args) == 0
@@ -61,6 +63,22 @@ def test_sd15_architecture_is_full_size_instruct_pix2pix() -> None:
     assert millions["unet"] == pytest.approx(859.5, abs=0.5)
     assert millions["vae"] == pytest.approx(83.7, abs=0.5)
     assert millions["text_encoder"] == pytest.approx(123.1, abs=0.5)
+
+
+def test_sdxl_architecture_is_full_size_sdxl_instruct_pix2pix() -> None:
+    with torch.device("meta"):
+        pipe = sdxl_pipeline()
+    config = pipe.unet.config
+    assert config.in_channels == 8 and config.cross_attention_dim == 2048
+    assert config.addition_embed_type == "text_time" and pipe.vae_scale_factor == 8
+    assert pipe.vae.config.scaling_factor == pytest.approx(0.13025) and pipe.vae.config.force_upcast
+    millions = {name: sum(p.numel() for p in getattr(pipe, name).parameters()) / 1e6
+                for name in ("unet", "vae", "text_encoder", "text_encoder_2")}
+    # SDXL base's 2567.46 M UNet with 4 more input channels in its first convolution.
+    assert millions["unet"] == pytest.approx(2567.5, abs=0.5)
+    assert millions["vae"] == pytest.approx(83.7, abs=0.5)
+    assert millions["text_encoder"] == pytest.approx(123.1, abs=0.5)
+    assert millions["text_encoder_2"] == pytest.approx(694.7, abs=0.5)
 
 
 def test_bench_regions_are_disjoint_and_leave_background() -> None:

@@ -1,5 +1,6 @@
-"""The pipeline end to end on the tiny random-weight InstructPix2Pix: the equivalence anchor, one
-UNet call per step for any n, latent blending, paste-back, processors restored, stopping."""
+"""The pipeline end to end on the tiny random-weight InstructPix2Pix of each family (SD1.5 and
+SDXL): the equivalence anchor, one UNet call per step for any n, latent blending, paste-back,
+processors restored, stopping."""
 
 from __future__ import annotations
 
@@ -9,25 +10,27 @@ import numpy as np
 import pytest
 import torch
 from conftest import box_mask
-from diffusers import StableDiffusionInstructPix2PixPipeline, UNet2DConditionModel
+from diffusers import UNet2DConditionModel
+from engine_families import FAMILY_NAMES, stock_edit, tiny_engine
 from PIL import Image
 from scipy.ndimage import distance_transform_edt
 
-from promptartisan import models
-from promptartisan.engine import PromptArtisanPipeline, Region, RegionError, SequentialBaseline
-from promptartisan.settings import Settings
+from promptartisan.engine import (
+    PromptArtisanPipeline,
+    Region,
+    RegionError,
+    SequentialBaseline,
+    family_of,
+)
 
 SIZE = (64, 48)
 PROMPTS = ["make it red", "turn it into a cat", "add snow", "make it gold", "add a hat",
            "make it glow", "turn it into wood", "add flowers"]
 
 
-@pytest.fixture(scope="module")
-def pipe(tiny_dir: Path) -> PromptArtisanPipeline:
-    settings = Settings(tiny=True, tiny_dir=tiny_dir, device="cpu", dtype="float32")
-    pipe = models.load(PromptArtisanPipeline, "instruct-pix2pix", settings, dtype=torch.float32)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+@pytest.fixture(scope="module", params=FAMILY_NAMES)
+def pipe(tiny_dir: Path, request: pytest.FixtureRequest) -> PromptArtisanPipeline:
+    return tiny_engine(tiny_dir, request.param)
 
 
 def grid(n: int, size: tuple[int, int] = SIZE) -> list[Region]:
@@ -57,23 +60,20 @@ def count_unet_calls(pipe: PromptArtisanPipeline
     return calls, handle
 
 
-def test_one_full_region_equals_stock_instruct_pix2pix(tiny_settings: Settings,
-                                                       small_photo: Image.Image) -> None:
-    ours = models.load(PromptArtisanPipeline, "instruct-pix2pix", tiny_settings,
-                       dtype=torch.float32)
-    stock = models.load(StableDiffusionInstructPix2PixPipeline, "instruct-pix2pix",
-                        tiny_settings, dtype=torch.float32)
-    for p in (ours, stock):
-        p.set_progress_bar_config(disable=True)
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_one_full_region_equals_stock_instruct_pix2pix(tiny_dir: Path, small_photo: Image.Image,
+                                                       family: str) -> None:
+    ours = tiny_engine(tiny_dir, family)
+    stock = tiny_engine(tiny_dir, family, stock=True)
     full = Region(np.ones((48, 64), dtype=bool), "turn the sky into a sunset")
     edited = ours(small_photo, [full], num_inference_steps=3, attention_boost=0, blend_steps=0,
                   preserve_background=False, generator=seed(), output_type="np").images
-    expected = stock("turn the sky into a sunset", small_photo, num_inference_steps=3,
-                     generator=seed(), output_type="np").images
+    expected = stock_edit(stock, "turn the sky into a sunset", small_photo,
+                          num_inference_steps=3, generator=seed())
     assert edited.shape == expected.shape == (1, 48, 64, 3)
     assert np.abs(edited - expected).max() <= 1e-4
     assert np.abs(expected - np.asarray(small_photo) / 255).max() > 0.05  # it did edit
-    reused = PromptArtisanPipeline.from_pipe(stock)  # built from a loaded stock pipeline
+    reused = type(ours).from_pipe(stock)  # built from a loaded stock pipeline
     again = reused(small_photo, [full], num_inference_steps=3, attention_boost=0, blend_steps=0,
                    preserve_background=False, generator=seed(), output_type="np").images
     assert np.array_equal(again, edited)
@@ -152,12 +152,9 @@ def test_pixels_farther_than_feather_are_the_source_bit_for_bit(pipe, photo) -> 
 
 
 def test_processors_are_restored_and_the_unet_is_plain_again(pipe, small_photo) -> None:
-    stock = StableDiffusionInstructPix2PixPipeline(**pipe.components, safety_checker=None,
-                                                   feature_extractor=None,
-                                                   requires_safety_checker=False)
+    stock = pipe.stock_pipeline()
     stock.set_progress_bar_config(disable=True)
-    before = stock("add snow", small_photo, num_inference_steps=2, generator=seed(),
-                   output_type="np").images
+    before = stock_edit(stock, "add snow", small_photo, num_inference_steps=2, generator=seed())
     processors = pipe.unet.attn_processors
     pipe(small_photo, grid(3), num_inference_steps=2, generator=seed())
     assert all(pipe.unet.attn_processors[name] is proc for name, proc in processors.items())
@@ -168,8 +165,7 @@ def test_processors_are_restored_and_the_unet_is_plain_again(pipe, small_photo) 
     with pytest.raises(RuntimeError, match="callback failed"):
         pipe(small_photo, grid(2), num_inference_steps=2, callback_on_step_end=fail)
     assert all(pipe.unet.attn_processors[name] is proc for name, proc in processors.items())
-    after = stock("add snow", small_photo, num_inference_steps=2, generator=seed(),
-                  output_type="np").images
+    after = stock_edit(stock, "add snow", small_photo, num_inference_steps=2, generator=seed())
     assert np.array_equal(before, after)
 
 
@@ -295,21 +291,27 @@ def unet_variant(pipe: PromptArtisanPipeline, **changes: object) -> UNet2DCondit
     return UNet2DConditionModel.from_config({**pipe.unet.config, **changes})
 
 
-@pytest.mark.parametrize(
-    ("changes", "message"),
-    [({"in_channels": 4}, "takes 4 input channels, not 8"),
-     ({"class_embed_type": "timestep"}, "class_embed_type='timestep'"),
-     ({"addition_embed_type": "text_time", "addition_time_embed_dim": 8,
-       "projection_class_embeddings_input_dim": 56}, "addition_embed_type='text_time'"),
-     ({"downsample_padding": 2}, "downsample_padding=2")],
-)
-def test_a_unet_it_cant_drive_is_refused_with_the_reason(pipe, small_photo, changes: dict,
-                                                         message: str) -> None:
+REFUSED = {
+    "sd15": [({"in_channels": 4}, "takes 4 input channels, not 8"),
+             ({"class_embed_type": "timestep"}, "class_embed_type='timestep'"),
+             ({"addition_embed_type": "text_time", "addition_time_embed_dim": 8,
+               "projection_class_embeddings_input_dim": 56}, "addition_embed_type='text_time'"),
+             ({"downsample_padding": 2}, "downsample_padding=2")],
+    "sdxl": [({"in_channels": 4}, "takes 4 input channels, not 8"),
+             ({"class_embed_type": "timestep"}, "class_embed_type='timestep'"),
+             ({"addition_embed_type": None}, "addition_embed_type=None, not 'text_time'"),
+             ({"downsample_padding": 2}, "downsample_padding=2")],
+}
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_a_unet_it_cant_drive_is_refused_with_the_reason(pipe, small_photo, case: int) -> None:
+    changes, message = REFUSED[family_of(pipe.unet.config)][case]
     unet = unet_variant(pipe, **changes)
     parts = {**pipe.components, "unet": unet}
     with pytest.raises(ValueError, match=message):
-        PromptArtisanPipeline(**parts)
-    swapped = PromptArtisanPipeline(**pipe.components)
+        type(pipe)(**parts)
+    swapped = type(pipe)(**pipe.components)
     swapped.unet = unet  # swapped in after construction: refused at call time
     calls, handle = count_unet_calls(swapped)
     try:
@@ -324,7 +326,7 @@ def test_a_unet_whose_downsamplers_round_down_is_routed_at_its_sizes(pipe, photo
     """downsample_padding=0 halves 5×9 latents to 2×4, not 3×5: the label maps follow."""
     image = photo.resize((72, 40))
     unet = unet_variant(pipe, downsample_padding=0)
-    padded = PromptArtisanPipeline(**{**pipe.components, "unet": unet})
+    padded = type(pipe)(**{**pipe.components, "unet": unet})
     padded.set_progress_bar_config(disable=True)
     out = padded(image, [Region(box_mask(image.size, (8, 8, 40, 32)), "make it red")],
                  num_inference_steps=1, output_type="np")

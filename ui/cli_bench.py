@@ -22,9 +22,10 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     engine = actions.add_parser(
         "engine", parents=[common],
         help="single pass with n regions vs stock InstructPix2Pix vs one pass per instruction")
-    engine.add_argument("--arch", choices=["tiny", "sd15"], default="sd15",
+    engine.add_argument("--arch", choices=["tiny", "tiny-sdxl", "sd15", "sdxl"], default="sd15",
                         help="sd15: full-size InstructPix2Pix, random weights (default); "
-                             "tiny: the tiny test models")
+                             "sdxl: full-size SDXL InstructPix2Pix, random weights; tiny, "
+                             "tiny-sdxl: the tiny test models of each family")
     engine.add_argument("--size", type=int, default=256, help="image side in pixels")
     engine.add_argument("--steps", type=int, default=4, help="denoising steps")
     engine.add_argument("--regions", type=_counts, default=[1, 2, 4, 8],
@@ -47,7 +48,8 @@ def _counts(text: str) -> list[int]:
 
 def _engine(args: argparse.Namespace) -> int:
     from promptartisan import models
-    from promptartisan.engine import PromptArtisanPipeline, benchmark
+    from promptartisan.engine import PromptArtisanPipeline, PromptArtisanXLPipeline, benchmark
+    from promptartisan.tiny import write_tiny_models
 
     if args.size < 64 or args.size % 8 or args.steps < 1 or args.repeat < 1:
         raise ValueError("--size must be a multiple of 8, at least 64; --steps, --repeat ≥ 1")
@@ -56,8 +58,12 @@ def _engine(args: argparse.Namespace) -> int:
     if args.arch == "tiny":
         pipe = models.load(PromptArtisanPipeline, "instruct-pix2pix",
                            settings.model_copy(update={"tiny": True}), dtype=dtype)
+    elif args.arch == "tiny-sdxl":
+        folder = write_tiny_models(settings.tiny_dir, ["instruct-pix2pix-xl"])
+        pipe = models.load_from(PromptArtisanXLPipeline, str(folder / "instruct-pix2pix-xl"),
+                                dtype=dtype)
     else:
-        pipe = benchmark.sd15_pipeline()
+        pipe = benchmark.sdxl_pipeline() if args.arch == "sdxl" else benchmark.sd15_pipeline()
         if pipe.dtype != dtype:
             pipe = pipe.to(dtype=dtype)
     pipe = pipe.to(device)

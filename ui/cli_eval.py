@@ -39,22 +39,24 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 def _eval(args: argparse.Namespace) -> int:
     from promptartisan.agent.benchmarks import load_benchmark
     from promptartisan.agent.evaluation import engine_methods, evaluate
+    from promptartisan.models import engine_working_size
     from promptartisan.tools.metrics import ClipScorer, PickScorer
 
     settings = settings_from_args(args, steps=args.steps, working_size=args.size, seed=args.seed)
+    size = engine_working_size(settings)  # --size, else the engine family's
     bench = load_benchmark(args.bench)
     if args.cases:
         bench = bench.select(args.cases)
     methods = engine_methods(args.methods, settings)
     clip, pick = ClipScorer.load(settings), PickScorer.load(settings)
     seed = settings.seed or 0
-    notes = [f"{len(bench.cases)} cases · {settings.steps} steps · {settings.working_size} px "
+    notes = [f"{len(bench.cases)} cases · {settings.steps} steps · {size} px "
              f"long side · seed {seed} · guidance {settings.guidance_scale} / image "
              f"{settings.image_guidance_scale} · device {settings.resolved_device()}"]
     if settings.tiny:
         notes.append("**Tiny random-weight models: these numbers are meaningless; they only "
                      "show that the pipeline runs end to end.**")
-    report = evaluate(bench, methods, args.out, clip, pick, size=settings.working_size,
+    report = evaluate(bench, methods, args.out, clip, pick, size=size,
                       seed=seed, notes=notes, progress=not args.no_progress)
     print((args.out / "summary.md").read_text(encoding="utf-8"))
     print(f"results: {args.out}")
