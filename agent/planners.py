@@ -121,6 +121,10 @@ def version_history(session: Session, limit: int = HISTORY_VERSIONS) -> list[str
             what = "; ".join(f"{r.get('target')} → {r.get('prompt')}" for r in regions)
         elif made.get("kind") == "upload":
             what = "the uploaded picture"
+        elif made.get("kind") == "forget":
+            what = "took back " + "; ".join(
+                f"{f.get('target')} → {f.get('instruction')} (of v{f.get('version')})"
+                for f in made.get("forgot") or [])
         else:
             what = str(made.get("kind") or "a version")
         parent = f" (from v{version.parent})" if version.parent is not None else ""

@@ -217,6 +217,11 @@ def test_version_history_marks_retries_and_keeps_the_latest(
         "v2 (from v0) (retry of v1) (current): the car → make it red"]
     assert version_history(session, limit=1) == [
         "v2 (from v0) (retry of v1) (current): the car → make it red"]
+    session.add_version(photo, [], {"kind": "forget", "forgot": [
+        {"version": 1, "k": 0, "target": "the car", "instruction": "make it red"}]},
+        text="undo the car", message="took back", parent=first, kind="forget")
+    assert version_history(session)[-1] == (
+        "v3 (from v1) (current): took back the car → make it red (of v1)")
 
 
 # --- a Plan tool call (an in-process GGUF model), through a scripted chat model ---------
