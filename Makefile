@@ -36,7 +36,7 @@ $(VENV)/.installed-run: pyproject.toml | $(VENV)/bin/python
 	fi
 
 $(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
-	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip install -e '.[dev,ray]'
 	touch $@
 
 # Debian's Chromium for the browser tests (Playwright's own browser download can't work here).
