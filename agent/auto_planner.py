@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import urllib.request
 from collections.abc import Callable
@@ -105,8 +106,8 @@ _choosing = threading.Lock()
 
 def choose(settings: Settings, recheck: bool = False) -> Choice:
     """The first candidate that can answer here, else the rules planner; kept for the
-    process per settings, looked for again with `recheck`."""
-    key = settings.model_dump_json()
+    process per settings (and $OLLAMA_HOST), looked for again with `recheck`."""
+    key = settings.model_dump_json() + (os.environ.get("OLLAMA_HOST") or "")
     with _choosing:
         if recheck or key not in _choices:
             _choices[key] = _first_available(settings)

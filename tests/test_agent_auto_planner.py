@@ -160,6 +160,14 @@ def test_the_choice_is_kept_per_process_until_looked_for_again(server: ModelServ
     assert tags_asked(server) == 3
 
 
+def test_the_choice_follows_ollama_host_in_the_environment(
+        server: ModelServer, refusing_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", refusing_url)
+    assert choose(Settings()).name == "rules"
+    monkeypatch.setenv("OLLAMA_HOST", server.url)
+    assert choose(Settings()).name == "ollama:qwen2.5:3b"
+
+
 def test_a_candidate_that_breaks_leaves_the_rules_planner(
         monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(settings: Settings) -> str:
