@@ -23,8 +23,7 @@ const STYLE = `
 .pa-select-candidate { position: absolute; border: 3px solid; border-radius: 4px; padding: 0;
   background: transparent; cursor: pointer; box-shadow: 0 0 0 1px rgb(0 0 0 / 0.6); }
 .pa-select-candidate:hover, .pa-select-candidate:focus-visible { background: rgb(255 255 255 / 0.2); }
-.pa-select-candidate .pa-select-number { top: 0; left: 0; transform: translate(-35%, -35%);
-  pointer-events: auto; cursor: pointer; }
+.pa-select-pick { transform: none; pointer-events: auto; cursor: pointer; }
 .pa-select-status { position: absolute; left: 8px; top: 8px; padding: 2px 8px; border-radius: 4px;
   font: 13px/20px system-ui, sans-serif; color: white; background: rgb(0 0 0 / 0.7); }
 .pa-select-tools, .pa-select-row, .pa-select-refine { display: flex; flex-wrap: wrap; gap: 6px;
@@ -50,6 +49,9 @@ const ink = (hex) => {
   return 0.299 * r + 0.587 * g + 0.114 * b > 150 ? "black" : "white";
 };
 
+// The picture as wide as the chat column allows, and at most 70% of the screen's height.
+const fit = () => ({ maxWidth: `min(100%, calc(70vh * ${props.width / props.height}))` });
+
 function NumberBadge({ number, colour, x, y, label }) {
   return (
     <span className="pa-select-number" aria-label={label}
@@ -61,26 +63,32 @@ function NumberBadge({ number, colour, x, y, label }) {
 
 function Candidates() {
   const answer = (choice) => callAction({ name: "answer", payload: { text: choice } });
+  const candidates = props.candidates || [];
+  const area = (c) => (c.box[2] - c.box[0]) * (c.box[3] - c.box[1]);
+  // Smaller boxes above larger ones (a box inside another stays clickable); numbers above all.
+  const ranked = [...candidates].sort((a, b) => area(b) - area(a));
+  const at = (c) => ({ left: `${(100 * c.box[0]) / props.width}%`,
+                       top: `${(100 * c.box[1]) / props.height}%` });
   return (
     <div className="pa-select" data-mode="choose">
       <style>{STYLE}</style>
-      <div className="pa-select-box" style={{ cursor: "default" }}>
+      <div className="pa-select-box" style={{ ...fit(), cursor: "default" }}>
         <img src={props.src} alt={props.name} draggable={false} />
-        {(props.candidates || []).map((c) => {
-          const [x0, y0, x1, y1] = c.box;
-          return (
-            <button key={c.number} type="button" className="pa-select-candidate"
-                    data-number={c.number} title={`${c.number}: ${c.choice}`}
-                    aria-label={`Candidate ${c.number}: ${c.choice}`}
-                    style={{ left: `${(100 * x0) / props.width}%`, top: `${(100 * y0) / props.height}%`,
-                             width: `${(100 * (x1 - x0)) / props.width}%`,
-                             height: `${(100 * (y1 - y0)) / props.height}%`, borderColor: c.colour }}
-                    onClick={() => answer(c.choice)}>
-              <span className="pa-select-number"
-                    style={{ background: c.colour, color: ink(c.colour) }}>{c.number}</span>
-            </button>
-          );
-        })}
+        {ranked.map((c, z) => (
+          <button key={c.number} type="button" className="pa-select-candidate"
+                  data-number={c.number} title={`${c.number}: ${c.choice}`}
+                  aria-label={`Candidate ${c.number}: ${c.choice}`}
+                  style={{ ...at(c), zIndex: 1 + z, borderColor: c.colour,
+                           width: `${(100 * (c.box[2] - c.box[0])) / props.width}%`,
+                           height: `${(100 * (c.box[3] - c.box[1])) / props.height}%` }}
+                  onClick={() => answer(c.choice)} />
+        ))}
+        {candidates.map((c) => (
+          <button key={c.number} type="button" className="pa-select-number pa-select-pick"
+                  data-number={c.number} aria-label={`Choose ${c.number}: ${c.choice}`}
+                  style={{ ...at(c), zIndex: 1000, background: c.colour, color: ink(c.colour) }}
+                  onClick={() => answer(c.choice)}>{c.number}</button>
+        ))}
       </div>
     </div>
   );
@@ -202,8 +210,8 @@ function Selecting() {
           New selection
         </button>
       </div>
-      <div ref={box} className="pa-select-box" onPointerDown={down} onPointerMove={move}
-           onPointerUp={up} onPointerCancel={cancel}>
+      <div ref={box} className="pa-select-box" style={fit()} onPointerDown={down}
+           onPointerMove={move} onPointerUp={up} onPointerCancel={cancel}>
         <img src={props.src} alt={props.name} draggable={false} />
         {selections.map((s) => (
           <img key={s.number} className="pa-select-mask" src={s.mask}
