@@ -641,7 +641,7 @@ class ClauseReader:
         written = subject_text
         subject_text, attribute = split_attribute(subject_text)
         subjects = self.phrases(subject_text) if subject_text else [
-            Phrase(written, WHOLE_IMAGE, kind="image") if attribute else IMPLICIT_IMAGE]
+            Phrase("it", WHOLE_IMAGE, kind="image") if attribute else IMPLICIT_IMAGE]
         change = change.strip(" ,")
         if change.split()[:1] == ["like"]:
             change = "look " + change
@@ -1104,6 +1104,8 @@ class ClauseReader:
              _unnamed_change, False),
             (r"^(?:can|could|may|should|shall) (?P<x>.+?) (?:change|be changed|be altered|be "
              r"modified|be different|be something else)$", _unnamed_change, False),
+            (r"^(?P<x>.+?) (?:needs?|could use|wants?|deserves?) (?:changing|a change|some change|"
+             r"altering|redoing|a rethink|to be different)$", _unnamed_change, False),
             (r"^(?:try|go for|go with|opt for|use|pick|choose|let'?s have|let'?s try|have|"
              r"i'?d prefer|i prefer|i want|i'?d like|give it|give me) (?:a |an |some )?"
              r"(?:different|other|another|new) (?P<x>.+)$", _unnamed_change, False),

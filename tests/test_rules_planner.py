@@ -387,6 +387,9 @@ def test_unsupported_moves_are_explained(planner: RulesPlanner) -> None:
     ("change something", "the dog", "change the dog"),
     ("change the dog", "never mind", "never mind"),
     ("change the dog", "thanks", "thanks"),
+    ("I'd like the weather to be different", "rain", "make it rain"),
+    ("the background needs changing", "a beach", "turn the background into a beach"),
+    ("can we try a different mood", "dark and moody", "make it dark and moody"),
 ])
 def test_merge_answer(pending: str, answer: str, merged: str) -> None:
     assert merge_answer(pending, "a question", answer) == merged
