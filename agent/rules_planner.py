@@ -2,16 +2,22 @@
 
 A message is read in four steps:
 
-1. **History and chat.** "undo", "go back", "start over", "redo"… move in the version history;
-   greetings, thanks and questions about the tool get a reply.
-2. **Clauses.** Sentences split on `. ! ? ;`, then on commas and and/then/also/plus. A piece
+1. **History and chat.** "undo", "go back", "start over", "redo"… move in the version history,
+   with a count ("undo twice"), to a version named by what it shows ("the one before the hat")
+   or by number, or take back one instruction ("undo the sky but keep the wolf"; see
+   `agent/history_requests.py`); greetings, thanks and questions about the tool get a reply.
+2. **Clauses.** List items and lines are sentences ("1) … 2) …", bullets; `grammar.split_list`).
+   Sentences split on `. ! ? ;`, then on commas and and/then/also/plus. A piece
    that starts no clause of its own is glued back ("black and white", "red, shiny and new",
    "add a hat and a scarf"); a piece that is a noun phrase plus a change repeats the verb
    before it ("turn the left car yellow and the right car green").
 3. **Patterns.** Each clause is matched against a table of verb patterns (make X Y, turn X
    into Y, replace X with Y, add Y to X, remove X, give X Y, X should be Y, …) that yield a
    target phrase (the region to change; "image" for styles, seasons, time of day and
-   weather) and an InstructPix2Pix-style instruction.
+   weather) and an InstructPix2Pix-style instruction. A wish ("it would be nice if the car
+   were red") is read as the edit it wishes for; an addition placed by a relation targets
+   "<relation> <anchor>" ("next to the dog", `PLACEMENTS`); a particle stays with its verb
+   ("tone down the red" targets the red).
 4. **Vagueness.** A clause with no target ("change something") or no change ("change the
    dog", "make it nicer") becomes a specific question; `merge_answer` folds the answer in.
 
