@@ -6,6 +6,8 @@ driver as soon as its batch is done. Needs the extra: pip install 'promptartisan
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -15,6 +17,10 @@ import numpy as np
 
 from promptartisan.agent.batch import Item, Job, MakeEditor, edit_item, quiet_loading
 from promptartisan.agent.editor import Editor
+
+MAX_BLOCKS = 1000
+"""Ray Data blocks of items: one per batch up to this many, so images spread over every actor
+and results come back as batches finish, not in a few large lumps."""
 
 
 @dataclass(frozen=True)
@@ -41,9 +47,12 @@ class RayRunner:
                 return
             context = ray.data.DataContext.get_current()
             context.enable_progress_bars = False  # the driver's own bar counts images
-            dataset = ray.data.from_items([asdict(item) for item in items]).map_batches(
+            logging.getLogger("ray.data").setLevel(logging.WARNING)
+            blocks = min(MAX_BLOCKS, math.ceil(len(items) / self.batch_size))
+            dataset = ray.data.from_items([asdict(item) for item in items],
+                                          override_num_blocks=blocks).map_batches(
                 Worker, fn_constructor_kwargs={"job": job, "make_editor": self.make_editor},
-                batch_size=self.batch_size, concurrency=self.workers,
+                batch_size=self.batch_size, compute=ray.data.ActorPoolStrategy(size=self.workers),
                 num_cpus=job.threads or 1, num_gpus=self.gpus_per_worker or None)
             for row in dataset.iter_rows():
                 yield json.loads(row["entry"])
