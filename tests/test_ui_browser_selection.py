@@ -188,6 +188,7 @@ def test_a_click_on_a_numbered_box_answers_which_one(browser, tmp_path: Path,  #
         expect(page.get_by_text("Which one should I change?")).to_be_visible()
         choose = page.locator('.pa-select[data-mode="choose"]').last
         numbers = choose.locator(".pa-select-pick")
+        expect(numbers.first).to_be_visible()
         count = numbers.count()
         assert count >= 2, count
         assert numbers.all_inner_texts() == [str(n) for n in range(1, count + 1)]

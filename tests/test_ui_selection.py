@@ -25,6 +25,7 @@ from test_ui_handlers import (
 from promptartisan.agent.editor import Editor
 from promptartisan.agent.session import Session
 from promptartisan.settings import Settings
+from promptartisan.tools.overlay import overlay
 from promptartisan.tools.selection import Selector
 from promptartisan.ui import handlers
 from promptartisan.ui.handlers import NOT_THIS_CHATS, ChatController, Picture
@@ -277,11 +278,15 @@ def test_the_which_question_shows_numbered_boxes_a_click_answers(
     props = candidate_props(picture, picture.boxes, question.choices)
     assert [(c["number"], c["choice"]) for c in props["candidates"]] == [
         (1, "the left one"), (2, "the right one")]
-    # The numbers are drawn on the picture too, in each box's colour, at its corner.
-    x0, y0 = (int(v) for v in picture.boxes[1][:2])
-    drawn = np.asarray(picture.image)[y0 + 2, x0 + 2]
-    assert tuple(drawn) == tuple(int(props["candidates"][1]["colour"][i:i + 2], 16)
-                                 for i in (1, 3, 5))
+    # The page draws the boxes on the picture itself (the version the question is about).
+    assert np.array_equal(np.asarray(picture.image), np.asarray(chat.session().image(0)))
+    # Drawn on a picture (the CLI's overlay), each box has its number in its own colour.
+    grounding = BoxGrounder().ground(small_photo, ["the car"])[0]
+    drawn = np.asarray(overlay(small_photo, [grounding]))
+    for candidate, box in zip(props["candidates"], picture.boxes, strict=True):
+        x0, y0 = (int(v) for v in box[:2])
+        assert tuple(drawn[y0 + 1, x0 + 1]) == tuple(
+            int(candidate["colour"][i:i + 2], 16) for i in (1, 3, 5))
     chat.controller.action("answer", {"text": props["candidates"][1]["choice"]})  # box 2
     region = chat.session().regions(1)[0]
     assert region["source"] == "choice" and region["boxes"][0][0] > small_photo.width / 2

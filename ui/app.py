@@ -139,7 +139,9 @@ class ChainlitEmitter:
 
     def ask(self, question: str, choices: Sequence[str],
             pictures: Sequence[Picture] = ()) -> None:
-        buttons = [ActionButton("answer", choice, {"text": choice}) for choice in choices]
+        numbered = len(next((p.boxes for p in pictures if p.boxes), ()))
+        buttons = [ActionButton("answer", f"{k}: {choice}" if k <= numbered else choice,
+                                {"text": choice}) for k, choice in enumerate(choices, start=1)]
         # A picture with numbered boxes is a canvas a click on a box answers.
         elements = [cl.CustomElement(name="SelectionCanvas", display="inline",
                                      props=candidate_props(p, p.boxes, choices))

@@ -627,8 +627,9 @@ class ChatController:
         if result.kind == "clarify":
             boxes = tuple(tuple(float(v) for v in box) for grounding in result.groundings[:1]
                           for box in grounding.candidates)
-            candidates = ([Picture("candidates.png", result.overlay, boxes)]
-                          if result.overlay is not None else [])
+            # Boxes to click are drawn by the page, on the picture itself.
+            shown = session.image(session.current) if boxes else result.overlay
+            candidates = [Picture("candidates.png", shown, boxes)] if shown is not None else []
             self.emitter.ask(prefix + result.message, list(result.choices or []), candidates)
             pending = session.pending
             if pending is not None and pending.kind == "locate":  # "where is it?": point at it

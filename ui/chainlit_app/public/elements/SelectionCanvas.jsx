@@ -188,7 +188,9 @@ function Selecting() {
     <button type="button" className={"pa-select-button" + (tool === name ? " pa-on" : "")}
             aria-pressed={tool === name} onClick={() => setTool(name)}>{label}</button>
   );
-  const pct = ([x, y]) => [(100 * x) / props.width, (100 * y) / props.height];
+  // A number stays whole inside the picture, even for a selection along its edge.
+  const inside = (share) => Math.min(96, Math.max(4, share));
+  const pct = ([x, y]) => [inside((100 * x) / props.width), inside((100 * y) / props.height)];
 
   return (
     <div className="pa-select" data-mode="select" data-canvas={props.canvas}
