@@ -32,7 +32,8 @@ from promptartisan.settings import Settings
 RESULT_SETTINGS = ("instruct_pix2pix", "clipseg", "groundingdino", "sam", "tiny", "dtype",
                    "steps", "guidance_scale", "image_guidance_scale", "preserve_background",
                    "seed", "max_regions", "working_size", "max_pixels", "grounding_backend")
-"""The settings a result depends on, and so its key (the plan stands for the planner's)."""
+"""The settings a result depends on, and so its key (the plan's instructions stand for the
+planner's)."""
 
 KEY_CHARS = 16
 """Hex digits of the key in output names: 64 bits."""
@@ -99,8 +100,10 @@ def plan_request(planner: Any, request: str) -> Plan:
 
 def items_of(sources: list[Source], request: str, plan: Plan, settings: Settings
              ) -> list[Item]:
-    """An item per source, keyed by (input, request, plan, result settings)."""
-    basis = json.dumps({"request": request, "plan": plan.model_dump(mode="json"),
+    """An item per source, keyed by (input, request, the plan's instructions, result
+    settings)."""
+    instructions = [i.model_dump(mode="json") for i in plan.instructions]  # not its notes
+    basis = json.dumps({"request": request, "instructions": instructions,
                         "settings": settings.model_dump(mode="json", include=set(RESULT_SETTINGS))},
                        sort_keys=True)
     return [Item(source.uri, source.name, hashlib.sha256(
