@@ -40,6 +40,8 @@ _MARKER_AT_START = {kind: re.compile(rf"\s*{marker}(?=\s|[a-z])")
 _MARKER_INSIDE = {kind: re.compile(rf"(?:(?<=\s)|(?<=[.;,]))\s*{marker}(?=\s|[a-z])")
                   for kind, marker in _LIST_MARKERS.items()}
 _ITEM_BREAK = " ; "
+#: A list announced within a line: "2 things: 1) … 2) …".
+_LIST_AFTER_COLON = re.compile(r":\s*(?=\(?(?:1|a|i)[).]\s*[a-z])")
 
 
 def split_list(text: str) -> str:
@@ -47,7 +49,9 @@ def split_list(text: str) -> str:
     → "sky -> stormy ; dog -> cat". Lines are items too. Markers are read only where the
     message or a line starts with one; inside a line, only the kind that line started with."""
     items = []
-    for line in text.lower().splitlines():
+    lines = [part for line in text.lower().splitlines()
+             for part in _LIST_AFTER_COLON.split(line, maxsplit=1)]
+    for line in lines:
         kind = next((k for k, start in _MARKER_AT_START.items() if start.match(line)), None)
         if kind is not None:
             line = _MARKER_INSIDE[kind].sub(_ITEM_BREAK, _MARKER_AT_START[kind].sub("", line, 1))

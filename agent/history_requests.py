@@ -77,7 +77,8 @@ _LEAD = (r"(?:(?:go|get|jump|skip|hop|move|switch|return|revert|roll|flip|head|t
 _WEAK_LEADS = {"show", "show me", "give me", "load", "open", "use", "pick", "choose", "select",
                "i want", "i'd like", "id like"}
 _WEAK_LEAD_ENDS = (" see", " view", " have", " get")
-_VERSION_NOUN = r"(?:version|one|image|picture|photo|pic|edit|state|point|stage|result|shot)"
+_VERSION_NOUN = (r"(?:version|one|image|picture|photo|pic|edit|state|point|stage|result|shot|"
+                 r"(?:how|the way|what) it (?:looked|was|looked like))")
 _RELATIONS = {"with": "with", "that had": "with", "that has": "with", "which had": "with",
               "where": "with", "when": "with", "in which": "with", "showing": "with",
               "featuring": "with", "that showed": "with", "without": "before",
@@ -97,12 +98,22 @@ _NOW = {"that", "this", "it", "now", "the last one", "the last edit", "the last 
         "the current one", "this one", "that one"}
 
 
+#: "i liked the one with the scarf better, go back to it": a version named, then asked for.
+_PREFERRED = re.compile(r"i (?:liked|loved|preferred|prefer|like|love) (?P<v>(?:the|that) .+?)"
+                        r"(?: (?:better|more|best|most))?,? (?:so |and |let'?s |please |can we |"
+                        r"could you )*(?:go back to|switch (?:back )?to|return to|revert to|use|"
+                        r"bring back|restore|show me) (?:it|that|that one|this one)(?: again)?")
+
+
 def described_version(text: str) -> Plan | None:
     """"go back to the version with the red car", "the one before the hat", "version 3": a
     goto with what the version shows and how it relates to that (with/before/after). A
     numbered version is described as "version N"."""
     if len(text) > MAX_CHARS:
         return None
+    preferred = _PREFERRED.fullmatch(text)
+    if preferred:
+        text = f"go back to {preferred['v']}"
     led = _LED.fullmatch(text)
     lead, rest = (led["lead"], led["rest"]) if led else ("", text)
     numbered = _NUMBERED.fullmatch(rest)

@@ -215,6 +215,7 @@ HISTORY_PATTERNS: list[tuple[str, re.Pattern[str]]] = [(action, re.compile(p)) f
              + _UNDO_OBJECT),
     ("redo", r"(?:actually,? )?(?:keep (?:it|that)|bring (?:it|that) back|i changed my mind)"),
     ("undo", r"(?:undo|revert|go back|step back|roll ?back|back ?track|take (?:that|it) back|"
+             r"(?:roll|step|wind|set) (?:it|that|this|things|everything) back|"
              r"cancel|forget|scratch|never ?mind|nvm|ctrl[- ]?z|back|rewind)" + _UNDO_OBJECT),
     ("undo", r"(?:i (?:don'?t|do not) like (?:it|that|this)(?: one)?|that'?s (?:wrong|bad|"
              r"worse|not (?:right|it|what i wanted|good))|not (?:like that|what i wanted)|"
@@ -825,6 +826,8 @@ class ClauseReader:
         verb, rest = match["verb"], match["rest"]
         if verb in {"get", "set", "keep"} and not re.search(r"\b(?:more|less|er)\b|er$", rest):
             return None
+        if rest.split()[0] in {"up", "down", "out", "off", "away"}:
+            return None  # "turn down the reds": a particle verb
         subject, change = split_subject_change(rest)
         if verb in {"paint", "color", "dye"} and not change and _is_noun_phrase_start(rest) \
                 and rest.split()[0] not in {"a", "an", "some"} and not _split_location(rest)[2]:
@@ -1073,6 +1076,8 @@ class ClauseReader:
                 match.start("x") < match.start("part") and not _is_noun_phrase_start(thing)) \
                 or {"is", "are", "was", "were", "be", "been"} & set(words):
             return None  # "request timed out", "out of memory", "chats is switched off"
+        if match.start("x") < match.start("part"):  # "tone the saturation down": read as
+            return self._read(f"{verb} {part} {thing}", verbless=False, wish=False)  # "tone down …"
         subjects = self.phrases(thing)
         if verb in _VAGUE_PARTICLE_VERBS:
             return self._ask_change(subjects[0], "change") if subjects[0].kind == "thing" else \
