@@ -185,3 +185,25 @@ def test_settings_that_shape_a_result_change_its_key_and_seed(settings: Settings
         assert {i.key for i in other}.isdisjoint(i.key for i in base), changed
     assert items_of(sources, REQUEST, plan, settings.model_copy(
         update={"planner_read_timeout": 5.0}))[0].key == base[0].key
+    noted = plan.model_copy(update={"note": "the language model timed out; rules planned"})
+    assert items_of(sources, REQUEST, noted, settings) == base
+
+
+def test_a_result_without_its_record_or_a_leftover_temporary_is_not_done(
+        settings: Settings, tmp_path: Path, photo: Image.Image) -> None:
+    write_photos(tmp_path / "in", photo, 3)
+    out = tmp_path / "out"
+    first = run_batch(settings, REQUEST, [str(tmp_path / "in")], str(out),
+                      make_editor=red_box_editor, progress=False)
+    assert first["done"] == 3
+    (cut,) = list(out.glob("photo-1.*.json"))
+    cut.unlink()  # a run cut off between the result and its record
+    leftover = out / f".{cut.stem}.edited.png.123-0badc0de.tmp"
+    leftover.write_bytes(b"half a picture")
+    again = run_batch(settings, REQUEST, [str(tmp_path / "in")], str(out),
+                      make_editor=red_box_editor, progress=False)
+    assert (again["skipped"], again["done"], again["failed"]) == (2, 1, 0)
+    lines = [json.loads(line) for line in (out / "report.jsonl").read_text().splitlines()]
+    assert [Path(line["input"]).name for line in lines if line["status"] == "done"] == [
+        "photo-1.png"]
+    assert cut.exists() and not leftover.exists()
