@@ -207,3 +207,14 @@ def test_a_result_without_its_record_or_a_leftover_temporary_is_not_done(
     assert [Path(line["input"]).name for line in lines if line["status"] == "done"] == [
         "photo-1.png"]
     assert cut.exists() and not leftover.exists()
+
+
+@pytest.mark.parametrize(("flags", "says"), [
+    (["--ray", "photos", "x.png"], "not a Ray address"),
+    (["x.png", "--workers", "0"], "--workers must be at least 1"),
+    ([], "no inputs"),
+])
+def test_bad_flags_are_refused_with_a_line_that_says_why(
+        cli_env: None, flags: list[str], says: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["batch", *flags, "--request", REQUEST, "--out", "out", "--tiny"])
+    assert code == 2 and says in capsys.readouterr().err

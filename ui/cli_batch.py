@@ -4,9 +4,12 @@ one request over thousands of images, in this process or on a Ray cluster, resum
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from promptartisan.ui.cli import settings_from_args
+
+RAY_ADDRESS = re.compile(r"local|auto|ray://\S+|[\w.-]+:\d+")
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -29,8 +32,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="folder or URI for the results and the report")
     parser.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                        help="run on Ray: the cluster at ADDRESS, else a local one")
-    parser.add_argument("--workers", type=int, default=1,
+                        help="run on Ray: the cluster at ADDRESS (auto, HOST:PORT, "
+                             "ray://HOST:PORT), else (or with local) a local one")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
                         help="Ray actors, each holding the models once (default 1: in this "
                              "process unless --ray)")
     parser.add_argument("--gpus-per-worker", type=float, default=0, metavar="G",
@@ -59,6 +63,9 @@ def _batch(args: argparse.Namespace) -> int:
             raise ValueError(f"{flag} must be at least 1")
     if args.gpus_per_worker < 0:
         raise ValueError("--gpus-per-worker can't be negative")
+    if args.ray is not None and not RAY_ADDRESS.fullmatch(args.ray):
+        raise ValueError(f"--ray {args.ray}: not a Ray address (local, auto, HOST:PORT or "
+                         "ray://HOST:PORT); give --ray after the inputs")
     if not args.inputs and not args.lists:
         raise ValueError("no inputs: name images, folders or globs, or --list FILE")
     settings = settings_from_args(args, planner=args.planner, steps=args.steps, seed=args.seed)
