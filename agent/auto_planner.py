@@ -3,8 +3,9 @@
 `CANDIDATES` are tried in order of preference; the first that can answer here plans, and the
 rules planner answers when none can:
 
-1. (issue 18: the in-process local model goes first, when it is downloaded and a GPU is here
-   or the person asks for it on the CPU)
+1. the in-process model (`local`, `agent/local_planner.py`): the `planner_model` setting
+   (Qwen2.5-1.5B-Instruct), when it is downloaded and a GPU is here, or the
+   `local_planner_on_cpu` setting asks for it on the CPU (seconds per plan there)
 2. Ollama (`ollama`): a server at the `ollama_host` setting, $OLLAMA_HOST or
    http://127.0.0.1:11434 that answers `GET /api/tags` within `PROBE_SECONDS`, with a chat
    model pulled: the `ollama_model` setting when it names one, else the first model Ollama
@@ -87,8 +88,23 @@ def ollama(settings: Settings) -> Choice | str:
     return Choice(planner, f"ollama:{model}", f"Ollama at {url} serves {model}")
 
 
-CANDIDATES: list[Candidate] = [ollama]
-"""The planners auto tries, most preferred first (issue 18's local model goes in front)."""
+def local(settings: Settings) -> Choice | str:
+    """The in-process model of `planner_model` (`agent/local_planner.py`), when its files are
+    on this machine and a GPU is here, or `local_planner_on_cpu` asks for it on the CPU."""
+    from promptartisan.agent.local_planner import model_present
+
+    name = f"local:{settings.planner_model}"
+    if settings.resolved_device() == "cpu" and not settings.local_planner_on_cpu:
+        return f"{name}: no GPU here (local_planner_on_cpu = true runs it on the CPU)"
+    if not model_present(settings):
+        return (f"{name} is not downloaded (promptartisan models download planner, or point "
+                f"PROMPTARTISAN_PLANNER_MODEL at its folder)")
+    return Choice(load_planner("local", settings), name,
+                  f"{settings.planner_model} is here, on {settings.resolved_device()}")
+
+
+CANDIDATES: list[Candidate] = [local, ollama]
+"""The planners auto tries, most preferred first."""
 
 
 def is_embedding_model(model: dict[str, Any]) -> bool:
@@ -155,10 +171,11 @@ class AutoPlanner:
     def name(self) -> str:
         return self.choice.name
 
-    def plan(self, text: str, context: list[str], history: list[str] | None = None) -> Plan:
+    def plan(self, text: str, context: list[str], history: list[str] | None = None,
+             cancel: threading.Event | None = None) -> Plan:
         """`history`: the session's versions (`planners.version_history`), passed on to a
-        chosen planner that reads them."""
+        chosen planner that reads them; `cancel`, the turn's stop, to one that heeds it."""
         choice = self.choice
         planned = plan_turn(choice.planner, text, context,
-                            None if history is None else lambda: history)
+                            None if history is None else lambda: history, cancel)
         return planned if planned.planner else planned.model_copy(update={"planner": choice.name})

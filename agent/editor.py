@@ -334,7 +334,7 @@ class Editor:
 
         def run() -> None:
             try:
-                planned.set_result(plan_turn(planner, text, context, history))
+                planned.set_result(plan_turn(planner, text, context, history, cancel))
             except BaseException as exc:  # raised again in the turn, which reports it
                 planned.set_exception(exc)
 

@@ -146,16 +146,7 @@ class LLMPlanner:
                  history: list[str] | None = None) -> list[BaseMessage]:
         """The system prompt, then one message with the picture's versions, the recent turns
         and the one to plan."""
-        parts = []
-        if history:
-            parts.append("The picture's versions, oldest first (each with the instructions "
-                         "that made it from its parent):\n" + "\n".join(history))
-        recent = context[-self.context_turns:] if self.context_turns else []
-        if recent:
-            parts.append("Earlier messages, oldest first:\n"
-                         + "\n".join(f"- {message}" for message in recent))
-        parts.append(f"Message to plan: {text}")
-        return [SystemMessage(SYSTEM_PROMPT), HumanMessage("\n\n".join(parts))]
+        return plan_messages(text, context, history, self.context_turns)
 
     def _ask(self, messages: list[BaseMessage]) -> Plan | str:
         """The model's plan (named as its own), or why its answer isn't one."""
@@ -170,6 +161,22 @@ class LLMPlanner:
         except ValidationError as exc:
             return _short(exc)
         return plan.model_copy(update={"planner": self.name})
+
+
+def plan_messages(text: str, context: list[str], history: list[str] | None = None,
+                  context_turns: int = 6) -> list[BaseMessage]:
+    """Every LLM planner's prompt: the system prompt, then one message with the picture's
+    versions, the last `context_turns` messages and the one to plan."""
+    parts = []
+    if history:
+        parts.append("The picture's versions, oldest first (each with the instructions "
+                     "that made it from its parent):\n" + "\n".join(history))
+    recent = context[-context_turns:] if context_turns else []
+    if recent:
+        parts.append("Earlier messages, oldest first:\n"
+                     + "\n".join(f"- {message}" for message in recent))
+    parts.append(f"Message to plan: {text}")
+    return [SystemMessage(SYSTEM_PROMPT), HumanMessage("\n\n".join(parts))]
 
 
 def _timed_out(error: BaseException) -> bool:

@@ -6,6 +6,8 @@ Specs:
   or less: a running Ollama with a chat model, else the rules planner (``agent/auto_planner.py``
   says how it chooses).
 - ``rules``: the offline rules planner (no model, no server, instant).
+- ``local``: the instruct model of the ``planner_model`` setting, run in this process on the
+  engine's device and held to Plan's JSON schema while it decodes (``agent/local_planner.py``).
 - ``llm:ollama:MODEL``: a model served by Ollama (``pip install 'promptartisan[ollama]'``);
   the server is the ``ollama_host`` setting, else ``$OLLAMA_HOST``, else
   http://127.0.0.1:11434, or name it with a suffix: ``llm:ollama:llama3.1:8b@http://gpu-box:11434``.
@@ -31,6 +33,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -44,7 +47,7 @@ if TYPE_CHECKING:
 
     from promptartisan.agent.session import Session
 
-SPEC_FORMS = ("auto, rules, llm:ollama:MODEL[@URL], llm:openai:MODEL[@URL], "
+SPEC_FORMS = ("auto, rules, local, llm:ollama:MODEL[@URL], llm:openai:MODEL[@URL], "
               "llm:llamacpp:/path/model.gguf")
 
 RULES = "rules"
@@ -82,6 +85,10 @@ def load_planner(spec: str, settings: Settings) -> Planner:
         from promptartisan.agent.auto_planner import AutoPlanner
 
         return AutoPlanner(settings)
+    if spec == "local":
+        from promptartisan.agent.local_planner import LocalPlanner
+
+        return LocalPlanner(settings, fallback=RulesPlanner())
     kind, _, rest = spec.partition(":")
     provider, _, model = rest.partition(":")
     if kind != "llm" or not model:
@@ -99,13 +106,18 @@ def reads_history(planner: Planner) -> bool:
 
 
 def plan_turn(planner: Planner, text: str, context: list[str],
-              history: Callable[[], list[str]] | None = None) -> Plan:
+              history: Callable[[], list[str]] | None = None,
+              cancel: threading.Event | None = None) -> Plan:
     """`planner`'s plan of `text`; a planner that reads history gets `history()` too (called
-    only for such a planner: the rules planner needs none)."""
-    if history is None or not reads_history(planner):
-        return planner.plan(text, context)
+    only for such a planner: the rules planner needs none), one whose `plan` takes a `cancel`
+    keyword (an in-process model) gets the turn's stop event and ends its work when it is set."""
+    keywords: dict[str, Any] = {}
+    if history is not None and reads_history(planner):
+        keywords["history"] = history()
+    if cancel is not None and "cancel" in inspect.signature(planner.plan).parameters:
+        keywords["cancel"] = cancel
     reader: Any = planner
-    return reader.plan(text, context, history=history())
+    return reader.plan(text, context, **keywords)
 
 
 def version_history(session: Session, limit: int = HISTORY_VERSIONS) -> list[str]:

@@ -33,6 +33,7 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("clipseg", "clipseg", "text grounding on CPU"),
         ModelSpec("groundingdino", "groundingdino", "instance grounding (with SAM, on GPU)"),
         ModelSpec("sam", "sam", "masks from boxes and clicks"),
+        ModelSpec("planner", "planner_model", "the local language-model planner"),
         ModelSpec("clip", "clip", "CLIP score in evaluation", default=False),
         ModelSpec("pickscore", "pickscore", "PickScore in evaluation", default=False),
         ModelSpec("pickscore-processor", "pickscore_processor", "PickScore's processor",

@@ -33,6 +33,9 @@ class Settings(BaseModel):
     clip: str = "openai/clip-vit-large-patch14"
     pickscore: str = "yuvalkirstain/PickScore_v1"
     pickscore_processor: str = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
+    planner_model: str = Field("Qwen/Qwen2.5-1.5B-Instruct", description=(
+        "The instruct model the local planner runs in this process (planner local, and auto "
+        "when it is downloaded and a GPU is here)."))
     tiny: bool = Field(False, description="Use tiny random-weight models (offline demo, tests).")
     tiny_dir: Path = Path.home() / ".cache" / "promptartisan" / "tiny"
 
@@ -66,6 +69,9 @@ class Settings(BaseModel):
     ollama_model: str | None = Field(None, description=(
         "The chat model auto asks Ollama for; default: the first model Ollama lists (the most "
         "recently pulled) that is not an embedding model."))
+    local_planner_on_cpu: bool = Field(False, description=(
+        "Let auto choose the local model on a machine without a GPU (a plan takes seconds "
+        "to tens of seconds there); planner = local runs it wherever the engine runs."))
     planner_connect_timeout: float = Field(
         5.0, gt=0, le=600,
         description="Seconds an LLM planner waits for its server to accept the connection.")

@@ -167,7 +167,50 @@ def write_tiny_clip(out: Path) -> None:
     CLIPProcessor(image_processor=image_processor, tokenizer=clip_tokenizer()).save_pretrained(out)
 
 
-TINY_MODELS = ["instruct-pix2pix", "clipseg", "groundingdino", "sam", "clip", "pickscore"]
+CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+"""Qwen's chat format (ChatML), as the instruct models' own templates lay out plain messages."""
+
+
+def write_tiny_planner(out: Path, texts: list[str] | None = None, vocab_size: int = 1000) -> None:
+    """A Qwen2 causal LM with random weights and a byte-level BPE tokenizer trained here on
+    `texts` (default: the planner's system prompt and Plan's JSON schema), with ChatML's
+    special tokens and template: the shape of the local planner's model (Qwen2.5-Instruct)."""
+    import json
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    from promptartisan.agent.llm_planner import SYSTEM_PROMPT
+    from promptartisan.agent.plan import Plan
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(
+        texts or [SYSTEM_PROMPT, json.dumps(Plan.model_json_schema())],
+        trainers.BpeTrainer(vocab_size=vocab_size,
+                            special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>",
+                                        pad_token="<|endoftext|>")
+    tokenizer.chat_template = CHATML_TEMPLATE
+    tokenizer.save_pretrained(out)
+    torch.manual_seed(0)
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    model = Qwen2ForCausalLM(Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
+        tie_word_embeddings=True, eos_token_id=eos, initializer_range=0.5,
+        pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>")))
+    model.generation_config.eos_token_id = eos
+    model.save_pretrained(out, safe_serialization=True)
+
+
+TINY_MODELS = ["instruct-pix2pix", "clipseg", "groundingdino", "sam", "clip", "pickscore",
+               "planner"]
 GROUNDING_MODELS = {"clipseg", "groundingdino", "sam"}
 
 
@@ -183,6 +226,8 @@ def tiny_writer(name: str) -> Callable[[Path], None]:
         return write_tiny_instruct_pix2pix_xl
     if name in ("clip", "pickscore"):
         return write_tiny_clip
+    if name == "planner":
+        return write_tiny_planner
     raise ValueError(f"no tiny model named {name!r}; known: {', '.join(TINY_MODELS)}")
 
 

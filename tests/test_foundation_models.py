@@ -188,4 +188,4 @@ def test_cli_models_tiny_writes_every_model(tmp_path: Path) -> None:
     assert main(["models", "tiny", "--out", str(tmp_path)]) == 0
     written = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
     assert written == sorted(["instruct-pix2pix", "clipseg", "groundingdino", "sam", "clip",
-                              "pickscore"])
+                              "pickscore", "planner"])
