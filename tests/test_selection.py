@@ -318,3 +318,50 @@ def test_concurrent_gestures_on_one_book_each_get_a_number(book: SelectionBook) 
     for thread in threads:
         thread.join()
     assert sorted(numbers) == list(range(1, 8)) == sorted(book.numbers)
+
+
+# ----- SAM 2.1 through the same protocol and loading path -------------------------------------
+
+
+def test_sam2_checkpoints_load_through_the_same_path_and_embed_once(
+        tmp_path: Path, small_photo: Image.Image) -> None:
+    from promptartisan.tools.sam import Sam2Segmenter
+    from promptartisan.tools.tiny_grounding import write_tiny_sam2
+
+    write_tiny_sam2(tmp_path / "sam2")
+    segmenter = load_segmenter(str(tmp_path / "sam2"))
+    assert isinstance(segmenter, Sam2Segmenter)
+    book = Selector(segmenter).book("chat", 1, small_photo)
+    with encoder_calls(segmenter) as calls:
+        first = book.gesture(click(10, 10))
+        book.gesture(click(40, 30, "exclude"), first)
+        book.gesture(box(30, 5, 60, 40))
+        assert len(calls) == 1
+    assert book.mask(first).shape == (48, 64)
+    masks, scores = segmenter.predict(small_photo, boxes=[[2, 2, 30, 30], [35, 5, 60, 40]])
+    assert masks.shape == (2, 48, 64) and scores.shape == (2,)
+
+
+def test_a_sam2_video_checkpoint_gives_its_image_part(tmp_path: Path) -> None:
+    """The hub's SAM 2.1 checkpoints are of type sam2_video: every image weight is taken."""
+    import torch
+    from transformers import Sam2Config, Sam2Model, Sam2VideoConfig, Sam2VideoModel
+
+    from promptartisan.tools.sam import Sam2Segmenter
+    from promptartisan.tools.tiny_grounding import write_tiny_sam2
+
+    write_tiny_sam2(tmp_path / "image")
+    image = Sam2Config.from_pretrained(tmp_path / "image")
+    torch.manual_seed(1)
+    video = Sam2VideoModel(Sam2VideoConfig(
+        vision_config=image.vision_config.to_dict(),
+        prompt_encoder_config=image.prompt_encoder_config.to_dict(),
+        mask_decoder_config=image.mask_decoder_config.to_dict()))
+    video.save_pretrained(tmp_path / "video", safe_serialization=True)
+    for name in ("processor_config.json",):
+        (tmp_path / "video" / name).write_bytes((tmp_path / "image" / name).read_bytes())
+    segmenter = load_segmenter(str(tmp_path / "video"))
+    assert isinstance(segmenter, Sam2Segmenter) and type(segmenter.model) is Sam2Model
+    saved = video.state_dict()
+    for key, value in segmenter.model.state_dict().items():
+        assert torch.equal(value, saved[key]), key

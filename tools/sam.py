@@ -2,8 +2,10 @@
 the prompts that follow on the same image, as segment-anything's `SamPredictor` does, so a
 person's successive clicks and Grounded-SAM's boxes cost only the light mask decoder.
 
-Two ways in: transformers' `SamModel` (a hub id or folder, like every model here) or, for
-people who already have Meta's checkpoints, the `segment-anything` package with a `.pth`.
+Three ways in: transformers' `SamModel` or `Sam2Model` (SAM 2 / 2.1: a hub id or folder,
+like every model here, told apart by the config's model type) or, for people who already have
+Meta's checkpoints, the `segment-anything` package with a `.pth`. Each keeps the embeddings of
+the last few images, so going back to a version shown before costs no encoding either.
 """
 
 from __future__ import annotations
@@ -170,6 +172,46 @@ class SamSegmenter:
         return masks[:, 0].numpy().astype(bool), out.iou_scores[0, :, 0].float().cpu().numpy()
 
 
+class Sam2Segmenter(SamSegmenter):
+    """transformers' `Sam2Model` (SAM 2.1, a Hiera encoder): the same protocol and cache; its
+    embedding is the encoder's feature pyramid, and its prompts nest one level deeper (image,
+    object, point)."""
+
+    @classmethod
+    def load(cls, source: str, device: str = "cpu") -> Sam2Segmenter:
+        from transformers import Sam2Model, Sam2Processor
+
+        model = models.load_from(Sam2Model, source, name="sam", dtype=torch.float32)
+        return cls(model, models.load_from(Sam2Processor, source, name="sam"), device)
+
+    def embed(self, image: Image.Image, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        embedding = self.embeddings.get(image)
+        if embedding is None:
+            embedding = list(self.model.get_image_embeddings(pixel_values.to(self.device)))
+            self.embeddings.put(image, embedding)
+        return embedding
+
+    @torch.inference_mode()
+    def predict(self, image: Image.Image, points: Sequence[Sequence[float]] | None = None,
+                labels: Sequence[int] | None = None,
+                boxes: Sequence[Sequence[float]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        pts, lbl, bxs = check_prompts(image.size, points, labels, boxes)
+        inputs = self.processor(
+            images=image,
+            input_points=None if pts is None else [[pts.tolist()]],
+            input_labels=None if lbl is None else [[lbl.tolist()]],
+            input_boxes=None if bxs is None else [bxs.tolist()],
+            return_tensors="pt",
+        )
+        prompts = {k: inputs[k].to(self.device) for k in
+                   ("input_points", "input_labels", "input_boxes") if k in inputs}
+        out = self.model(image_embeddings=self.embed(image, inputs["pixel_values"]),
+                         multimask_output=False, **prompts)
+        masks = self.processor.post_process_masks(out.pred_masks.float().cpu(),
+                                                  inputs["original_sizes"])[0]
+        return masks[:, 0].numpy().astype(bool), out.iou_scores[0, :, 0].float().cpu().numpy()
+
+
 class SegmentAnythingSegmenter:
     """Meta's `segment-anything` with a local checkpoint, through its `SamPredictor`."""
 
@@ -246,11 +288,20 @@ class SegmentAnythingSegmenter:
         return image in self.embeddings
 
 
+SAM2_TYPES = ("sam2", "sam2_video")
+"""transformers model types of SAM 2 / 2.1 checkpoints; the hub's sam2.1 ones are `sam2_video`,
+whose image part `Sam2Model` loads (every weight it has; the video memory is left out)."""
+
+
 def load_segmenter(source: str, device: str = "cpu") -> Segmenter:
-    """A `.pth` file → segment-anything; anything else → transformers (hub id or folder)."""
+    """A `.pth` file → segment-anything; a transformers checkpoint (hub id or folder) → SAM 2
+    or SAM by its config's model type."""
     if source.endswith(".pth"):
         return SegmentAnythingSegmenter.load(source, device)
-    return SamSegmenter.load(source, device)
+    from transformers import AutoConfig
+
+    kind = models.load_from(AutoConfig, source, name="sam").model_type
+    return (Sam2Segmenter if kind in SAM2_TYPES else SamSegmenter).load(source, device)
 
 
 class SamGrounder(Grounder):

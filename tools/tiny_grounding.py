@@ -174,3 +174,43 @@ def write_tiny_sam(out: Path) -> None:
         mask_size={"longest_edge": 16}, mask_pad_size={"height": 16, "width": 16},
     )
     SamProcessor(image_processor=image_processor).save_pretrained(out)
+
+
+def write_tiny_sam2(out: Path) -> None:
+    """A `Sam2Model` with sam2.1-hiera-tiny's structure (Hiera with four stages and global
+    blocks, feature pyramid, prompt encoder, mask decoder with high-resolution features) on
+    64-pixel inputs."""
+    from transformers import (
+        Sam2Config,
+        Sam2HieraDetConfig,
+        Sam2ImageProcessor,
+        Sam2MaskDecoderConfig,
+        Sam2Model,
+        Sam2Processor,
+        Sam2PromptEncoderConfig,
+        Sam2VisionConfig,
+    )
+
+    torch.manual_seed(0)
+    backbone = Sam2HieraDetConfig(
+        hidden_size=8, image_size=[64, 64], blocks_per_stage=[1, 1, 2, 1],
+        embed_dim_per_stage=[8, 16, 32, 64], num_attention_heads_per_stage=[1, 1, 2, 2],
+        window_size_per_stage=[4, 2, 4, 2], global_attention_blocks=[3],
+        window_positional_embedding_background_size=[2, 2],
+    )
+    config = Sam2Config(
+        vision_config=Sam2VisionConfig(
+            backbone_config=backbone.to_dict(), backbone_channel_list=[64, 32, 16, 8],
+            backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]], fpn_hidden_size=32,
+        ).to_dict(),
+        prompt_encoder_config=Sam2PromptEncoderConfig(
+            hidden_size=32, image_size=64, patch_size=16, mask_input_channels=4,
+        ).to_dict(),
+        mask_decoder_config=Sam2MaskDecoderConfig(
+            hidden_size=32, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32,
+        ).to_dict(),
+    )
+    Sam2Model(config).save_pretrained(out, safe_serialization=True)
+    image_processor = Sam2ImageProcessor(size={"height": 64, "width": 64},
+                                         mask_size={"height": 16, "width": 16})
+    Sam2Processor(image_processor=image_processor, target_size=64).save_pretrained(out)
