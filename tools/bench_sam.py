@@ -63,33 +63,35 @@ SEGMENTERS: dict[str, Callable[[str], SamSegmenter]] = {
 }
 
 
-def measure(build: Callable[[str], SamSegmenter], image: Image.Image, repeat: int, clicks: int,
-            device: str) -> dict[str, float]:
-    torch.manual_seed(0)
-    segmenter = build(device)
-    parameters = sum(p.numel() for p in segmenter.model.parameters())
-    encodes = []
-    for index in range(repeat + 1):  # the first run warms up
-        picture = image.rotate(index)  # a new picture each time: nothing cached
-        started = time.perf_counter()
-        segmenter.encode(picture)
-        encodes.append(time.perf_counter() - started)
+def measure(segmenters: dict[str, SamSegmenter], image: Image.Image, repeat: int,
+            clicks: int) -> dict[str, dict[str, float]]:
+    """Median seconds to encode a new picture and per later click, the models taking turns
+    within each repeat so that a busy machine slows them alike."""
+    encodes: dict[str, list[float]] = {name: [] for name in segmenters}
+    times: dict[str, list[float]] = {name: [] for name in segmenters}
     rng = np.random.default_rng(0)
-    times = []
-    for _ in range(clicks + 1):
-        point = rng.uniform([0, 0], image.size).tolist()
-        started = time.perf_counter()
-        segmenter.predict(picture, points=[point])
-        times.append(time.perf_counter() - started)
-    return {"parameters_m": round(parameters / 1e6, 1),
-            "encode_s": round(statistics.median(encodes[1:]), 3),
-            "click_s": round(statistics.median(times[1:]), 4)}
+    for index in range(repeat + 1):  # the first round warms up
+        picture = image.rotate(index)  # a new picture each round: nothing cached
+        points = rng.uniform([0, 0], image.size, size=(clicks, 2)).tolist()
+        for name, segmenter in segmenters.items():
+            started = time.perf_counter()
+            segmenter.encode(picture)
+            encodes[name].append(time.perf_counter() - started)
+            for point in points:
+                started = time.perf_counter()
+                segmenter.predict(picture, points=[point])
+                times[name].append(time.perf_counter() - started)
+    return {name: {
+        "parameters_m": round(sum(p.numel() for p in segmenters[name].model.parameters()) / 1e6,
+                              1),
+        "encode_s": round(statistics.median(encodes[name][1:]), 3),
+        "click_s": round(statistics.median(times[name][clicks:]), 4)} for name in segmenters}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="encodings timed per model")
-    parser.add_argument("--clicks", type=int, default=10, help="clicks timed per model")
+    parser.add_argument("--clicks", type=int, default=10, help="clicks timed per encoding")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--models", nargs="+", choices=list(SEGMENTERS), default=list(SEGMENTERS))
     args = parser.parse_args()
@@ -97,15 +99,15 @@ def main() -> None:
 
     image = Image.fromarray(data.astronaut())  # 512 × 512
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.device}, "
-          f"picture {image.width}×{image.height}")
-    print(f"{'model':<20} {'params (M)':>10} {'encode (s)':>11} {'click (s)':>10}")
-    results = {}
+          f"picture {image.width}×{image.height}, load average {os.getloadavg()[0]:.1f}")
+    torch.manual_seed(0)
+    segmenters = {name: SEGMENTERS[name](args.device) for name in args.models}
     with torch.inference_mode():
-        for name in args.models:
-            row = measure(SEGMENTERS[name], image, args.repeat, args.clicks, args.device)
-            results[name] = row
-            print(f"{name:<20} {row['parameters_m']:>10} {row['encode_s']:>11} "
-                  f"{row['click_s']:>10}", flush=True)
+        results = measure(segmenters, image, args.repeat, args.clicks)
+    print(f"{'model':<20} {'params (M)':>10} {'encode (s)':>11} {'click (s)':>10}")
+    for name, row in results.items():
+        print(f"{name:<20} {row['parameters_m']:>10} {row['encode_s']:>11} {row['click_s']:>10}")
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
     print(json.dumps(results))
 
 
