@@ -110,14 +110,20 @@ def plan_turn(planner: Planner, text: str, context: list[str],
               cancel: threading.Event | None = None) -> Plan:
     """`planner`'s plan of `text`; a planner that reads history gets `history()` too (called
     only for such a planner: the rules planner needs none), one whose `plan` takes a `cancel`
-    keyword (an in-process model) gets the turn's stop event and ends its work when it is set."""
+    keyword (an in-process model) gets the turn's stop event and ends its work when it is set.
+    The rules planner's own plans are named here (`Plan.planner`); the others name theirs."""
+    from promptartisan.agent.rules_planner import RulesPlanner
+
     keywords: dict[str, Any] = {}
     if history is not None and reads_history(planner):
         keywords["history"] = history()
     if cancel is not None and "cancel" in inspect.signature(planner.plan).parameters:
         keywords["cancel"] = cancel
     reader: Any = planner
-    return reader.plan(text, context, **keywords)
+    planned: Plan = reader.plan(text, context, **keywords)
+    if planned.planner is None and isinstance(planner, RulesPlanner):
+        return planned.model_copy(update={"planner": RULES})
+    return planned
 
 
 def version_history(session: Session, limit: int = HISTORY_VERSIONS) -> list[str]:

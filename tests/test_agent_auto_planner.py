@@ -5,8 +5,10 @@ with fixed answers; "no Ollama" is a port that refuses."""
 
 from __future__ import annotations
 
+import io
 import json
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 from model_server import CHAT_MODEL, EMBEDDING_MODEL, ModelServer
 from PIL import Image
+from test_agent_fakes import ScriptedPlanner
 from test_agent_planner_limits import SilentServer
 from test_ui_handlers import BoxGrounder, FakeEngine, RecordingEmitter, upload
 
@@ -21,7 +24,8 @@ from promptartisan.agent import auto_planner
 from promptartisan.agent.auto_planner import AutoPlanner, choose, forget_choices
 from promptartisan.agent.editor import Editor
 from promptartisan.agent.llm_planner import PLAN_SCHEMA
-from promptartisan.agent.planners import PlannerError, load_planner, ollama_url
+from promptartisan.agent.plan import Plan
+from promptartisan.agent.planners import PlannerError, load_planner, ollama_url, plan_turn
 from promptartisan.agent.rules_planner import RulesPlanner
 from promptartisan.settings import Settings
 from promptartisan.ui.cli import main
@@ -278,3 +282,15 @@ def test_promptartisan_plan_names_the_planner(
     monkeypatch.setenv("PROMPTARTISAN_OLLAMA_HOST", refusing_url)
     assert main(["plan", "make the sky stormy"]) == 0
     assert json.loads(capsys.readouterr().out)["planner"] == "rules"
+
+    monkeypatch.setenv("PROMPTARTISAN_OLLAMA_HOST", server.url)
+    monkeypatch.setattr(sys, "stdin", io.StringIO('{"user": "undo"}\n'))
+    assert main(["plan", "--planner", "rules", "--jsonl", "-"]) == 0  # named, not chosen
+    assert json.loads(capsys.readouterr().out)["planner"] == "rules"
+
+
+def test_the_rules_planners_plans_are_named_when_asked_through_plan_turn() -> None:
+    assert RulesPlanner().plan("undo", []).planner is None  # it plans without knowing names
+    assert plan_turn(load_planner("rules", Settings()), "undo", []).planner == "rules"
+    scripted = ScriptedPlanner({"undo": Plan(action="undo")})
+    assert plan_turn(scripted, "undo", []).planner is None  # a stand-in stays unnamed

@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from promptartisan.agent.planners import load_planner
+    from promptartisan.agent.planners import load_planner, plan_turn
 
     if args.score:
         return _score(args)
@@ -57,7 +57,7 @@ def _plan(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, planner=args.planner)
     planner = load_planner(settings.planner, settings)
     if args.text is not None:
-        print(planner.plan(args.text, args.context).model_dump_json(indent=2))
+        print(plan_turn(planner, args.text, args.context).model_dump_json(indent=2))
         return 0
     if str(args.jsonl) == "-":
         _plan_lines(planner, sys.stdin, "-")
@@ -89,6 +89,8 @@ def _score(args: argparse.Namespace) -> int:
 
 def _plan_lines(planner: Planner, lines: Iterable[str], name: str) -> None:
     """One Plan JSON a line, in order, flushed as it goes (a slow LLM shows progress)."""
+    from promptartisan.agent.planners import plan_turn
+
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -98,4 +100,4 @@ def _plan_lines(planner: Planner, lines: Iterable[str], name: str) -> None:
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise ValueError(f"{name}:{number}: expected "
                              f'{{"context": [...], "user": "..."}} ({exc})') from exc
-        print(planner.plan(user, context).model_dump_json(), flush=True)
+        print(plan_turn(planner, user, context).model_dump_json(), flush=True)
