@@ -37,14 +37,14 @@ class RayRunner:
 
     def __call__(self, job: Job, items: list[Item]) -> Iterator[dict[str, Any]]:
         ray = require_ray()
+        if not items:
+            return
         started_here = not ray.is_initialized()
         if started_here:
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             local = {"include_dashboard": False} if self.address is None else {}
             ray.init(address=self.address, logging_level="warning", **local)
         try:
-            if not items:
-                return
             context = ray.data.DataContext.get_current()
             context.enable_progress_bars = False  # the driver's own bar counts images
             logging.getLogger("ray.data").setLevel(logging.WARNING)
