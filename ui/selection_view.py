@@ -47,8 +47,9 @@ SELECTION = "selection"  # every gesture and button of a canvas
 USE_MASK, USE_PICTURE = "use_mask", "use_picture"  # an upload that looks like a mask
 ACTIONS = (SELECT, SELECTION, USE_MASK, USE_PICTURE)
 
-NOT_THIS_CANVAS = ("That selection canvas isn't one this chat opened, so nothing was done. Use "
-                   "**Select on the picture** under a version of your own.")
+NOT_THIS_CANVAS = ("This selection canvas isn't open in this chat (it may be from before the page "
+                   "was reloaded), so nothing was done. Use **Select on the picture** under the "
+                   "version to point at.")
 CANVAS_CLOSED = ("This canvas's selections already made version {version}; nothing more goes "
                  "from here. Use **Select on the picture** under the version you want to edit.")
 CANVAS_REPLACED = "A newer canvas replaced this one for this picture; point there instead."
@@ -204,8 +205,9 @@ class SelectionDesk:
         width, height = canvas.size
         return {"mode": "select", "canvas": canvas.token, "version": canvas.version,
                 "name": f"{canvas.session_id}-v{canvas.version:04d}.png",
-                "src": data_url(image, CANVAS_LONG_SIDE), "width": width, "height": height,
-                "brush": round(max(width, height) * BRUSH_SHARE, 1),
+                # JPEG: a tenth of a photo's PNG bytes; the overlays on it are exact PNGs.
+                "src": data_url(image, CANVAS_LONG_SIDE, lossless=False), "width": width,
+                "height": height, "brush": round(max(width, height) * BRUSH_SHARE, 1),
                 "max": canvas.book.max_regions,
                 "answering": canvas.answering, "state": self.state(canvas)}
 

@@ -116,8 +116,8 @@ function Selecting() {
       if (next && next.state) {
         setState(next.state);
         if (active !== null && !next.state.selections.some((s) => s.number === active)) setActive(null);
-      } else if (next && next.message) {
-        setState({ ...state, message: next.message });
+      } else if (next && next.message) { // refused outright (a canvas from before a reload)
+        setState({ ...state, message: next.message, preparing: false, closed: true });
       }
     } finally {
       setBusy(false);
