@@ -218,3 +218,18 @@ def test_bad_flags_are_refused_with_a_line_that_says_why(
         cli_env: None, flags: list[str], says: str, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["batch", *flags, "--request", REQUEST, "--out", "out", "--tiny"])
     assert code == 2 and says in capsys.readouterr().err
+
+
+def test_without_ray_workers_run_in_this_process_and_say_so(
+        cli_env: None, tmp_path: Path, photo: Image.Image, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from promptartisan.agent import batch_ray
+
+    monkeypatch.setattr(batch_ray, "ray_available", lambda: False)
+    monkeypatch.setattr(batch_ray.RayRunner, "__call__", lambda *args: pytest.fail("Ray ran"))
+    write_photos(tmp_path / "in", photo, 1)
+    code = main(["batch", "in", "--request", "make the dog red", "--out", "out", "--tiny",
+                 "--steps", "2", "--workers", "2", "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 0 and "Ray is not installed: running in this process" in captured.err
+    assert "1 done, 0 skipped" in captured.out
