@@ -4,11 +4,12 @@ and under `torch.compile`, as JSON figures in an output folder.
     python -m promptartisan.engine.bench_gpu --out "$OUT"
 
 Method
-- Model: full-size SD 1.5 InstructPix2Pix architecture (`benchmark.sd15_pipeline`) with random
-  weights, built on the device, in float16 by default: a forward pass costs the same whatever
-  the weights' values. Image: `benchmark.bench_image`, 512 px; regions: `benchmark.bench_regions`
-  (n boxes on a grid, each its own group, so self-attention is blocked for n ≥ 2); 20 steps.
-- Cases, in each mode: `stock` (diffusers' StableDiffusionInstructPix2PixPipeline, one prompt),
+- Model: full-size SD 1.5 InstructPix2Pix architecture (`benchmark.sd15_pipeline`; `--arch
+  sdxl`: SDXL InstructPix2Pix, `benchmark.sdxl_pipeline`) with random weights, built on the
+  device, in float16 by default: a forward pass costs the same whatever the weights' values.
+  Image: `benchmark.bench_image`, 512 px; regions: `benchmark.bench_regions` (n boxes on a
+  grid, each its own group, so self-attention is blocked for n ≥ 2); 20 steps.
+- Cases, in each mode: `stock` (diffusers' InstructPix2Pix pipeline of the family, one prompt),
   `single` with n = 1, 2, 4, 8 (one PromptArtisan pass), `sequential` with n = 4 (one stock pass
   per instruction, each on the previous output). Modes: `eager`, then `compiled`
   (`torch.compile(unet)`, default mode, one compiled UNet shared by every case).
@@ -44,11 +45,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from diffusers import StableDiffusionInstructPix2PixPipeline
 
 from promptartisan.engine import benchmark
 from promptartisan.engine.attention import AttentionControl, GroupSelfAttnProcessor
+from promptartisan.engine.baseline import SequentialBaseline
 from promptartisan.engine.pipeline import PromptArtisanPipeline
+from promptartisan.engine.pipeline_xl import PromptArtisanXLPipeline
 from promptartisan.engine.regions import Region, label_maps
 
 
@@ -76,10 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         if mode == "compiled":
             pipe.unet = torch.compile(pipe.unet, backend=args.compile_backend)
         timer = _UnetTimer(pipe.unet, device)
-        stock = StableDiffusionInstructPix2PixPipeline(
-            **pipe.components, safety_checker=None, feature_extractor=None,
-            requires_safety_checker=False)
-        stock.set_progress_bar_config(disable=True)
+        stock = SequentialBaseline(pipe)  # stock of the pipeline's family, on its components
+        stock.stock.set_progress_bar_config(disable=True)
         for case, n in _cases(args, mode):
             if time.perf_counter() - started > args.budget_s:
                 report["skipped"].append({"mode": mode, "case": case, "n": n})
@@ -107,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m promptartisan.engine.bench_gpu",
         description="single pass vs stock InstructPix2Pix on a GPU, eager and compiled")
     parser.add_argument("--out", type=Path, required=True, help="folder for bench_gpu.json/.md")
-    parser.add_argument("--arch", choices=["sd15", "tiny"], default="sd15")
+    parser.add_argument("--arch", choices=["sd15", "sdxl", "tiny", "tiny-sdxl"], default="sd15")
     parser.add_argument("--size", type=int, default=512, help="image side in pixels")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--regions", type=_counts, default=[1, 2, 4, 8])
@@ -142,27 +142,37 @@ def _modes(text: str) -> list[str]:
     return modes
 
 
-def _pipeline(arch: str, device: torch.device, dtype: torch.dtype) -> PromptArtisanPipeline:
-    """The model built on the device itself: initialising 1.1 billion random weights on the
-    host and copying them over would take longer than the measurements."""
-    if arch == "tiny":
+def _pipeline(arch: str, device: torch.device, dtype: torch.dtype
+              ) -> PromptArtisanPipeline | PromptArtisanXLPipeline:
+    """The model built on the device itself: initialising 1.1 (SDXL: 3.5) billion random
+    weights on the host and copying them over would take longer than the measurements."""
+    if arch in ("tiny", "tiny-sdxl"):
         from promptartisan import models
         from promptartisan.settings import load_settings
+        from promptartisan.tiny import write_tiny_models
 
-        return models.load(PromptArtisanPipeline, "instruct-pix2pix",
-                           load_settings(overrides={"tiny": True}), dtype=dtype).to(device)
+        settings = load_settings(overrides={"tiny": True})
+        if arch == "tiny":
+            return models.load(PromptArtisanPipeline, "instruct-pix2pix", settings,
+                               dtype=dtype).to(device)
+        folder = write_tiny_models(settings.tiny_dir, ["instruct-pix2pix-xl"])
+        return models.load_from(PromptArtisanXLPipeline, str(folder / "instruct-pix2pix-xl"),
+                                dtype=dtype).to(device)
     with torch.device(device):
-        pipe = benchmark.sd15_pipeline()
+        pipe = benchmark.sdxl_pipeline() if arch == "sdxl" else benchmark.sd15_pipeline()
     return pipe if pipe.dtype == dtype else pipe.to(dtype=dtype)
 
 
-def _check_kernels(pipe: PromptArtisanPipeline, size: int, device: torch.device
-                   ) -> dict[str, float]:
+def _check_kernels(pipe: PromptArtisanPipeline | PromptArtisanXLPipeline, size: int,
+                   device: torch.device) -> dict[str, float]:
     """The two self-attention kernels on this device, in float32, on the UNet's first
-    transformer block at its full resolution with 4 regions: flex_attention (fused on CUDA) must
-    compute what the dense mask does, which the tests check against the rules on the CPU."""
-    block = copy.deepcopy(pipe.unet.down_blocks[0].attentions[0].transformer_blocks[0]).float()
-    side = size // pipe.vae_scale_factor
+    transformer block at its resolution (SD1.5: the latent's, SDXL: half of it) with 4 regions:
+    flex_attention (fused on CUDA) must compute what the dense mask does, which the tests check
+    against the rules on the CPU."""
+    level, down = next((level, down) for level, down in enumerate(pipe.unet.down_blocks)
+                       if hasattr(down, "attentions"))
+    block = copy.deepcopy(down.attentions[0].transformer_blocks[0]).float()
+    side = size // pipe.vae_scale_factor // 2**level
     regions = benchmark.bench_regions(4, side)
     masks = torch.from_numpy(np.stack([region.mask for region in regions]))
     maps = label_maps(masks, [0] * 4, [1, 2, 3, 4], [(side, side)])
@@ -188,23 +198,23 @@ def _cases(args: argparse.Namespace, mode: str) -> list[tuple[str, int]]:
     return [("stock", 1), *single, *sequential]
 
 
-def _edit(case: str, pipe: PromptArtisanPipeline, stock: StableDiffusionInstructPix2PixPipeline,
-          image: Any, regions: list[Region], steps: int, device: torch.device
-          ) -> Callable[[], None]:
+def _edit(case: str, pipe: PromptArtisanPipeline | PromptArtisanXLPipeline,
+          stock: SequentialBaseline, image: Any, regions: list[Region], steps: int,
+          device: torch.device) -> Callable[[], None]:
     def generator() -> torch.Generator:
         return torch.Generator(device).manual_seed(0)
 
     if case == "stock":
-        return lambda: stock(prompt=regions[0].prompt, image=image, num_inference_steps=steps,
-                             generator=generator())
+        return lambda: stock.stock_edit(regions[0].prompt, image, num_inference_steps=steps,
+                                        generator=generator())
     if case == "single":
         return lambda: pipe(image, regions, num_inference_steps=steps, generator=generator())
 
     def sequential() -> None:
         current = image
         for region in regions:
-            current = stock(prompt=region.prompt, image=current, num_inference_steps=steps,
-                            generator=generator()).images[0]
+            current = stock.stock_edit(region.prompt, current, num_inference_steps=steps,
+                                       generator=generator())
 
     return sequential
 

@@ -22,7 +22,6 @@ from diffusers import (
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.pipelines.pipeline_utils import StableDiffusionMixin
 from diffusers.schedulers import KarrasDiffusionSchedulers
-from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from promptartisan.engine.attention import AttentionControl
@@ -245,11 +244,8 @@ class PromptArtisanXLPipeline(RegionPassMixin, DiffusionPipeline, StableDiffusio
         # 3. Timesteps and initial noise.
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
-        if latents is None:
-            latents = randn_tensor(source_latents.shape, generator=generator, device=device,
-                                   dtype=dtype)
-        noise = latents.to(device=device, dtype=dtype)
-        latents = noise * self.scheduler.init_noise_sigma
+        noise, latents = self.prepare_noise(source_latents.shape, generator, latents, device,
+                                            dtype)
 
         # 4. Attention control from the label maps, once for the whole call.
         control = AttentionControl(call.maps, words, attention_boost, device)
@@ -283,13 +279,9 @@ class PromptArtisanXLPipeline(RegionPassMixin, DiffusionPipeline, StableDiffusio
                                                     timesteps, i)
 
                 if callback_on_step_end is not None:
-                    tensors = {"latents": latents, "prompt_embeds": prompt_embeds,
-                               "image_latents": image_latents}
-                    outputs = callback_on_step_end(
-                        self, i, t, {k: tensors[k] for k in callback_on_step_end_tensor_inputs})
-                    latents = outputs.pop("latents", latents)
-                    prompt_embeds = outputs.pop("prompt_embeds", prompt_embeds)
-                    image_latents = outputs.pop("image_latents", image_latents)
+                    latents, prompt_embeds, image_latents = self.step_callback(
+                        callback_on_step_end, i, t, callback_on_step_end_tensor_inputs,
+                        latents=latents, prompt_embeds=prompt_embeds, image_latents=image_latents)
                 if step_ends:
                     bar.update()
 

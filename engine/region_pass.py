@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTokenizer
 
 from promptartisan.engine.attention import AttentionControl
@@ -158,6 +159,26 @@ class RegionPassMixin:
         if "generator" in accepted:
             extra_step_kwargs["generator"] = generator
         return extra_step_kwargs
+
+    def prepare_noise(self, shape: tuple[int, ...], generator: torch.Generator | None,
+                      latents: torch.Tensor | None, device: torch.device, dtype: torch.dtype
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The initial noise (the caller's `latents`, else drawn from `generator`, as stock draws
+        it), which blending noises the source with, and the first latents: the noise at the
+        scheduler's initial σ."""
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        noise = latents.to(device=device, dtype=dtype)
+        return noise, noise * self.scheduler.init_noise_sigma
+
+    def step_callback(self, callback: Callable[..., dict[str, Any]], index: int,
+                      timestep: torch.Tensor, names: Sequence[str], **tensors: torch.Tensor
+                      ) -> tuple[torch.Tensor, ...]:
+        """Stock's `callback_on_step_end(pipe, step, timestep, {name: tensor})`: it sees the
+        tensors named in `names` and may replace any; returns `tensors`, in their order, with
+        its replacements."""
+        outputs = callback(self, index, timestep, {name: tensors[name] for name in names})
+        return tuple(outputs.pop(name, tensor) for name, tensor in tensors.items())
 
     def blend_background(self, latents: torch.Tensor, source_latents: torch.Tensor,
                          noise: torch.Tensor, inside: torch.Tensor, timesteps: torch.Tensor,

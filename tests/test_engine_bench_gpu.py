@@ -1,5 +1,5 @@
-"""The GPU benchmark script, run end to end on the tiny models on the CPU (a smoke run, not a
-timing test): every case in both modes, its figures as JSON and a Markdown table."""
+"""The GPU benchmark script, run end to end on the tiny models of each family on the CPU (a smoke
+run, not a timing test): every case in both modes, its figures as JSON and a Markdown table."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ import pytest
 from promptartisan.engine import bench_gpu
 
 
+@pytest.mark.parametrize("arch", ["tiny", "tiny-sdxl"])
 def test_bench_gpu_writes_every_case_in_both_modes(tiny_dir: Path, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   arch: str) -> None:
     monkeypatch.setenv("PROMPTARTISAN_TINY_DIR", str(tiny_dir))
     out = tmp_path / "out"
-    assert bench_gpu.main(["--out", str(out), "--arch", "tiny", "--size", "64", "--steps", "2",
+    assert bench_gpu.main(["--out", str(out), "--arch", arch, "--size", "64", "--steps", "2",
                            "--regions", "1,2", "--sequential", "2", "--repeat", "1",
                            "--device", "cpu", "--compile-backend", "eager"]) == 0
     report = json.loads((out / "bench_gpu.json").read_text())

@@ -182,3 +182,24 @@ def test_an_editor_turn_edits_with_the_tiny_sdxl_model(tiny_dir, tmp_path, photo
     away[40:200, 80:240] = False  # the mask and more than the scaled feather around it
     assert np.array_equal(edited[away], np.asarray(source)[away])
     assert not np.array_equal(edited[mask], np.asarray(source)[mask])
+
+
+def test_a_cosxl_edit_folder_saved_as_the_readme_says_loads_as_cosxl(tiny_dir, tmp_path,
+                                                                     small_photo) -> None:
+    """The README's CosXL route on the tiny model: stock loaded with is_cosxl_edit (stock keeps
+    it outside its config), CosXL's scheduler, `from_pipe(..., is_cosxl_edit=True)`, saved; the
+    engine setting naming that folder loads CosXL Edit at 1024 px with its scheduler, and it
+    edits as stock CosXL does."""
+    stock = tiny_engine(tiny_dir, "sdxl", stock=True, is_cosxl_edit=True)
+    stock.scheduler = diffusers.EDMEulerScheduler(**COSXL)
+    PromptArtisanXLPipeline.from_pipe(stock, is_cosxl_edit=True).save_pretrained(
+        tmp_path / "cosxl-edit")
+    settings = Settings(instruct_pix2pix=str(tmp_path / "cosxl-edit"), device="cpu",
+                        dtype="float32")
+    pipe = models.load_engine(settings, dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.config.is_cosxl_edit and models.engine_working_size(settings) == 1024
+    assert type(pipe.scheduler).__name__ == "EDMEulerScheduler"
+    assert pipe.scheduler.config.prediction_type == "v_prediction"
+    expected = stock_edit(stock, PROMPT, small_photo, num_inference_steps=3, generator=seed())
+    assert np.abs(controls_off(pipe, small_photo) - expected).max() <= 1e-4
