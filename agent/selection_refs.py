@@ -46,7 +46,7 @@ _SEPARATOR = re.compile(r"\s*(?:[;,\n]+|\.(?:\s+|$)|\b(?:and then|then|and|also)
 _MARKER = r"\s*(?:→|->|=>|=|:|\)|\s-\s)\s*"
 _NUMBER = r"\d+|" + "|".join(NUMBER_WORDS)
 _EXPLICIT = re.compile(
-    rf"(?:\bthe\s+)?\bselections?\s*(?:number\s*|no\.?\s*)?#?\s*(?P<n>{_NUMBER})\b"
+    rf"(?:\bthe\s+)?\bselections?\s*(?:number\s*)?#?\s*(?P<n>{_NUMBER})\b"
     rf"|#\s*(?P<hash>\d+)\b"
     rf"|(?:\bthe\s+)?\b(?P<ord>{'|'.join(ORDINALS)}|last)\s+selection\b",
     re.IGNORECASE)
