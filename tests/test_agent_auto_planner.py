@@ -289,6 +289,19 @@ def test_promptartisan_plan_names_the_planner(
     assert json.loads(capsys.readouterr().out)["planner"] == "rules"
 
 
+def test_plan_score_says_which_planner_auto_chose(
+        server: ModelServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text(json.dumps({"id": "sky", "user": "make the sky stormy", "expect": {
+        "action": "edit"}}) + "\n")
+    monkeypatch.setenv("PROMPTARTISAN_OLLAMA_HOST", server.url)
+    assert main(["plan", "--score", "--cases", str(cases)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("planner auto (ollama:qwen2.5:3b): 1 cases")
+    assert len(server.chats()) == 1
+
+
 def test_the_rules_planners_plans_are_named_when_asked_through_plan_turn() -> None:
     assert RulesPlanner().plan("undo", []).planner is None  # it plans without knowing names
     assert plan_turn(load_planner("rules", Settings()), "undo", []).planner == "rules"

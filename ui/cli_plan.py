@@ -71,6 +71,7 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
+    from promptartisan.agent.auto_planner import AutoPlanner
     from promptartisan.agent.phrasing_score import load_cases, score
     from promptartisan.agent.planners import load_planner
 
@@ -81,7 +82,8 @@ def _score(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.cases}: no cases")
     settings = settings_from_args(args, planner=args.planner)
     planner = load_planner(settings.planner, settings)
-    print(f"planner {settings.planner}: {len(cases)} cases", flush=True)
+    shown = f"auto ({planner.name})" if isinstance(planner, AutoPlanner) else settings.planner
+    print(f"planner {shown}: {len(cases)} cases", flush=True)
     for line in score(planner, cases, settings.planner).lines():
         print(line)
     return 0
