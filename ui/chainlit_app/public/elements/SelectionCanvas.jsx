@@ -100,18 +100,22 @@ function Selecting() {
   const [exclude, setExclude] = useState(false);
   const [active, setActive] = useState(null); // the selection gestures add to; null: a new one
   const [texts, setTexts] = useState({});
-  const [busy, setBusy] = useState(false);
+  const [busy, setBusy] = useState(null); // the call waiting for its answer, if any
+  const waiting = busy !== null && busy !== "status"; // a poll doesn't hold the person up
   const [trace, setTrace] = useState(null); // the gesture being drawn, in image pixels
   const box = useRef(null);
   const press = useRef(null);
+  const sent = useRef(0); // calls sent so far
   const selections = state.selections || [];
   const last = selections.length ? selections[selections.length - 1].number : null;
   const focus = active ?? last; // the selection the refine buttons and exclusions act on
 
   const send = async (op, extra) => {
-    setBusy(true);
+    const mine = ++sent.current;
+    setBusy(op);
     try {
       const reply = await callAction({ name: "selection", payload: { canvas: props.canvas, op, ...extra } });
+      if (op === "status" && mine !== sent.current) return; // a gesture's answer is newer
       const next = reply && reply.response;
       if (next && next.state) {
         setState(next.state);
@@ -120,7 +124,7 @@ function Selecting() {
         setState({ ...state, message: next.message, preparing: false, closed: true });
       }
     } finally {
-      setBusy(false);
+      if (mine === sent.current) setBusy(null);
     }
   };
 
@@ -136,7 +140,7 @@ function Selecting() {
             ((event.clientY - rect.top) / rect.height) * props.height];
   };
   const down = (event) => {
-    if (busy || state.closed) return;
+    if (waiting || state.closed) return;
     event.currentTarget.setPointerCapture(event.pointerId);
     press.current = { x: event.clientX, y: event.clientY, points: [at(event)], moved: false,
                       shift: event.shiftKey };
@@ -195,7 +199,7 @@ function Selecting() {
   return (
     <div className="pa-select" data-mode="select" data-canvas={props.canvas}
          data-version={props.version} data-count={selections.length}
-         data-busy={busy ? "true" : "false"} data-preparing={state.preparing ? "true" : "false"}>
+         data-busy={waiting ? "true" : "false"} data-preparing={state.preparing ? "true" : "false"}>
       <style>{STYLE}</style>
       <div className="pa-select-tools" role="toolbar" aria-label="Selection tools">
         {toolButton("point", "Point / box")}
@@ -242,9 +246,10 @@ function Selecting() {
             )}
           </svg>
         )}
-        {(state.preparing || busy) && !state.closed && (
+        {(state.preparing || waiting) && !state.closed && (
           <span className="pa-select-status" role="status">
-            {state.preparing ? "preparing selection…" : "segmenting…"}
+            {state.preparing ? "preparing selection…"
+              : ["apply", "answer"].includes(busy) ? "editing…" : "segmenting…"}
           </span>
         )}
       </div>
@@ -266,15 +271,15 @@ function Selecting() {
           <span className="pa-select-refine">
             {[["grow", "Grow"], ["shrink", "Shrink"], ["invert", "Invert"], ["undo", "Undo"],
               ["clear", "Clear"], ["remove", "Remove"]].map(([op, label]) => (
-              <button key={op} type="button" className="pa-select-button" disabled={busy}
+              <button key={op} type="button" className="pa-select-button" disabled={waiting}
                       aria-label={`${label} selection ${s.number}`}
                       onClick={() => send("refine", { number: s.number, refine: op })}>{label}</button>
             ))}
-            <button type="button" className="pa-select-button" disabled={busy || i === 0}
+            <button type="button" className="pa-select-button" disabled={waiting || i === 0}
                     aria-label={`Selection ${s.number} earlier (under the others)`}
                     onClick={() => order(s.number, -1)}>▲</button>
             <button type="button" className="pa-select-button"
-                    disabled={busy || i === selections.length - 1}
+                    disabled={waiting || i === selections.length - 1}
                     aria-label={`Selection ${s.number} later (over the others)`}
                     onClick={() => order(s.number, 1)}>▼</button>
           </span>
@@ -282,14 +287,14 @@ function Selecting() {
       ))}
       <div className="pa-select-refine">
         {written.length > 0 && (
-          <button type="button" className="pa-select-button" disabled={busy || state.closed}
+          <button type="button" className="pa-select-button" disabled={waiting || state.closed}
                   onClick={() => send("apply", { instructions: Object.fromEntries(
                     written.map((s) => [s.number, texts[s.number].trim()])) })}>
             Edit {written.map((s) => s.number).join(", ")} in one pass
           </button>
         )}
         {props.answering && selections.length > 0 && (
-          <button type="button" className="pa-select-button" disabled={busy || state.closed}
+          <button type="button" className="pa-select-button" disabled={waiting || state.closed}
                   onClick={() => send("answer", {})}>
             This is where: answer with the selection
           </button>
