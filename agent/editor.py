@@ -9,6 +9,7 @@ rather than interleave. A turn that fails or is cancelled stores nothing.
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 import logging
 import math
 import secrets
@@ -549,6 +550,12 @@ class Editor:
                            "blend_steps": s.steps // 2,
                            "preserve_background": s.preserve_background,
                            "feather": ENGINE_FEATHER, "max_regions": s.max_regions}
+        # Each family takes the settings its backbone has (FLUX.1 Kontext: no image guidance and
+        # no word boost; its guidance_scale is the distilled guidance).
+        accepted = inspect.signature(self.pipeline.__call__).parameters.values()
+        if all(p.kind is not p.VAR_KEYWORD for p in accepted):
+            engine_settings = {k: v for k, v in engine_settings.items()
+                               if k in {p.name for p in accepted}}
         generator = torch.Generator(device="cpu").manual_seed(seed)
         emit(ProgressEvent("editing", "Waiting for the engine…", 0, s.steps))
         with DEVICE_LOCK:

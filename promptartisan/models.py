@@ -23,13 +23,19 @@ class ModelSpec:
     purpose: str
     default: bool = True  # fetched by `promptartisan models download` with no names
     weights: bool = True  # False: only the processor/tokenizer files are needed
+    ignore: tuple[str, ...] = ()  # files not to fetch besides DOWNLOAD_IGNORE
 
 
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
         ModelSpec("instruct-pix2pix", "instruct_pix2pix",
-                  "the editing engine (SD1.5 or SDXL InstructPix2Pix)"),
+                  "the editing engine (SD1.5 or SDXL InstructPix2Pix, or FLUX.1 Kontext)"),
+        # Not the engine until instruct_pix2pix names it; its root single-file checkpoint
+        # repeats the diffusers folders' weights (24 GB), so it is not fetched.
+        ModelSpec("flux-kontext", "flux_kontext", "FLUX.1 Kontext [dev], the MMDiT engine "
+                  "(non-commercial licence, gated on the hub)", default=False,
+                  ignore=("flux1-kontext-dev.safetensors",)),
         ModelSpec("clipseg", "clipseg", "text grounding on CPU"),
         ModelSpec("groundingdino", "groundingdino", "instance grounding (with SAM, on GPU)"),
         ModelSpec("sam", "sam", "masks from boxes and clicks"),
@@ -77,13 +83,15 @@ def load(cls: type[T], name: str, settings: Settings, subfolder: str | None = No
 
 
 def load_engine(settings: Settings, **kwargs: Any) -> Any:
-    """The editing engine: the PromptArtisan pipeline of the family that its model's UNet config
-    names (SD1.5 or SDXL InstructPix2Pix, `promptartisan.engine.families`), whatever the model is
+    """The editing engine: the PromptArtisan pipeline of the family that its model's config
+    names (SD1.5 or SDXL InstructPix2Pix, FLUX.1 Kontext; `promptartisan.engine.families`),
+    whatever the model is
     called, loaded as `load` loads. Extra keyword arguments go to `from_pretrained` (dtype, …)."""
     from promptartisan.engine.families import pipeline_class
 
-    unet_config, _ = engine_configs(settings)
-    return load(pipeline_class(unet_config), "instruct-pix2pix", settings, **kwargs)
+    unet_config, pipeline_config = engine_configs(settings)
+    return load(pipeline_class(unet_config, pipeline_config), "instruct-pix2pix", settings,
+                **kwargs)
 
 
 def engine_working_size(settings: Settings) -> int:
@@ -92,21 +100,25 @@ def engine_working_size(settings: Settings) -> int:
     from promptartisan.engine.families import pipeline_class
 
     unet_config, pipeline_config = engine_configs(settings)
-    return settings.working_size or pipeline_class(unet_config).working_size_for(pipeline_config)
+    return settings.working_size or pipeline_class(
+        unet_config, pipeline_config).working_size_for(pipeline_config)
 
 
 def engine_configs(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The engine model's UNet config and pipeline config (model_index.json), read without
-    loading weights; empty when the model is missing or unreadable (`load` then says so, as it
-    does for any model)."""
+    """The engine model's UNet config (empty for a model without one) and pipeline config
+    (model_index.json), read without loading weights; empty when the model is missing or
+    unreadable (`load` then says so, as it does for any model)."""
     from diffusers import DiffusionPipeline, UNet2DConditionModel
 
     source = resolve("instruct-pix2pix", settings)
     try:
-        return (dict(UNet2DConditionModel.load_config(source, subfolder="unet")),
-                dict(DiffusionPipeline.load_config(source)))
+        pipeline_config = dict(DiffusionPipeline.load_config(source))
     except (OSError, ValueError):
         return {}, {}
+    try:  # a transformer model (FLUX.1 Kontext) has no UNet
+        return dict(UNet2DConditionModel.load_config(source, subfolder="unet")), pipeline_config
+    except (OSError, ValueError):
+        return {}, pipeline_config
 
 
 def load_from(cls: type[T], source: str, name: str | None = None, subfolder: str | None = None,
@@ -167,7 +179,8 @@ def download(names: list[str], settings: Settings) -> dict[str, str]:
         try:
             patterns = [p for p in DOWNLOAD_PATTERNS if spec(name).weights or p != "*.safetensors"]
             paths[name] = snapshot_download(
-                source, allow_patterns=patterns, ignore_patterns=DOWNLOAD_IGNORE
+                source, allow_patterns=patterns,
+                ignore_patterns=DOWNLOAD_IGNORE + list(spec(name).ignore)
             )
         except Exception as exc:  # the hub client raises many types; all mean "not fetched"
             raise MissingModelError(

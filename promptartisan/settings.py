@@ -27,6 +27,9 @@ class Settings(BaseModel):
 
     # Models: each a hub id or a local folder.
     instruct_pix2pix: str = "timbrooks/instruct-pix2pix"
+    flux_kontext: str = Field("black-forest-labs/FLUX.1-Kontext-dev", description=(
+        "What `promptartisan models download flux-kontext` fetches; the engine edits with it "
+        "when instruct_pix2pix names it (the family is read from the model's config)."))
     clipseg: str = "CIDAS/clipseg-rd64-refined"
     groundingdino: str = "IDEA-Research/grounding-dino-tiny"
     sam: str = "facebook/sam-vit-base"

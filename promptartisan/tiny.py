@@ -224,6 +224,10 @@ def tiny_writer(name: str) -> Callable[[Path], None]:
         return write_tiny_instruct_pix2pix
     if name == "instruct-pix2pix-xl":  # not among TINY_MODELS: written when asked for
         return write_tiny_instruct_pix2pix_xl
+    if name == "flux-kontext":  # not among TINY_MODELS: written when asked for
+        from promptartisan.engine.tiny_kontext import write_tiny_kontext
+
+        return write_tiny_kontext
     if name in ("clip", "pickscore"):
         return write_tiny_clip
     if name == "planner":

@@ -10,15 +10,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import box_mask
-from diffusers import FluxKontextPipeline, FluxTransformer2DModel
+from diffusers import DiffusionPipeline, FluxKontextPipeline, FluxTransformer2DModel
 from PIL import Image
 from torch.nn.attention.flex_attention import flex_attention
 
-from promptartisan.engine import Region
+from promptartisan import models
+from promptartisan.agent.editor import Editor
+from promptartisan.agent.session import Session
+from promptartisan.engine import Region, family_of
 from promptartisan.engine.joint_attention import joint_block_mask
 from promptartisan.engine.joint_attention_rules import dense_mask, joint_tokens
 from promptartisan.engine.pipeline_kontext import PromptArtisanKontextPipeline
-from promptartisan.engine.tiny_kontext import write_tiny_kontext
+from promptartisan.settings import Settings
+from promptartisan.tiny import write_tiny_models
 
 PROMPT = "turn the sky into a sunset"
 STEPS = 3
@@ -26,10 +30,7 @@ STEPS = 3
 
 @pytest.fixture(scope="session")
 def kontext_folder(tiny_dir: Path) -> Path:
-    folder = tiny_dir / "flux-kontext"
-    if not folder.exists():
-        write_tiny_kontext(folder)
-    return folder
+    return write_tiny_models(tiny_dir, ["flux-kontext"]) / "flux-kontext"
 
 
 def load(folder: Path, cls=PromptArtisanKontextPipeline):
@@ -301,3 +302,39 @@ def test_bad_input_is_a_clear_error(kontext_folder, small_photo) -> None:
         pipe(small_photo, region, num_inference_steps=1, kernel="xformers")
     with pytest.raises(ValueError, match="callback tensors"):
         pipe(small_photo, region, callback_on_step_end_tensor_inputs=["noise"])
+
+
+def test_the_family_comes_from_the_config_not_the_name(kontext_folder, tmp_path) -> None:
+    """The tiny Kontext under a folder name that says nothing loads as the Kontext family
+    (model_index.json names a Flux transformer) and works at 1024 px unless told otherwise."""
+    assert family_of({}, DiffusionPipeline.load_config(str(kontext_folder))) == "kontext"
+    renamed = tmp_path / "instruct-pix2pix"
+    renamed.symlink_to(kontext_folder, target_is_directory=True)
+    settings = Settings(instruct_pix2pix=str(renamed), device="cpu", dtype="float32")
+    pipe = models.load_engine(settings, dtype=torch.float32)
+    assert type(pipe) is PromptArtisanKontextPipeline and pipe.default_working_size == 1024
+    assert models.engine_working_size(settings) == 1024
+    assert models.engine_working_size(settings.model_copy(update={"working_size": 256})) == 256
+
+
+def test_an_editor_turn_edits_with_the_tiny_kontext_model(kontext_folder, tmp_path,
+                                                         photo) -> None:
+    """Through Editor.turn: the engine setting names the Kontext folder; the edit runs at
+    Kontext's working size with the settings Kontext has, and keeps every pixel away from the
+    mask."""
+    settings = Settings(instruct_pix2pix=str(kontext_folder), device="cpu", dtype="float32",
+                        steps=2, seed=3, planner="rules", session_dir=tmp_path / "sessions")
+    source = photo.resize((384, 288))
+    session = Session.create(settings.session_dir, source)
+    mask = box_mask(source.size, (100, 60, 220, 180))
+    result = Editor(settings).turn(session, "make the helmet gold", mask=mask)
+    assert result.kind == "edit", result.message
+    provenance = session.version(result.version_id).provenance
+    assert provenance["models"]["engine_class"] == "PromptArtisanKontextPipeline"
+    assert provenance["working_size"] == [1024, 768]
+    assert "image_guidance_scale" not in provenance["engine"]
+    edited = np.asarray(session.image(result.version_id))
+    away = np.ones(mask.shape, dtype=bool)
+    away[50:190, 90:230] = False  # the mask and more than the scaled feather around it
+    assert np.array_equal(edited[away], np.asarray(source)[away])
+    assert not np.array_equal(edited[mask], np.asarray(source)[mask])
