@@ -27,7 +27,7 @@ from promptartisan.agent.session import Session
 from promptartisan.settings import Settings
 from promptartisan.tools.overlay import overlay
 from promptartisan.tools.selection import Selector
-from promptartisan.ui import handlers
+from promptartisan.ui import handlers, selection_view
 from promptartisan.ui.handlers import NOT_THIS_CHATS, ChatController, Picture
 from promptartisan.ui.selection_view import (
     NO_OFFER,
@@ -120,6 +120,7 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture(autouse=True)
 def models_present(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(handlers, "missing_models", lambda settings: [])
+    monkeypatch.setattr(selection_view, "sam_present", lambda settings: True)
 
 
 @pytest.fixture
@@ -355,6 +356,18 @@ def test_a_mask_offer_can_be_a_new_picture_and_a_photo_is_no_mask(
     assert not looks_like_mask(_mask_picture((64, 64), (0, 0, 10, 10)), small_photo)
     chat.controller.message("make the sky a sunset", [upload(small_photo.rotate(180))])
     assert len(chat.engine.calls) == 2
+
+
+def test_without_sam_here_a_shown_version_starts_no_download(
+        settings: Settings, small_photo: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(selection_view, "sam_present", lambda settings: False)
+    pointing = Pointing(settings)
+    started: list[Image.Image] = []
+    monkeypatch.setattr(pointing.selector, "prepare", started.append)
+    pointing.controller.message("", [upload(small_photo)])
+    assert started == []
+    pointing.open_canvas()  # opening a canvas does start it
+    assert len(started) == 1 and started[0].size == small_photo.size
 
 
 def test_preparing_is_shown_until_the_picture_is_embedded(settings: Settings,

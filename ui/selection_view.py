@@ -93,6 +93,15 @@ def default_selector(settings: Any) -> Any:
     return Selector.shared(settings)
 
 
+def sam_present(settings: Any) -> bool:
+    """Whether SAM loads without a download (the tiny one, a folder, or the hub cache)."""
+    if settings.tiny:
+        return True
+    from promptartisan import models
+
+    return any(row["name"] == "sam" and row["present"] for row in models.cached(settings))
+
+
 def mask_overlay(mask: np.ndarray, number: int) -> str:
     """Selection `number`'s mask as a transparent PNG data URL, tinted in its colour."""
     rgba = np.zeros((*mask.shape, 4), dtype=np.uint8)
@@ -164,6 +173,7 @@ class SelectionDesk:
         self._canvases: dict[str, Canvas] = {}
         self._live: dict[str, str] = {}  # session id → the token of its newest canvas
         self._offers: dict[str, MaskOffer] = {}
+        self._early: bool | None = None  # whether showing a version starts preparing it
 
     @property
     def selector(self) -> Any:
@@ -173,9 +183,14 @@ class SelectionDesk:
 
     # ----- preparing and opening ----------------------------------------------------------
 
-    def prepare(self, image: Image.Image) -> None:
-        """Start SAM's embedding of a version just shown, in the background, so the canvas is
-        ready when the person opens it; a failure shows when they do."""
+    def prepare(self, image: Image.Image, shown: bool = True) -> None:
+        """Start SAM's embedding of a version just `shown`, in the background, so the canvas
+        is ready when the person opens it; a failure shows when they do. Only with SAM on this
+        machine: a version shown never starts a download; opening a canvas does."""
+        if shown and self._early is None:
+            self._early = sam_present(self._controller.settings)
+        if shown and not self._early:
+            return
         try:
             self.selector.prepare(image)
         except Exception:  # a missing model: said when a canvas is opened
@@ -186,7 +201,7 @@ class SelectionDesk:
         chat = self._controller
         number = session.current if version is None else version
         image = session.image(number)
-        self.prepare(image)
+        self.prepare(image, shown=False)
         # Books are kept per chat window and version: two windows don't share selections.
         book = self.selector.book(f"{chat.view}/{session.id}", number, image)
         canvas = Canvas(secrets.token_urlsafe(16), session.id, number, image.size, book,
