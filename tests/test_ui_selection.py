@@ -244,6 +244,12 @@ def test_the_instruction_fields_make_one_edit(chat: Pointing) -> None:
     canvas = chat.open_canvas()
     chat.gesture(canvas, "include", [[10, 10]])
     chat.gesture(canvas, "box", [[30, 20], [60, 45]])
+    act = chat.controller.selection.act
+    for bad, said in (({"3": "make it blue"}, "no selection 3"), ({"1": " "}, "Write what"),
+                      (["make it blue"], "Write what"), ({"x": "blue"}, "not a selection")):
+        refused = act({"canvas": canvas, "op": "apply", "instructions": bad})
+        assert not refused["ok"] and said in refused["state"]["message"], (bad, refused)
+    assert not chat.engine.calls
     done = chat.controller.selection.act({"canvas": canvas, "op": "apply",
                                           "instructions": {"1": "make it red",
                                                            "2": "turn it into a cheetah"}})

@@ -170,6 +170,7 @@ class SelectionDesk:
         self._controller = controller
         self._selector_factory = selector_factory
         self._selector: Any = None
+        self._made_for: Any = None  # the settings `_selector` and `_early` were made for
         self._canvases: dict[str, Canvas] = {}
         self._live: dict[str, str] = {}  # session id → the token of its newest canvas
         self._offers: dict[str, MaskOffer] = {}
@@ -177,8 +178,12 @@ class SelectionDesk:
 
     @property
     def selector(self) -> Any:
-        if self._selector is None:
-            self._selector = self._selector_factory(self._controller.settings)
+        """The selection service for the chat's settings as they are now (the tiny demo
+        models, a changed device)."""
+        settings = self._controller.settings
+        if self._selector is None or self._made_for is not settings:
+            self._selector, self._made_for = self._selector_factory(settings), settings
+            self._early = None
         return self._selector
 
     # ----- preparing and opening ----------------------------------------------------------
@@ -187,12 +192,13 @@ class SelectionDesk:
         """Start SAM's embedding of a version just `shown`, in the background, so the canvas
         is ready when the person opens it; a failure shows when they do. Only with SAM on this
         machine: a version shown never starts a download; opening a canvas does."""
+        selector = self.selector
         if shown and self._early is None:
             self._early = sam_present(self._controller.settings)
         if shown and not self._early:
             return
         try:
-            self.selector.prepare(image)
+            selector.prepare(image)
         except Exception:  # a missing model: said when a canvas is opened
             log.info("selection preparation failed", exc_info=True)
 
@@ -327,19 +333,19 @@ class SelectionDesk:
             if done is not None and done.kind == "edit":
                 canvas.closed = CANVAS_CLOSED.format(version=done.version_id)
         else:
-            written = payload.get("instructions") or {}
+            written = payload.get("instructions")
             try:
-                instructions = [Instruction(target=selection_target(_number(n)),
-                                            instruction=str(text).strip())
-                                for n, text in written.items() if str(text).strip()]
-            except (ValueError, TypeError) as exc:
+                texts = {_number(n): str(text).strip() for n, text in written.items()
+                         if str(text).strip()} if isinstance(written, dict) else {}
+                missing = [str(n) for n in texts if n not in canvas.book.numbers]
+                if missing:
+                    raise ValueError(f"there is no selection {', '.join(missing)} on this canvas")
+                if not texts:
+                    raise ValueError("write what to do in a selection's field first")
+                instructions = [Instruction(target=selection_target(n), instruction=texts[n])
+                                for n in canvas.book.numbers if n in texts]
+            except ValueError as exc:  # a validation error of an instruction too
                 return {"ok": False, "state": self.state(canvas, _sentence(exc))}
-            missing = [i.target for i in instructions if int(i.target.split()[-1])
-                       not in canvas.book.numbers]
-            if not instructions or missing:
-                return {"ok": False, "state": self.state(
-                    canvas, f"No such selection: {', '.join(missing)}." if missing
-                    else "Write what to do in a selection's field first.")}
             plan = Plan(action="edit", instructions=instructions)
             request = "; ".join(f"{i.target}: {i.instruction}" for i in instructions)
             chat.emitter.text(f"*Your request: {md(request)}*")
