@@ -229,7 +229,6 @@ class SelectionDesk:
                 # JPEG: a tenth of a photo's PNG bytes; the overlays on it are exact PNGs.
                 "src": data_url(image, CANVAS_LONG_SIDE, lossless=False), "width": width,
                 "height": height, "brush": round(max(width, height) * BRUSH_SHARE, 1),
-                "max": canvas.book.max_regions,
                 "answering": canvas.answering, "state": self.state(canvas)}
 
     def state(self, canvas: Canvas, message: str = "") -> dict[str, Any]:

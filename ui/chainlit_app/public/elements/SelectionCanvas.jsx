@@ -1,4 +1,5 @@
-// Pointing at a version (props from ui/selection_view.py canvas_props). In "select" mode: a click
+// Pointing at a version (props from ui/selection_view.py: SelectionDesk.props, and
+// candidate_props for a question). In "select" mode: a click
 // includes a point, shift-click (or the Exclude toggle, for touch screens) excludes one, a drag
 // draws a box, the brush and the eraser paint free-hand; each gesture goes to the server, which
 // segments it and answers with every selection's overlay in the same round trip. Selections are
@@ -108,7 +109,7 @@ function Selecting() {
   const sent = useRef(0); // calls sent so far
   const selections = state.selections || [];
   const last = selections.length ? selections[selections.length - 1].number : null;
-  const focus = active ?? last; // the selection the refine buttons and exclusions act on
+  const focus = active ?? last; // the selection exclusions and the eraser act on
 
   const send = async (op, extra) => {
     const mine = ++sent.current;
