@@ -243,6 +243,10 @@ def test_a_book_saved_as_json_comes_back_without_sam(book: SelectionBook,
         SelectionBook.from_json(data, picture.resize((40, 30)), no_sam)
     with pytest.raises(SelectionError, match="can't be read"):
         SelectionBook.from_json({"version": 1}, picture, no_sam)
+    damaged = json.loads(json.dumps(data))
+    damaged["selections"][0]["sam_mask"] = "not a picture"
+    with pytest.raises(SelectionError, match="can't be read"):
+        SelectionBook.from_json(damaged, picture, no_sam)
 
 
 # ----- SAM: one encoding per version ----------------------------------------------------------

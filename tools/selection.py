@@ -305,7 +305,9 @@ class SelectionBook:
                     selection.segments[key] = _unpng(entry["sam_mask"], image.size)
                 book._selections[number] = selection
                 book.numbers.append(number)
-        except (KeyError, TypeError, ValidationError) as exc:
+        except SelectionError:
+            raise
+        except (KeyError, TypeError, ValueError, OSError) as exc:  # a damaged save, any part
             raise SelectionError(f"saved selections that can't be read: {exc}") from exc
         if len(book.numbers) > book.max_regions or len(set(book.numbers)) != len(book.numbers):
             raise SelectionError("saved selections that can't be read: too many or repeated")
