@@ -5,7 +5,11 @@ single-stream blocks carry it joined, so one mask over [text | target | referenc
 
 Kernels: "mask" (anywhere, exact): scaled-dot-product attention with the dense boolean mask;
 "flex" (the default on CUDA): flex_attention with a block mask built from the same rule, which
-skips the blocks of tokens that may not read each other instead of holding an (S, S) mask.
+skips the blocks of tokens that may not read each other instead of holding an (S, S) mask. For
+it the tokens are put in (group, label) order first (text in front), so each region is a run of
+positions and whole blocks can be skipped: at 1024 × 1024 with three regions, 29 % of the
+blocks, against none in the grid's own order, where every block row mixes regions
+(`python -m promptartisan.engine.bench_joint_mask`).
 """
 
 from __future__ import annotations
@@ -35,6 +39,12 @@ def joint_block_mask(tokens: rules.JointTokens) -> BlockMask:
     return create_block_mask(mask_mod, None, None, length, length, device=labels.device)
 
 
+def sorted_order(tokens: rules.JointTokens) -> torch.Tensor:
+    """Token positions with the text first, then the image tokens by (group, label), stable."""
+    key = tokens.groups * (int(tokens.labels.max()) + 1) + tokens.labels
+    return torch.argsort(torch.where(tokens.text, -1, key), stable=True)
+
+
 class JointAttentionControl:
     """The joint mask of one call, built once from the tokens' labels, and the processors that
     read it. `kernel`: "flex" (default on CUDA) or "mask" (default elsewhere)."""
@@ -48,8 +58,15 @@ class JointAttentionControl:
         self.kernel = kernel
         self.tokens = rules.JointTokens(tokens.text.to(device), tokens.labels.to(device),
                                         tokens.groups.to(device))
-        self.mask = rules.dense_mask(self.tokens) if kernel == "mask" else None
-        self.block_mask = joint_block_mask(self.tokens) if kernel == "flex" else None
+        self.mask = self.block_mask = self.order = self.inverse = None
+        if kernel == "mask":
+            self.mask = rules.dense_mask(self.tokens)
+        else:
+            self.order = sorted_order(self.tokens)
+            self.inverse = torch.argsort(self.order)
+            t = self.tokens
+            self.block_mask = joint_block_mask(rules.JointTokens(
+                t.text[self.order], t.labels[self.order], t.groups[self.order]))
 
     def processors(self, current: dict[str, object]) -> dict[str, object]:
         """A routed processor for every attention layer of a Flux transformer, given its
@@ -68,8 +85,10 @@ class JointAttentionControl:
             raise ValueError(f"the joint sequence has {query.shape[-2]} tokens; this call's mask "
                              f"was built for {len(self.tokens)}")
         if self.kernel == "flex":
-            return flex_self_attention(query, key, value, self.block_mask,
-                                       scale=query.shape[-1] ** -0.5)
+            out = flex_self_attention(query[:, :, self.order], key[:, :, self.order],
+                                      value[:, :, self.order], self.block_mask,
+                                      scale=query.shape[-1] ** -0.5)
+            return out[:, :, self.inverse]
         return F.scaled_dot_product_attention(query, key, value, attn_mask=self.mask)
 
 

@@ -338,3 +338,37 @@ def test_an_editor_turn_edits_with_the_tiny_kontext_model(kontext_folder, tmp_pa
     away[50:190, 90:230] = False  # the mask and more than the scaled feather around it
     assert np.array_equal(edited[away], np.asarray(source)[away])
     assert not np.array_equal(edited[mask], np.asarray(source)[mask])
+
+
+def test_a_callback_sees_each_step_and_can_stop_the_run(kontext_folder, small_photo) -> None:
+    """Stock's callback_on_step_end: one call per step with the latents; interrupt_run() ends
+    the run after that step with no images. from_pipe reuses stock's loaded components."""
+    pipe = PromptArtisanKontextPipeline.from_pipe(load(kontext_folder, FluxKontextPipeline))
+    pipe.set_progress_bar_config(disable=True)
+    steps = []
+
+    def stop_after_two(p, step, timestep, tensors):
+        steps.append((step, tuple(tensors["latents"].shape)))
+        if step == 1:
+            p.interrupt_run()
+        return tensors
+
+    output = pipe(small_photo, [Region(halves(small_photo.size)[0], PROMPT)],
+                  num_inference_steps=4, generator=seed(), callback_on_step_end=stop_after_two)
+    assert output.interrupted and output.images == []
+    assert steps == [(0, (1, 12, 64)), (1, (1, 12, 64))]
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_the_flex_kernel_computes_the_mask_kernels_edit(kontext_folder, small_photo) -> None:
+    """Two regions of different groups and background: the flex path (tokens put in (group,
+    label) order, a block mask, the order undone) gives the dense mask's edit, here run eagerly
+    on the CPU."""
+    pipe = load(kontext_folder)
+    masks = [box_mask(small_photo.size, (0, 0, 16, 48)), box_mask(small_photo.size,
+                                                                   (32, 16, 64, 48))]
+    regions = [Region(masks[0], "make it red"), Region(masks[1], "add snow")]
+    edits = [pipe(small_photo, regions, num_inference_steps=2, kernel=kernel, generator=seed(),
+                  preserve_background=False, output_type="np").images
+             for kernel in ("mask", "flex")]
+    assert np.abs(edits[0] - edits[1]).max() <= 1e-5
