@@ -40,6 +40,9 @@ _MARKER_AT_START = {kind: re.compile(rf"\s*{marker}(?=\s|[a-z])")
 _MARKER_INSIDE = {kind: re.compile(rf"(?:(?<=\s)|(?<=[.;,]))\s*{marker}(?=\s|[a-z])")
                   for kind, marker in _LIST_MARKERS.items()}
 _ITEM_BREAK = " ; "
+_BARE_NUMBER = re.compile(r"\s*\d{1,2}\s+(?=[a-z])")
+#: A list item written "label: change" ("sky: darker", "dog: a cat"), read as "sky -> darker".
+_LABELLED = re.compile(r"^\s*(?P<x>[\w' ]{1,30}?)\s*:\s*(?P<y>[\w'-]+(?: [\w'-]+){0,2})\s*$")
 #: A list announced within a line: "2 things: 1) … 2) …".
 _LIST_AFTER_COLON = re.compile(r":\s*(?=\(?(?:1|a|i)[).]\s*[a-z])")
 
@@ -47,15 +50,24 @@ _LIST_AFTER_COLON = re.compile(r":\s*(?=\(?(?:1|a|i)[).]\s*[a-z])")
 def split_list(text: str) -> str:
     """A numbered or bulleted list as sentences, one item each: "1) sky -> stormy 2) dog -> cat"
     → "sky -> stormy ; dog -> cat". Lines are items too. Markers are read only where the
-    message or a line starts with one; inside a line, only the kind that line started with."""
-    items = []
+    message or a line starts with one; inside a line, only the kind that line started with.
+    Lines that each start with a bare number ("1 make …", "2 make …") are numbered too, and in
+    a list an item "sky: darker" is "sky -> darker"."""
     lines = [part for line in text.lower().splitlines()
              for part in _LIST_AFTER_COLON.split(line, maxsplit=1)]
+    numbered = sum(bool(_BARE_NUMBER.match(line)) for line in lines) >= 2
+    listed = len(lines) > 1
+    items = []
     for line in lines:
         kind = next((k for k, start in _MARKER_AT_START.items() if start.match(line)), None)
         if kind is not None:
+            listed = True
             line = _MARKER_INSIDE[kind].sub(_ITEM_BREAK, _MARKER_AT_START[kind].sub("", line, 1))
-        items.append(line)
+        elif numbered:
+            line = _BARE_NUMBER.sub("", line, 1)
+        items += line.split(_ITEM_BREAK) if listed else [line]
+    if listed:
+        items = [_LABELLED.sub(r"\g<x> -> \g<y>", item) for item in items]
     return _ITEM_BREAK.join(item for item in items if item.strip())
 
 

@@ -23,18 +23,21 @@ _NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
                  "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "a couple of": 2,
                  "a couple": 2, "couple of": 2, "a pair of": 2, "a few": 3, "few": 3,
                  "once": 1, "twice": 2, "thrice": 3}
-_NUMBER = r"(?P<n>\d{1,3}|" + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True)) + ")"
+_NUMBER_ALTERNATIVES = r"\d{1,3}|" + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True))
+_NUMBER = rf"(?P<n>{_NUMBER_ALTERNATIVES})"
 _UNIT = (r"(?:steps?|edits?|changes?|versions?|times|moves?|undos?|redos?|turns?|images?|"
          r"pictures?|levels?|stages?|revisions?|iterations?|things|ones|actions|operations|"
          r"requests|instructions)")
 _COUNTED = re.compile(
     rf"(?<!\S)(?:(?:(?:the|my|your) )?(?:(?:last|previous|past|latest|most recent|next) )?"
-    rf"{_NUMBER} (?:more |last |previous |of my |of the )?{_UNIT}(?: (?P<way>back|forward)| ago| "
-    rf"before)?|(?P<adverb>once|twice|thrice)(?: more)?)(?!\S)")
+    rf"(?:(?:like|about|maybe|around|just) )?{_NUMBER} (?:more |last |previous |of my |of the )?"
+    rf"{_UNIT}(?: (?P<way>back|forward)| ago| before)?|(?P<adverb>once|twice|thrice)(?: more)?|"
+    rf"(?:the |my )?(?:last|previous|past|latest) (?P<last>{_NUMBER_ALTERNATIVES})|"
+    rf"x ?(?P<times>\d{{1,3}})|(?P<times2>\d{{1,3}}) ?x)(?!\S)")
 #: What is left of "go two steps back" once the count is taken out: the direction says it.
 _MOTION = {"", "go", "step", "move", "jump", "head", "skip", "hop", "please go", "take me"}
 _BARE_COUNT = re.compile(rf"(?P<rest>.+) {_NUMBER}")  # "go back 2", "back two"
-_REPEATED = re.compile(r"(?P<w>undo|redo)(?:[\s,]+(?P=w))+")
+_REPEATED = re.compile(r"(?P<w>undo|redo)(?:[\s,.;!]+(?P=w))+")
 #: Verbs that take back edits once "the last two edits" says they are edits.
 _COUNTED_UNDO = re.compile(r"(?:remove|discard|drop|delete|scrap|throw away|get rid of|lose|"
                            r"take back|reverse|back up|go back|step back|back)")
@@ -56,7 +59,8 @@ def counted(text: str, move: Callable[[str], str | None]) -> Plan | None:
         words, rest = bare["n"], bare["rest"]
         action = move(rest)
     else:
-        words = match["n"] or match["adverb"]
+        words = match["n"] or match["adverb"] or match["last"] or match["times"] or \
+            match["times2"]
         rest = " ".join((text[: match.start()] + " " + text[match.end():]).split()).strip(" ,.")
         action = move(rest)
         if action is None and match["way"] and rest in _MOTION:
@@ -143,8 +147,8 @@ def described_version(text: str) -> Plan | None:
 
 
 _KEPT_TAIL = re.compile(r"(?:\s*[,;]\s*|\s+)(?:but |and |while |yet |just )?(?:keep|keeping|"
-                        r"leave|leaving|not|except|without|don'?t (?:touch|undo|change|revert))"
-                        r"\b.*$")
+                        r"leave|leaving|not|except|without|don'?t (?:touch|undo|change|revert)|"
+                        r"everything else|the rest|all the rest|all else|the others?)\b.*$")
 _FORGET_VERBS = (r"undo|revert|take back|cancel|forget|scrap|scratch|roll back|reverse|drop|"
                  r"remove|delete|discard|get rid of|throw out|ditch|lose|un-?do")
 #: Verbs that take back a thing named bare ("undo the sky"); the others ("remove", "drop")

@@ -485,7 +485,8 @@ _DEGREE = (r"(?:a bit|a little(?: bit)?|slightly|more|a touch|a tad|a notch|some
 _WISH = re.compile(
     r"^(?:(?:i think|maybe|honestly|personally|wow|hmm|oh|you know),? )?(?:(?:how|so) [\w']+ )?"
     r"(?:(?:(?:wouldn'?t|would|could|might|will|won'?t|it'?d|it'?ll|that'?d|it|that|this|things)"
-    r"(?: it| that| this| things)?(?: [\w']+){0,5}? if)|(?:i|we)(?: [\w']+){0,2}? wish|if only|"
+    r"(?: it| that| this| things)?(?: [\w']+){0,5}? if)|(?:(?:i|we|kind of|kinda|sort of|really|"
+    r"just|so|honestly|still|actually|do) )*wish|if only|"
     r"suppose|supposing|imagine if|imagine|what if|picture if|"
     r"(?:i'?d|i would) (?:love|like|prefer) it if) "
     r"(?P<rest>.+)$")
@@ -885,7 +886,8 @@ class ClauseReader:
         if preposition in _SPREAD_PLACES and not worn:
             return self._edits([Phrase("it", WHOLE_IMAGE, kind="image")],
                                lambda s: instruction, verb="add")
-        if preposition in {"over", "above"} and any(p.head in LANDSCAPE for p in places):
+        if preposition in {"over", "above"} and any(p.head in LANDSCAPE for p in places) and \
+                _added_region(thing) == "sky":  # "a rainbow over the mountains"
             return self._edits([Phrase("the sky", "sky")], lambda s: instruction, verb="add")
         if preposition in PLACEMENTS and places[0].kind == "thing":
             anchor = places[0].text if len(places) == 1 else place
@@ -1183,11 +1185,13 @@ class ClauseReader:
              r"(?P<prep>by) (?P<y>.+)$", _style, True),
             (r"^(?P<how>styled|done|drawn|painted|rendered|shot|filmed|illustrated|animated|"
              r"reimagined) (?P<prep>like|as|in|by) (?P<y>.+)$", _style, True),
+            (r"^like (?:a |an |the )?(?:scene|shot|still|frame|panel|page) (?:from|out of|in|of) "
+             r".+$", _style, True),
             (r"^(?:like|as if from|as in|from) (?:a |an |the )?(?:scene (?:from|in|of) (?:a |an |"
              r"the )?)?.+? (?:movie|film|cartoon|animation|anime|comic|show|series|video game|"
              r"game|painting|illustration|poster|photograph|photo|music video)$", _style, True),
             (r"^(?!(?:the|a|an|my|this|that|his|her|its|their|our|your) )(?!.* (?:in|on|of|"
-             r"with|for|to|at|by) )(?:[\w'-]+ ){1,4}"
+             r"with|for|to|at|by) )(?:[\w']+[ -]){1,4}"
              r"(?:style|aesthetic|look|vibe|vibes|feel|esque|inspired)$", _style, True),
             (r"^(?:a |an |some )?(?:different|other|another) (?P<x>.+)$", _unnamed_change, True),
             (r"^(?P<x>.+?) into (?P<y>.+)$", _into, True),
