@@ -249,11 +249,9 @@ class PromptArtisanKontextPipeline(RegionPassMixin, DiffusionPipeline):
                     latents = self.blend_background(latents, source_latents, noise, inside,
                                                     timesteps, i)
                 if callback_on_step_end is not None:
-                    tensors = {"latents": latents, "prompt_embeds": prompt_embeds}
-                    outputs = callback_on_step_end(
-                        self, i, t, {k: tensors[k] for k in callback_on_step_end_tensor_inputs})
-                    latents = outputs.pop("latents", latents)
-                    prompt_embeds = outputs.pop("prompt_embeds", prompt_embeds)
+                    latents, prompt_embeds = self.step_callback(
+                        callback_on_step_end, i, t, callback_on_step_end_tensor_inputs,
+                        latents=latents, prompt_embeds=prompt_embeds)
                 if step_ends:
                     bar.update()
 
