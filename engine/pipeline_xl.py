@@ -120,10 +120,12 @@ class PromptArtisanXLPipeline(RegionPassMixin, DiffusionPipeline, StableDiffusio
         into one prompt ("make the sky a sunset, turn the dog into a cheetah"), the prompt a
         person would give stock for the same request, because
         - with one instruction it is that instruction's, so n = 1 equals stock for any mask;
-        - the UNet was trained with the pooled embedding of the very text its cross-attention
-          reads, and never with a null pooled embedding beside a real text: the null one
-          would hold every edit's text branch to the image-only branch's global conditioning,
-          weakening each instruction everywhere;
+        - the UNet always saw the instruction's pooled embedding in training (diffusers'
+          train_instruct_pix2pix_sdxl.py drops the text its cross-attention reads for
+          classifier-free guidance, never the pooled embedding), so never a null pooled
+          embedding beside a real text; the null one would also hold every edit's text branch
+          to the image-only branch's global conditioning, weakening each instruction
+          everywhere;
         - what the joined prompt adds to the background through the time embedding is what
           latent blending (the first half of the steps) and the paste-back (beyond the
           feather) hold back anyway.
