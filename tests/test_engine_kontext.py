@@ -372,3 +372,13 @@ def test_the_flex_kernel_computes_the_mask_kernels_edit(kontext_folder, small_ph
                   preserve_background=False, output_type="np").images
              for kernel in ("mask", "flex")]
     assert np.abs(edits[0] - edits[1]).max() <= 1e-5
+
+
+def test_the_download_entry_names_kontext_and_its_tiny_model_loads(tiny_dir) -> None:
+    """`flux-kontext` is a models entry (fetched on request, not by default) whose tiny stand-in
+    loads through models.load as users load theirs."""
+    assert models.spec("flux-kontext").default is False
+    assert Settings().flux_kontext == "black-forest-labs/FLUX.1-Kontext-dev"
+    pipe = models.load(PromptArtisanKontextPipeline, "flux-kontext",
+                       Settings(tiny=True, tiny_dir=tiny_dir), dtype=torch.float32)
+    assert isinstance(pipe.transformer, FluxTransformer2DModel)
