@@ -57,7 +57,8 @@ class Settings(BaseModel):
     max_regions: int = Field(8, ge=1, le=32)
     working_size: int | None = Field(None, ge=64, le=2048, description=(
         "Long side the engine works at; unset: its model family's (512 px for SD1.5 "
-        "InstructPix2Pix, 768 for SDXL InstructPix2Pix, 1024 for CosXL Edit)."))
+        "InstructPix2Pix, 768 for SDXL InstructPix2Pix, 1024 for CosXL Edit and FLUX.1 "
+        "Kontext)."))
     max_pixels: int = Field(64_000_000, ge=1, description=(
         "Uploads with more pixels are refused. 8000×8000: its edit peaks near 1.1 GB beyond the "
         "models (python -m promptartisan.tools.bench_memory), under the 1.5 GB goal."))
