@@ -145,6 +145,13 @@ def go_to_described(session: Session, text: str, plan: Plan,
         raise ValueError("a goto plan needs the version's description")
     plan_json = plan.model_dump(mode="json")
     description, relation = plan.version.description, plan.version.relation
+    numbered = re.fullmatch(r"(?:version|v|#)\s*(\d+)", description.strip().lower())
+    if picked is None and numbered is not None:  # "go to version 3": a number, not words
+        picked = int(numbered.group(1))
+        if picked not in {v.id for v in session.versions()}:
+            message = f"There is no version {picked}; nothing was changed."
+            session.record_turn(text, "chat", message, plan_json)
+            return Outcome("chat", message)
     matches = [picked] if picked is not None else matching_versions(session, description)
     if not matches:
         message = (f"I found no version made by \"{description}\"; nothing was changed. "

@@ -143,3 +143,12 @@ def test_matching_uses_stems_and_needs_half_the_words(session: Session) -> None:
     ("first", 4), ("version 5", None), ("make it pink", None)])
 def test_an_answer_names_one_of_the_versions(answer: str, picked: int | None) -> None:
     assert pick_version(answer, [4, 7, 9]) == picked
+
+
+def test_a_numbered_version_is_that_version_not_words(editor: Editor, session: Session) -> None:
+    result = editor.turn(session, "go to version 1", plan=goto("version 1"))
+    assert (result.kind, result.version_id, session.current) == ("goto", 1, 1)
+    assert editor.turn(session, "the one before v3", plan=goto("v3", "before")).version_id == 2
+    missing = editor.turn(session, "go to version 9", plan=goto("version 9"))
+    assert missing.kind == "chat" and "There is no version 9" in missing.message
+    assert session.current == 2
