@@ -1,5 +1,6 @@
 """Benchmark of the local planner at full size with random weights, on this machine's CPU:
-`python -m promptartisan.agent.bench_local_planner [--tokenizer FOLDER] [--dtype float32]`.
+`python -m promptartisan.agent.bench_local_planner [--tokenizer FOLDER] [--dtype float32]`;
+with `--guides`, only the schema guides compared (llguidance, and xgrammar where installed).
 
 The model is Qwen2.5-1.5B-Instruct's architecture built from its config (random weights: the
 cost of a token does not depend on their values). Its tokenizer is the real one when
@@ -14,12 +15,15 @@ the guide, seconds per plan and the peak resident memory.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import resource
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 REQUEST = "make the sky a sunset, turn the dog into a cheetah and put a hat on the man"
 ANSWER = {"action": "edit", "instructions": [
@@ -89,6 +93,64 @@ class Forced:
         return forced
 
 
+def compare_guides(tokenizer: Any, vocab_size: int, answer: list[int],
+                   max_instructions: int) -> None:
+    """Setup, schema compile and per-token mask cost of llguidance (the one used) and, when it
+    is installed, xgrammar, on the same schema and answer. xgrammar keeps a string's `pattern`
+    and drops its `maxLength`, so its grammar is the looser one."""
+    import importlib.util
+
+    import torch
+
+    from promptartisan.agent.local_planner import JSON_OPTIONS, decoding_schema, load_guide
+
+    schema = decoding_schema(max_instructions)
+    started = time.perf_counter()
+    guide_tokenizer, grammar = load_guide(tokenizer, vocab_size, max_instructions)
+    setup = time.perf_counter() - started
+    import llguidance
+    import llguidance.torch
+
+    started = time.perf_counter()
+    matcher = llguidance.LLMatcher(guide_tokenizer, llguidance.LLMatcher.grammar_from_json_schema(
+        schema, defaults=JSON_OPTIONS))
+    compiled = time.perf_counter() - started
+    mask = llguidance.torch.allocate_token_bitmask(1, vocab_size)
+    logits = torch.zeros(1, vocab_size)
+    started = time.perf_counter()
+    for token in answer:
+        llguidance.torch.fill_next_token_bitmask(matcher, mask, 0)
+        bits = np.unpackbits(mask.numpy().view(np.uint8), bitorder="little")[:vocab_size]
+        logits.masked_fill_(~torch.from_numpy(bits).bool(), float("-inf"))
+        assert matcher.consume_token(token), matcher.get_error()
+    per_token = (time.perf_counter() - started) / len(answer)
+    print(f"llguidance: tokenizer {setup:.2f} s, schema {compiled * 1000:.0f} ms, "
+          f"{per_token * 1000:.2f} ms a token (mask and apply)")
+    if importlib.util.find_spec("xgrammar") is None:
+        print("xgrammar: not installed")
+        return
+    import xgrammar
+
+    started = time.perf_counter()
+    info = xgrammar.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size,
+                                                   stop_token_ids=[tokenizer.eos_token_id])
+    setup = time.perf_counter() - started
+    started = time.perf_counter()
+    grammar = xgrammar.GrammarCompiler(info, cache_enabled=False).compile_json_schema(
+        json.dumps(schema), any_whitespace=False, separators=(",", ":"))
+    compiled = time.perf_counter() - started
+    matcher = xgrammar.GrammarMatcher(grammar)
+    mask = xgrammar.allocate_token_bitmask(1, vocab_size)
+    started = time.perf_counter()
+    for token in answer:
+        matcher.fill_next_token_bitmask(mask)
+        xgrammar.apply_token_bitmask_inplace(logits, mask)
+        assert matcher.accept_token(token)
+    per_token = (time.perf_counter() - started) / len(answer)
+    print(f"xgrammar: tokenizer {setup:.2f} s, schema {compiled * 1000:.0f} ms, "
+          f"{per_token * 1000:.2f} ms a token (mask and apply)")
+
+
 def main(argv: list[str] | None = None) -> None:
     import torch
     from transformers import AutoTokenizer, LogitsProcessorList, Qwen2Config, Qwen2ForCausalLM
@@ -100,13 +162,20 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tokenizer", type=Path, help="the real tokenizer's folder, if here")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    parser.add_argument("--repeat", type=int, default=2, help="plans timed (after a warm-up)")
+    parser.add_argument("--guides", action="store_true",
+                        help="only compare the schema guides (llguidance, xgrammar): no model")
+    parser.add_argument("--repeat", type=int, default=1, help="decodings timed (the best kept)")
     args = parser.parse_args(argv)
 
     settings = Settings(device="cpu", dtype=args.dtype)
     torch.manual_seed(0)
     tokenizer = (AutoTokenizer.from_pretrained(args.tokenizer) if args.tokenizer else
                  trained_tokenizer(settings.tiny_dir / "bench-planner-tokenizer", QWEN25_TOKENS))
+    answer = tokenizer.encode(json.dumps(ANSWER, separators=(",", ":")),
+                              add_special_tokens=False) + [tokenizer.eos_token_id]
+    if args.guides:
+        compare_guides(tokenizer, QWEN25_15B["vocab_size"], answer, settings.max_regions)
+        return
     started = time.perf_counter()
     config = Qwen2Config(**{**QWEN25_15B, "eos_token_id": tokenizer.eos_token_id})
     model = Qwen2ForCausalLM(config).to(getattr(torch, args.dtype)).eval()
@@ -123,16 +192,32 @@ def main(argv: list[str] | None = None) -> None:
     prompt = tokenizer.apply_chat_template(planner.messages(REQUEST, []),
                                            add_generation_prompt=True, return_tensors="pt",
                                            return_dict=True)
-    answer = tokenizer.encode(json.dumps(ANSWER, separators=(",", ":")),
-                              add_special_tokens=False) + [tokenizer.eos_token_id]
     length = prompt["input_ids"].shape[1]
     print(f"request: {REQUEST!r}: prompt {length} tokens, answer {len(answer)} tokens")
 
-    def run(guide: bool) -> float:
-        processors = [SchemaGuide(local)] if guide else []
+    prefix = {key: value[:, :-1] for key, value in prompt.items()}
+    started = time.perf_counter()
+    with torch.inference_mode():
+        cache = model(**prefix, use_cache=True).cache
+    prefill = time.perf_counter() - started
+
+    guide_seconds: list[float] = []
+
+    def timed(guide: SchemaGuide) -> Any:
+        def call(input_ids: Any, scores: Any) -> Any:
+            started = time.perf_counter()
+            masked = guide(input_ids, scores)
+            guide_seconds.append(time.perf_counter() - started)
+            return masked
+        return call
+
+    def decode(guide: bool) -> float:
+        """Seconds for the answer's tokens after the prompt (its last token included)."""
+        processors = [timed(SchemaGuide(local))] if guide else []
         started = time.perf_counter()
         with torch.inference_mode():
-            output = model.generate(**prompt, do_sample=False, max_new_tokens=len(answer),
+            output = model.generate(**prompt, cache=copy.deepcopy(cache),
+                                    do_sample=False, max_new_tokens=len(answer),
                                     logits_processor=LogitsProcessorList(
                                         [*processors, Forced(answer, length)]),
                                     eos_token_id=tokenizer.eos_token_id,
@@ -141,23 +226,13 @@ def main(argv: list[str] | None = None) -> None:
         assert output[0, length:].tolist() == answer
         return seconds
 
-    def prefill() -> float:
-        started = time.perf_counter()
-        with torch.inference_mode():
-            model(**prompt)
-        return time.perf_counter() - started
-
-    prefill()  # warm-up
-    first = min(prefill() for _ in range(args.repeat))
-    run(True)
-    free = min(run(False) for _ in range(args.repeat))
-    held = min(run(True) for _ in range(args.repeat))
-    tokens = len(answer) - 1  # the first token comes with the prefill
-    print(f"prefill: {first:.2f} s ({length / first:.0f} tokens/s)")
-    print(f"decoding without the guide: {tokens / (free - first):.2f} tokens/s")
-    print(f"decoding with the guide: {tokens / (held - first):.2f} tokens/s "
-          f"({(held - free) / len(answer) * 1000:.1f} ms a token for the guide)")
-    print(f"seconds per plan (three instructions, guided): {held:.1f} s")
+    free = min(decode(False) for _ in range(args.repeat))
+    held = min(decode(True) for _ in range(args.repeat))
+    print(f"prefill: {prefill:.1f} s ({(length - 1) / prefill:.0f} tokens/s)")
+    print(f"decoding without the guide: {len(answer) / free:.2f} tokens/s")
+    print(f"decoding with the guide: {len(answer) / held:.2f} tokens/s; the guide's own time "
+          f"{sum(guide_seconds) / len(guide_seconds) * 1000:.1f} ms a token")
+    print(f"seconds per plan (three instructions, guided): {prefill + held:.1f} s")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"peak resident memory: {peak:.2f} GiB")
 
