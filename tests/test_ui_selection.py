@@ -193,6 +193,18 @@ def test_a_canvas_on_a_version_the_chat_left_says_so(chat: Pointing) -> None:
     assert not refused["state"]["selections"]
 
 
+def test_selections_a_request_left_unused_stay_for_the_next_one(chat: Pointing) -> None:
+    canvas = chat.open_canvas()
+    chat.gesture(canvas, "box", [[5, 5], [20, 20]])
+    chat.controller.message("make the sky a sunset")  # names no selection: grounded
+    assert [r["target"] for r in chat.session().regions(1)] == ["the sky"]
+    chat.controller.action("undo", {"session": chat.session().id, "version": 1})
+    chat.controller.message("make 1 red")
+    session = chat.session()
+    assert [r["target"] for r in session.regions(session.current)] == ["selection 1"]
+    assert session.version(session.current).parent == 0
+
+
 def test_more_selections_than_one_edit_takes_are_refused(chat: Pointing) -> None:
     canvas = chat.open_canvas()
     for x in (5, 20, 35):

@@ -592,8 +592,8 @@ class ChatController:
         result = self._shown(session, label, lambda editor, progress: editor.turn(
             session, text, image=image, plan=plan, mask=mask, on_event=progress.event,
             cancel=self._cancel, **extra))
-        if selections and result is not None and result.kind == "edit":
-            self.selection.used(session, result.version_id)
+        if selections and result is not None:
+            self.selection.used(session, result)
         return result
 
     def selection_turn(self, session_id: str, text: str, plan: Any = None,

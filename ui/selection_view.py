@@ -362,11 +362,18 @@ class SelectionDesk:
         with canvas.lock:
             return canvas.book.masks() if canvas.book.numbers else {}
 
-    def used(self, session: Any, version: int) -> None:
-        """The selections of `session`'s canvas made `version`: the canvas closes."""
+    def used(self, session: Any, result: Any) -> None:
+        """A turn's `result` on `session` with its canvas's selections: when an edit used
+        them (a region of it is a selection), the canvas closes; else they stay for the next
+        request."""
+        from promptartisan.agent.plan import selection_number
+
         canvas = self._canvases.get(self._live.get(session.id, ""))
-        if canvas is not None and not canvas.closed:
-            canvas.closed = CANVAS_CLOSED.format(version=version)
+        plan = result.plan
+        if canvas is None or canvas.closed or result.kind != "edit" or plan is None:
+            return
+        if any(selection_number(i.target) is not None for i in plan.instructions):
+            canvas.closed = CANVAS_CLOSED.format(version=result.version_id)
 
     # ----- an upload that looks like a mask -----------------------------------------------
 
