@@ -259,3 +259,22 @@ def test_plan_score_runs_with_the_local_planner(planner_folder: Path, tmp_path: 
     assert code == 0
     assert "planner local: 3 cases" in out
     assert f"local:{planner_folder}" in out
+
+
+# --- the benchmark -------------------------------------------------------------------------
+
+def test_the_benchmark_runs_its_three_instruction_answer_through_the_guide(
+        planner_folder: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The benchmark's code on a small config (its figures are printed, not tested): the forced
+    three-instruction answer passes the guide token by token, and both guides compare."""
+    from promptartisan.agent import bench_local_planner as bench
+
+    for name, value in {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                        "num_attention_heads": 4, "num_key_value_heads": 2}.items():
+        monkeypatch.setitem(bench.QWEN25_15B, name, value)
+    bench.main(["--tokenizer", str(planner_folder)])
+    bench.main(["--tokenizer", str(planner_folder), "--guides"])
+    out = capsys.readouterr().out
+    assert "seconds per plan (three instructions, guided)" in out
+    assert "llguidance: tokenizer" in out
