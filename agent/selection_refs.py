@@ -195,7 +195,8 @@ def plan_with_selections(text: str, numbers: Collection[int],
     here and the rest planned by `plan_text`; the instructions in the message's order."""
     clauses = read_clauses(text, numbers)
     if not any(c.numbers for c in clauses):
-        return named_selections(plan_text(text))
+        planned = named_selections(plan_text(text))
+        return _onto_the_one_selection(planned, text, list(numbers))
     missing = [c for c in clauses if c.numbers and not c.instruction]
     if missing:
         named = " and ".join(f"selection {n}" for c in missing for n in c.numbers)
@@ -225,6 +226,29 @@ def plan_with_selections(text: str, numbers: Collection[int],
                 group=by_instruction.get(clause.instruction) if shared else None))
     note = planned.note if planned is not None else None
     return Plan(action="edit", instructions=instructions, note=note)
+
+
+_WHOLE_WORDS = re.compile(r"\b(?:whole|entire|everything|everywhere|all over|picture|image|"
+                          r"photo|photograph|scene|background)\b", re.IGNORECASE)
+
+
+def _onto_the_one_selection(plan: Plan, text: str, numbers: list[int]) -> Plan:
+    """With one selection on the canvas, "make it blue" means the selection: a person who has
+    just pointed at a thing says "it" of that thing. Whole-image instructions move onto the
+    selection unless the message names the whole picture ("make the whole picture blue");
+    instructions with targets of their own keep them."""
+    from promptartisan.tools.phrases import parse
+
+    if len(numbers) != 1 or plan.action != "edit" or _WHOLE_WORDS.search(text):
+        return plan
+    moved = [i.model_copy(update={"target": selection_target(numbers[0])})
+             if parse(i.target).whole else i for i in plan.instructions]
+    if moved == plan.instructions:
+        return plan
+    note = (f"Applied to your selection {numbers[0]}; say \"the whole picture\" to edit "
+            "everything.")
+    return plan.model_copy(update={"instructions": moved,
+                                   "note": f"{plan.note} {note}" if plan.note else note})
 
 
 def _rest(clauses: list[Clause]) -> str:

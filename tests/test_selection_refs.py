@@ -90,3 +90,14 @@ def test_planner_targets_naming_a_selection_are_written_one_way() -> None:
         Instruction(target="the Selection 2", instruction="make it red"),
         Instruction(target="sky", instruction="make it blue")])
     assert [i.target for i in named_selections(plan).instructions] == ["selection 2", "sky"]
+
+
+def test_with_one_selection_it_means_the_selection() -> None:
+    plan = planned("make it blue", [1])
+    assert pairs(plan) == [("selection 1", "make it blue")]
+    assert plan.note and "selection 1" in plan.note
+    mixed = planned("make it blue and the sky a sunset", [1])
+    assert pairs(mixed) == [("selection 1", "make it blue"), ("sky", "make the sky a sunset")]
+    for text in ("make the whole picture blue", "make the entire photo a watercolor"):
+        assert planned(text, [1]) == RulesPlanner().plan(text, [])  # named the whole picture
+    assert planned("make it blue", [1, 2]) == RulesPlanner().plan("make it blue", [])  # which?
