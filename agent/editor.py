@@ -544,7 +544,9 @@ class Editor:
                 pipe.interrupt_run()
             return kwargs
 
-        engine_settings = {"num_inference_steps": s.steps, "guidance_scale": s.guidance_scale,
+        guidance = s.guidance_scale if s.guidance_scale is not None else getattr(
+            self.pipeline, "default_guidance_scale", 7.5)  # unset: the engine family's
+        engine_settings = {"num_inference_steps": s.steps, "guidance_scale": guidance,
                            "image_guidance_scale": s.image_guidance_scale,
                            "attention_boost": DEFAULT_ATTENTION_BOOST,
                            "blend_steps": s.steps // 2,

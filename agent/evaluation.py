@@ -273,7 +273,9 @@ def engine_methods(names: Sequence[str], settings: Settings) -> dict[str, Method
     pipe.set_progress_bar_config(disable=True)
     runners = {"single": pipe, "sequential": SequentialBaseline(pipe),
                "sequential-masked": SequentialBaseline(pipe, masked=True)}
-    common = {"num_inference_steps": settings.steps, "guidance_scale": settings.guidance_scale,
+    guidance = (settings.guidance_scale if settings.guidance_scale is not None
+                else pipe.default_guidance_scale)
+    common = {"num_inference_steps": settings.steps, "guidance_scale": guidance,
               "image_guidance_scale": settings.image_guidance_scale}
     paste = {"preserve_background": settings.preserve_background}
 

@@ -57,6 +57,9 @@ class PromptArtisanPipeline(RegionPassMixin, DiffusionPipeline, StableDiffusionM
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
 
+    default_guidance_scale = 7.5
+    """Text guidance when the settings name none: stock InstructPix2Pix's default."""
+
     @classmethod
     def working_size_for(cls, config: Mapping[str, Any]) -> int:
         """The long side to edit at, from the pipeline's config: 512 px, the size

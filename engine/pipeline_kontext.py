@@ -72,6 +72,10 @@ class PromptArtisanKontextPipeline(RegionPassMixin, DiffusionPipeline):
         # Flux packs 2 × 2 latent pixels into one token: a token covers 16 px of an 8× VAE.
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor * 2)
 
+    default_guidance_scale = 2.5
+    """Text guidance when the settings name none: FLUX.1 Kontext's distilled guidance at
+    stock's default."""
+
     @classmethod
     def working_size_for(cls, config: Mapping[str, Any]) -> int:
         """The long side to edit at: 1024 px, the size FLUX.1 Kontext was trained around (its

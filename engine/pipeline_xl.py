@@ -73,6 +73,9 @@ class PromptArtisanXLPipeline(RegionPassMixin, DiffusionPipeline, StableDiffusio
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
 
+    default_guidance_scale = 5.0
+    """Text guidance when the settings name none: stock SDXL InstructPix2Pix's default."""
+
     @classmethod
     def working_size_for(cls, config: Mapping[str, Any]) -> int:
         """The long side to edit at, from the pipeline's config: 1024 px for CosXL Edit (trained

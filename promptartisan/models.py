@@ -104,6 +104,16 @@ def engine_working_size(settings: Settings) -> int:
         unet_config, pipeline_config).working_size_for(pipeline_config)
 
 
+def engine_guidance_scale(settings: Settings) -> float:
+    """The text guidance the engine runs at: `settings.guidance_scale`, else its family's
+    (7.5 SD1.5, 5.0 SDXL InstructPix2Pix, 2.5 FLUX.1 Kontext)."""
+    from promptartisan.engine.families import pipeline_class
+
+    if settings.guidance_scale is not None:
+        return settings.guidance_scale
+    return pipeline_class(*engine_configs(settings)).default_guidance_scale
+
+
 def engine_configs(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
     """The engine model's UNet config (empty for a model without one) and pipeline config
     (model_index.json), read without loading weights; empty when the model is missing or

@@ -48,7 +48,10 @@ class Settings(BaseModel):
 
     # Engine.
     steps: int = Field(20, ge=1, le=200)
-    guidance_scale: float = Field(7.5, ge=0.0, le=50.0)
+    guidance_scale: float | None = Field(
+        None, ge=0.0, le=50.0,
+        description="Text guidance; unset: the engine family's (7.5 SD1.5 InstructPix2Pix, 5.0 "
+                    "SDXL InstructPix2Pix, 2.5 FLUX.1 Kontext's distilled guidance).")
     image_guidance_scale: float = Field(1.5, ge=0.0, le=20.0)
     preserve_background: bool = True
     # Stored in the session's SQLite INTEGER column (signed 64-bit) and passed to

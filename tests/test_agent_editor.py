@@ -66,7 +66,8 @@ def test_an_edit_grounds_every_target_and_calls_the_engine_once(
     assert [r.prompt for r in call["regions"]] == ["make the sky a sunset",
                                                    "turn the dog into a cheetah"]
     assert [r.order for r in call["regions"]] == [0, 1]
-    assert call["guidance_scale"] == settings.guidance_scale and call["feather"] == 8
+    assert settings.guidance_scale is None  # unset: the pipeline's, else InstructPix2Pix's
+    assert call["guidance_scale"] == 7.5 and call["feather"] == 8
     assert call["blend_steps"] == 2 and call["max_regions"] == settings.max_regions
 
     stages = [e.stage for e in events]

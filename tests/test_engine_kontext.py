@@ -333,6 +333,7 @@ def test_an_editor_turn_edits_with_the_tiny_kontext_model(kontext_folder, tmp_pa
     assert provenance["models"]["engine_class"] == "PromptArtisanKontextPipeline"
     assert provenance["working_size"] == [1024, 768]
     assert "image_guidance_scale" not in provenance["engine"]
+    assert provenance["engine"]["guidance_scale"] == 2.5  # Kontext's own, not InstructPix2Pix's
     edited = np.asarray(session.image(result.version_id))
     away = np.ones(mask.shape, dtype=bool)
     away[50:190, 90:230] = False  # the mask and more than the scaled feather around it

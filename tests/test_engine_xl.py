@@ -163,6 +163,16 @@ def test_the_family_comes_from_the_config_not_the_name(tiny_dir, tmp_path) -> No
             update={"working_size": 256})) == 256
 
 
+def test_guidance_is_the_familys_unless_the_settings_name_one(tiny_dir) -> None:
+    """Unset, the text guidance is each family's stock default (7.5 SD1.5, 5.0 SDXL), read from
+    the model's config; a value in the settings wins."""
+    for family, guidance in (("sdxl", 5.0), ("sd15", 7.5)):
+        settings = Settings(instruct_pix2pix=str(tiny_folder(tiny_dir, family)))
+        assert models.engine_guidance_scale(settings) == guidance
+        assert models.engine_guidance_scale(settings.model_copy(
+            update={"guidance_scale": 3.0})) == 3.0
+
+
 def test_an_editor_turn_edits_with_the_tiny_sdxl_model(tiny_dir, tmp_path, photo) -> None:
     """Through Editor.turn: the engine setting names the SDXL model's folder; the edit runs at
     SDXL's working size and keeps every pixel away from the mask."""

@@ -32,6 +32,7 @@ from chainlit.utils import utc_now
 from fastapi import Depends, HTTPException
 from fastapi.responses import FileResponse
 
+from promptartisan import models
 from promptartisan.settings import Settings, load_settings
 from promptartisan.ui.auth import LOCAL_USER, chat_secret, check_secret, password_matches
 from promptartisan.ui.data_layer import (
@@ -218,12 +219,13 @@ def _images(pictures: Sequence[Picture]) -> list[cl.Image]:
 def settings_panel(settings: Settings, planners: Sequence[str]) -> cl.ChatSettings:
     """The settings panel; widget ids are the Settings fields they change, and each range
     reaches the current value (a config file may set more than the usual maximum)."""
+    guidance = models.engine_guidance_scale(settings)  # unset: the engine family's
     return cl.ChatSettings([
         Slider(id="steps", label="Steps", initial=settings.steps, min=1,
                max=max(100, settings.steps), step=1,
                description="Denoising steps: more is slower and finer."),
-        Slider(id="guidance_scale", label="Text guidance", initial=settings.guidance_scale,
-               min=0, max=max(20, settings.guidance_scale), step=0.5,
+        Slider(id="guidance_scale", label="Text guidance", initial=guidance,
+               min=0, max=max(20, guidance), step=0.5,
                description="How strongly the edit follows the words."),
         Slider(id="image_guidance_scale", label="Image guidance",
                initial=settings.image_guidance_scale, min=0,

@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 def _eval(args: argparse.Namespace) -> int:
     from promptartisan.agent.benchmarks import load_benchmark
     from promptartisan.agent.evaluation import engine_methods, evaluate
-    from promptartisan.models import engine_working_size
+    from promptartisan.models import engine_guidance_scale, engine_working_size
     from promptartisan.tools.metrics import ClipScorer, PickScorer
 
     settings = settings_from_args(args, steps=args.steps, working_size=args.size, seed=args.seed)
@@ -51,7 +51,7 @@ def _eval(args: argparse.Namespace) -> int:
     clip, pick = ClipScorer.load(settings), PickScorer.load(settings)
     seed = settings.seed or 0
     notes = [f"{len(bench.cases)} cases · {settings.steps} steps · {size} px "
-             f"long side · seed {seed} · guidance {settings.guidance_scale} / image "
+             f"long side · seed {seed} · guidance {engine_guidance_scale(settings)} / image "
              f"{settings.image_guidance_scale} · device {settings.resolved_device()}"]
     if settings.tiny:
         notes.append("**Tiny random-weight models: these numbers are meaningless; they only "
