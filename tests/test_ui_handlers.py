@@ -1049,6 +1049,7 @@ def test_bad_settings_are_refused_and_good_ones_apply(chat: Chat) -> None:
         chat.controller.update_settings({"planner": spec})
         assert "the planner must be one of rules" in chat.emitter.last("error").text
         assert chat.controller.settings.planner == "rules"
+    assert chat.controller.planner_choices == ["rules"]  # no local model's files here
     chat.controller.update_settings({"steps": 12.0, "guidance_scale": 5, "seed": "42",
                                      "preserve_background": False, "grounding_backend": "clipseg",
                                      "image_guidance_scale": 1.2})
@@ -1106,3 +1107,17 @@ def test_a_turn_through_the_real_editor_and_tiny_models(tiny_settings: Settings,
     assert "painting" in steps["Plan"].text and steps["Grounding"].pictures
     controller.action("undo", buttons(result)["undo"])
     assert "Undone" in emitter.last("history").text
+
+
+def test_the_panel_offers_the_local_model_when_its_files_are_here(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(handlers.models, "cached", lambda s: [
+        {"name": "planner", "present": True}, {"name": "sam", "present": False}])
+    assert handlers.panel_planners(settings) == ["rules", "local"]
+    chat = make_chat(settings, FakeEngine())
+    chat.controller.update_settings({"planner": "local"})
+    assert chat.controller.settings.planner == "local"
+    monkeypatch.setattr(handlers.models, "cached", lambda s: [
+        {"name": "planner", "present": False}])
+    assert handlers.panel_planners(settings.model_copy(update={"planner": "auto"})) == [
+        "auto", "rules"]

@@ -289,9 +289,12 @@ def hub_reachable(timeout: float = 2.0) -> bool:
 
 
 def panel_planners(settings: Settings) -> list[str]:
-    """The planners the settings panel offers: the one the server was started with, and the
-    offline rules planner."""
-    return list(dict.fromkeys([settings.planner, "rules"]))
+    """The planners the settings panel offers: the one the server was started with, the
+    offline rules planner, and the in-process language model when its files are on this
+    machine (it opens no file and contacts no server a client could choose)."""
+    local = settings.tiny or any(row["name"] == "planner" and row["present"]
+                                 for row in models.cached(settings))
+    return list(dict.fromkeys([settings.planner, "rules", *(["local"] if local else [])]))
 
 
 class ChatController:
