@@ -17,7 +17,7 @@ from torch.nn.attention.flex_attention import flex_attention
 from promptartisan import models
 from promptartisan.agent.editor import Editor
 from promptartisan.agent.session import Session
-from promptartisan.engine import Region, family_of
+from promptartisan.engine import Region, SequentialBaseline, family_of
 from promptartisan.engine.joint_attention import joint_block_mask
 from promptartisan.engine.joint_attention_rules import dense_mask, joint_tokens
 from promptartisan.engine.pipeline_kontext import PromptArtisanKontextPipeline
@@ -383,3 +383,139 @@ def test_the_download_entry_names_kontext_and_its_tiny_model_loads(tiny_dir) -> 
     pipe = models.load(PromptArtisanKontextPipeline, "flux-kontext",
                        Settings(tiny=True, tiny_dir=tiny_dir), dtype=torch.float32)
     assert isinstance(pipe.transformer, FluxTransformer2DModel)
+
+
+def columns(n: int, size: tuple[int, int]) -> list[Region]:
+    """n regions, one token column each (16 px) from the left, of distinct prompts."""
+    prompts = ["make it red", "add snow", "make it blue", "put a hat on the man"]
+    return [Region(box_mask(size, (16 * k, 0, 16 * k + 16, size[1])), prompts[k])
+            for k in range(n)]
+
+
+def count_forwards(pipe: PromptArtisanKontextPipeline) -> tuple[list[int], object]:
+    calls = [0]
+
+    def count(*_: object) -> None:
+        calls[0] += 1
+
+    return calls, pipe.transformer.register_forward_pre_hook(count)
+
+
+@pytest.mark.parametrize("n", [1, 2, 4])
+@pytest.mark.filterwarnings("ignore")
+def test_one_transformer_forward_per_step_for_any_n_and_n_stock_edits_in_sequence(
+        kontext_folder, photo, n: int) -> None:
+    """The single pass calls the transformer once per step (distilled guidance: one branch)
+    whatever n; the sequential baseline runs stock FluxKontextPipeline once per instruction,
+    in the regions' order, each on the previous output, and returns the source's size (stock
+    edits 96 × 80 of a 100 × 83 picture)."""
+    source = photo.resize((100, 83))
+    regions = columns(n, source.size)
+    pipe = load(kontext_folder)
+    calls, handle = count_forwards(pipe)
+    baseline = SequentialBaseline(pipe)
+    stock_calls = []
+    stock = baseline.stock
+
+    def recording(**kwargs):
+        stock_calls.append((kwargs["prompt"], kwargs["image"].size, kwargs["height"],
+                            kwargs["width"]))
+        return stock(**kwargs)
+
+    baseline.stock = recording
+    try:
+        pipe(source, regions, num_inference_steps=STEPS, generator=seed())
+        single, calls[0] = calls[0], 0
+        output = baseline(source, regions[::-1], num_inference_steps=STEPS, generator=seed())
+        sequential = calls[0]
+    finally:
+        handle.remove()
+    assert single == STEPS
+    assert sequential == STEPS * n
+    assert [c[0] for c in stock_calls] == [r.prompt for r in regions[::-1]]
+    assert stock_calls[0][1] == (100, 83) and all(c[1] == (96, 80) for c in stock_calls[1:])
+    assert all(c[2:] == (80, 96) for c in stock_calls)
+    assert not output.interrupted and output.images[0].size == (100, 83)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_the_masked_baseline_keeps_every_pixel_outside_the_masks(kontext_folder,
+                                                                small_photo) -> None:
+    """sequential-masked: one PromptArtisan Kontext pass per instruction, each pasted back
+    through its own mask (no feather here): pixels outside the union are the source's bytes,
+    each region changed."""
+    pipe = load(kontext_folder)
+    masks = [box_mask(small_photo.size, (0, 0, 16, 48)),
+             box_mask(small_photo.size, (48, 16, 64, 48))]
+    regions = [Region(masks[0], "make it red"), Region(masks[1], "add snow")]
+    calls, handle = count_forwards(pipe)
+    try:
+        output = SequentialBaseline(pipe, masked=True)(small_photo, regions,
+                                                       num_inference_steps=2, generator=seed(),
+                                                       feather=0)
+    finally:
+        handle.remove()
+    edited, source = np.asarray(output.images[0]), np.asarray(small_photo)
+    outside = ~(masks[0] | masks[1])
+    assert calls[0] == 2 * 2 and not output.interrupted
+    assert edited.shape == source.shape
+    assert np.array_equal(edited[outside], source[outside])
+    assert all(not np.array_equal(edited[m], source[m]) for m in masks)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_region_2s_instruction_moves_no_background_token_while_blending_is_on(
+        kontext_folder, small_photo) -> None:
+    """Two runs differing only in region 2's instruction: after every blended step the
+    background's target tokens are the same in both, bit for bit, while region 2's differ; the
+    steps after blending ends let it through (through the background, which reads every image
+    token), which shows the comparison can fail."""
+    pipe = load(kontext_folder)
+    grid = np.arange(12).reshape(3, 4)
+    background = grid[:, 1:3].flatten()
+    masks = [box_mask(small_photo.size, (0, 0, 16, 48)),
+             box_mask(small_photo.size, (48, 0, 64, 48))]
+
+    def steps(second: str) -> list[torch.Tensor]:
+        seen = []
+
+        def keep(p, step, timestep, tensors):
+            seen.append(tensors["latents"].clone())
+            return tensors
+
+        pipe(small_photo, [Region(masks[0], "make it red"), Region(masks[1], second)],
+             num_inference_steps=4, blend_steps=2, generator=seed(),
+             callback_on_step_end=keep, output_type="latent")
+        return seen
+
+    first, second = steps("add snow"), steps("turn the dog into a cheetah")
+    for step in (0, 1):
+        assert torch.equal(first[step][0, background], second[step][0, background])
+        assert (first[step][0, grid[:, 3]] - second[step][0, grid[:, 3]]).abs().max() > 1e-4
+    assert (first[3][0, background] - second[3][0, background]).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("same_group", [True, False])
+def test_image_tokens_read_their_groups_region_only(kontext_folder, small_photo,
+                                                   same_group: bool) -> None:
+    """The mask probed through the real transformer, as the UNet family's self-attention test
+    does: perturbing region 2's target tokens changes region 1's tokens after the first joint
+    block when the two share a group, and leaves them bit for bit when they don't (the
+    background, which reads every image token, changes either way)."""
+    pipe = load(kontext_folder)
+    groups = [1, 1] if same_group else [1, 2]
+    masks = [box_mask(small_photo.size, (0, 0, 16, 48)),
+             box_mask(small_photo.size, (48, 0, 64, 48))]
+    capture = captured(pipe, small_photo, [Region(m, p, group=g) for m, p, g in
+                                           zip(masks, ["make it red", "add snow"], groups,
+                                               strict=True)])
+    grid = np.arange(12).reshape(3, 4)
+    hidden = capture.kwargs["hidden_states"].clone()
+    hidden[:, grid[:, 3]] += 3 * torch.randn(hidden[:, grid[:, 3]].shape, generator=seed())
+    base = capture.run("transformer_blocks.0")
+    changed = capture.run("transformer_blocks.0", hidden_states=hidden)
+    region_1 = (changed[0, grid[:, 0]] - base[0, grid[:, 0]]).abs().max()
+    assert (region_1.item() > 1e-4) is same_group
+    background = grid[:, 1:3].flatten()
+    assert (changed[0, background] - base[0, background]).abs().max() > 1e-4
+
