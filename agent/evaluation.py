@@ -9,6 +9,7 @@ inject fakes. A case or method that fails is reported and the run goes on.
 from __future__ import annotations
 
 import csv
+import inspect
 import math
 import re
 import sys
@@ -275,8 +276,9 @@ def engine_methods(names: Sequence[str], settings: Settings) -> dict[str, Method
                "sequential-masked": SequentialBaseline(pipe, masked=True)}
     guidance = (settings.guidance_scale if settings.guidance_scale is not None
                 else pipe.default_guidance_scale)
-    common = {"num_inference_steps": settings.steps, "guidance_scale": guidance,
-              "image_guidance_scale": settings.image_guidance_scale}
+    common = {"num_inference_steps": settings.steps, "guidance_scale": guidance}
+    if "image_guidance_scale" in inspect.signature(pipe.__call__).parameters:  # not Kontext
+        common["image_guidance_scale"] = settings.image_guidance_scale
     paste = {"preserve_background": settings.preserve_background}
 
     def method(name: str) -> Method:

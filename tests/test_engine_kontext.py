@@ -15,7 +15,9 @@ from PIL import Image
 from torch.nn.attention.flex_attention import flex_attention
 
 from promptartisan import models
+from promptartisan.agent.benchmarks import BenchRegion
 from promptartisan.agent.editor import Editor
+from promptartisan.agent.evaluation import engine_methods
 from promptartisan.agent.session import Session
 from promptartisan.engine import Region, SequentialBaseline, family_of
 from promptartisan.engine.joint_attention import joint_block_mask
@@ -519,3 +521,21 @@ def test_image_tokens_read_their_groups_region_only(kontext_folder, small_photo,
     background = grid[:, 1:3].flatten()
     assert (changed[0, background] - base[0, background]).abs().max() > 1e-4
 
+
+@pytest.mark.filterwarnings("ignore")
+def test_eval_runs_every_method_on_the_tiny_kontext_model(kontext_folder, small_photo) -> None:
+    """`promptartisan eval`'s three methods on a Kontext engine (no image guidance reaches it):
+    each edits at the case's size; the masked ones keep the pixels far from the mask."""
+    settings = Settings(instruct_pix2pix=str(kontext_folder), device="cpu", dtype="float32",
+                        steps=2)
+    mask = box_mask(small_photo.size, (0, 0, 16, 48))
+    regions = [BenchRegion(mask, "make it red"), BenchRegion(~mask, "add snow")]
+    methods = engine_methods(["single", "sequential", "sequential-masked"], settings)
+    source = np.asarray(small_photo)
+    for name, method in methods.items():
+        edited = np.asarray(method(small_photo, regions[:1], 0))
+        assert edited.shape == source.shape, name
+        assert not np.array_equal(edited, source), name
+        if name != "sequential":
+            assert np.array_equal(edited[:, 32:], source[:, 32:]), name
+    assert np.asarray(methods["sequential"](small_photo, regions, 0)).shape == source.shape
