@@ -20,6 +20,7 @@ from promptartisan.agent.editor import Editor
 from promptartisan.agent.evaluation import engine_methods
 from promptartisan.agent.session import Session
 from promptartisan.engine import Region, SequentialBaseline, family_of
+from promptartisan.engine.bench_kontext import kontext_pipeline, run, table
 from promptartisan.engine.joint_attention import joint_block_mask
 from promptartisan.engine.joint_attention_rules import dense_mask, joint_tokens
 from promptartisan.engine.pipeline_kontext import PromptArtisanKontextPipeline
@@ -520,6 +521,23 @@ def test_image_tokens_read_their_groups_region_only(kontext_folder, small_photo,
     assert (region_1.item() > 1e-4) is same_group
     background = grid[:, 1:3].flatten()
     assert (changed[0, background] - base[0, background]).abs().max() > 1e-4
+
+
+def test_the_cost_benchmark_runs_and_reports(kontext_folder, capsys) -> None:
+    """bench_kontext on the tiny model at a small width: every run of the plan, the forwards
+    each made (one a step for stock and the single pass, one a step per instruction for the
+    sequential baseline) and the table with the goals."""
+    pipe = kontext_pipeline(kontext_folder, 1, 1, {"attention_head_dim": 16,
+                                                   "num_attention_heads": 2,
+                                                   "axes_dims_rope": (4, 6, 6)})
+    rows = run(pipe, size=64, steps=2, progress=print)
+    assert [(r["method"], r["n"], r["forwards"]) for r in rows] == [
+        ("stock", 1, 2), ("stock-own", 1, 2), ("single", 1, 2), ("single", 2, 2),
+        ("single", 4, 2), ("sequential", 2, 4), ("sequential", 4, 8)]
+    assert all(r["seconds"] >= r["transformer_s"] > 0 for r in rows)
+    report = table(rows)
+    assert "goal ≤ 1.10" in report and "sequential / single, n=4" in report
+    assert "single n=4:" in capsys.readouterr().out
 
 
 @pytest.mark.filterwarnings("ignore")
