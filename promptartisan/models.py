@@ -23,19 +23,20 @@ class ModelSpec:
     purpose: str
     default: bool = True  # fetched by `promptartisan models download` with no names
     weights: bool = True  # False: only the processor/tokenizer files are needed
-    ignore: tuple[str, ...] = ()  # files not to fetch besides DOWNLOAD_IGNORE
+    # A diffusers pipeline: its weights are in the component folders; a single-file checkpoint
+    # at the repository's root repeats them (7–24 GB), so no root weights are fetched.
+    pipeline: bool = False
 
 
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
         ModelSpec("instruct-pix2pix", "instruct_pix2pix",
-                  "the editing engine (SD1.5 or SDXL InstructPix2Pix, or FLUX.1 Kontext)"),
-        # Not the engine until instruct_pix2pix names it; its root single-file checkpoint
-        # repeats the diffusers folders' weights (24 GB), so it is not fetched.
+                  "the editing engine (SD1.5 or SDXL InstructPix2Pix, or FLUX.1 Kontext)",
+                  pipeline=True),
+        # Not the engine until instruct_pix2pix names it.
         ModelSpec("flux-kontext", "flux_kontext", "FLUX.1 Kontext [dev], the MMDiT engine "
-                  "(non-commercial licence, gated on the hub)", default=False,
-                  ignore=("flux1-kontext-dev.safetensors",)),
+                  "(non-commercial licence, gated on the hub)", default=False, pipeline=True),
         ModelSpec("clipseg", "clipseg", "text grounding on CPU"),
         ModelSpec("groundingdino", "groundingdino", "instance grounding (with SAM, on GPU)"),
         ModelSpec("sam", "sam", "masks from boxes and clicks"),
@@ -176,6 +177,14 @@ def missing_message(name: str, source: str) -> str:
     )
 
 
+def download_patterns(model: ModelSpec) -> list[str]:
+    """The files `download` fetches of a model: configs and tokenizers, and its safetensors
+    weights (only those in component folders for a pipeline; none for a processor)."""
+    weights = ["*/*.safetensors"] if model.pipeline else ["*.safetensors"]
+    return [p for p in DOWNLOAD_PATTERNS if p != "*.safetensors"] + (
+        weights if model.weights else [])
+
+
 def download(names: list[str], settings: Settings) -> dict[str, str]:
     """Fetch models from the hub into the cache (safetensors only), with progress bars."""
     from huggingface_hub import snapshot_download
@@ -187,11 +196,9 @@ def download(names: list[str], settings: Settings) -> dict[str, str]:
             paths[name] = source
             continue
         try:
-            patterns = [p for p in DOWNLOAD_PATTERNS if spec(name).weights or p != "*.safetensors"]
-            paths[name] = snapshot_download(
-                source, allow_patterns=patterns,
-                ignore_patterns=DOWNLOAD_IGNORE + list(spec(name).ignore)
-            )
+            patterns = download_patterns(spec(name))
+            paths[name] = snapshot_download(source, allow_patterns=patterns,
+                                            ignore_patterns=DOWNLOAD_IGNORE)
         except Exception as exc:  # the hub client raises many types; all mean "not fetched"
             raise MissingModelError(
                 f"could not download '{name}' ({source}): {exc}. Check the network, or copy "

@@ -189,3 +189,25 @@ def test_cli_models_tiny_writes_every_model(tmp_path: Path) -> None:
     written = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
     assert written == sorted(["instruct-pix2pix", "clipseg", "groundingdino", "sam", "clip",
                               "pickscore", "planner"])
+
+
+def test_downloads_skip_a_pipelines_root_checkpoint_but_not_a_models_weights() -> None:
+    """A diffusers pipeline's weights are its component folders'; the single-file checkpoint at
+    its root repeats them (gigabytes), so it is not fetched. A single model's weights are at its
+    root. Checked with the hub client's own filter."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    pipeline_repo = ["model_index.json", "instruct-pix2pix-00-22000.safetensors",
+                     "instruct-pix2pix-00-22000.ckpt", "unet/config.json",
+                     "unet/diffusion_pytorch_model.safetensors", "tokenizer/vocab.json"]
+    fetched = set(filter_repo_objects(
+        pipeline_repo, allow_patterns=models.download_patterns(models.spec("instruct-pix2pix")),
+        ignore_patterns=models.DOWNLOAD_IGNORE))
+    assert fetched == {"model_index.json", "unet/config.json",
+                       "unet/diffusion_pytorch_model.safetensors", "tokenizer/vocab.json"}
+    model_repo = ["config.json", "model.safetensors", "pytorch_model.bin"]
+    assert set(filter_repo_objects(
+        model_repo, allow_patterns=models.download_patterns(models.spec("clipseg")),
+        ignore_patterns=models.DOWNLOAD_IGNORE)) == {"config.json", "model.safetensors"}
+    assert "*.safetensors" not in "".join(
+        models.download_patterns(models.spec("pickscore-processor")))  # a processor: no weights
