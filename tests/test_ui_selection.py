@@ -405,3 +405,47 @@ def test_preparing_is_shown_until_the_picture_is_embedded(settings: Settings,
 
 def test_picture_boxes_default_to_none() -> None:
     assert Picture("x.png", Image.new("RGB", (4, 4))).boxes == ()
+
+
+def test_selections_survive_a_reload_until_they_make_an_edit(
+        chat: Pointing, settings: Settings, small_photo: Image.Image) -> None:
+    """A reload (or a restart) is a new chat reopening the session: the selections left on
+    the picture come back on a canvas of their own, the same masks; once they make an edit,
+    nothing comes back any more."""
+    canvas = chat.open_canvas()
+    chat.gesture(canvas, "include", [[10, 10]])
+    made = chat.gesture(canvas, "box", [[20, 25], [45, 45]])
+    shown = shown_masks(made["state"], small_photo.size)
+    session_id = chat.session().id
+
+    again = Pointing(settings)  # the page reloaded: a new chat, a new process's selector
+    again.controller.session_ids = [session_id]
+    again.controller.reopen()
+    restored = again.emitter.last("canvas")
+    assert "are back" in restored.text
+    token = restored.choices[0]
+    state = again.controller.selection.act({"canvas": token, "op": "status"})["state"]
+    assert [s["number"] for s in state["selections"]] == [1, 2]
+    assert all(np.array_equal(shown_masks(state, small_photo.size)[n], shown[n]) for n in (1, 2))
+    assert again.segmenter.calls == 0  # shown again without SAM
+    assert again.controller.selection.act({"canvas": canvas, "op": "status"})["ok"] is False
+
+    again.controller.message("make 1 red and 2 gold")
+    assert len(again.engine.calls) == 1
+    assert [r["target"] for r in again.session().regions(1)] == ["selection 1", "selection 2"]
+    third = Pointing(settings)
+    third.controller.session_ids = [session_id]
+    third.controller.reopen()
+    assert not [e for e in third.emitter.shown if e.kind == "canvas"]
+
+
+def test_damaged_saved_selections_lose_only_themselves(chat: Pointing, settings: Settings) -> None:
+    canvas = chat.open_canvas()
+    chat.gesture(canvas, "include", [[10, 10]])
+    session = chat.session()
+    (session.folder / selection_view.SAVED_SELECTIONS).write_text("{not json")
+    again = Pointing(settings)
+    again.controller.session_ids = [session.id]
+    again.controller.reopen()
+    assert "couldn't be read" in again.emitter.last("text").text
+    assert "Continuing session" in again.emitter.last("pictures").text

@@ -775,6 +775,7 @@ class ChatController:
         self._own.add(session.id)
         self._show_version(session, f"Continuing session {session.id}, at version "
                                     f"{session.current}. What next?")
+        self.selection.restore(session)  # selections left on the picture come back
 
     # ----- helpers ------------------------------------------------------------------------
 

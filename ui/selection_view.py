@@ -11,12 +11,17 @@ A canvas is named by a random token this chat minted when it opened it, never by
 a client sends: a payload with any other token is refused. A canvas belongs to one version;
 once the chat has moved on (an edit, an undo) its gestures are refused with a message saying
 so, and once its selections made an edit it is closed.
+
+Selections are work: each change is saved in the session's folder (`SAVED_SELECTIONS`), and a
+chat reopened after a reload or a server restart opens a canvas with them again when the
+picture is still at their version.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import json
 import logging
 import secrets
 import threading
@@ -27,6 +32,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from promptartisan.tools.atomic import write_atomically
 from promptartisan.tools.overlay import colour
 from promptartisan.ui.render import data_url
 from promptartisan.ui.render import escape_markdown as md
@@ -41,6 +47,9 @@ REFINE_SHARE = 1 / 128  # grow and shrink steps (at least 4 pixels), as a share 
 # An upload is offered as a mask when nearly all its pixels are black or white and grey.
 MASK_EXTREMES = 0.98
 MASK_GREY_SPREAD = 24
+
+SAVED_SELECTIONS = "selections.json"  # in the session's folder: the newest canvas's selections
+RESTORED_TEXT = "Your selections on version {version} are back, as you left them."
 
 SELECT = "select"  # the button that opens a canvas under a version
 SELECTION = "selection"  # every gesture and button of a canvas
@@ -202,14 +211,16 @@ class SelectionDesk:
         except Exception:  # a missing model: said when a canvas is opened
             log.info("selection preparation failed", exc_info=True)
 
-    def open(self, session: Any, version: int | None = None, answering: bool = False) -> None:
-        """A new canvas on `version` (default: where the chat is) of `session`."""
+    def open(self, session: Any, version: int | None = None, answering: bool = False,
+             book: Any = None, text: str = "") -> None:
+        """A new canvas on `version` (default: where the chat is) of `session`, with `book`'s
+        selections when given (restored), else this chat window's on that version."""
         chat = self._controller
         number = session.current if version is None else version
         image = session.image(number)
         self.prepare(image, shown=False)
         # Books are kept per chat window and version: two windows don't share selections.
-        book = self.selector.book(f"{chat.view}/{session.id}", number, image)
+        book = book or self.selector.book(f"{chat.view}/{session.id}", number, image)
         canvas = Canvas(secrets.token_urlsafe(16), session.id, number, image.size, book,
                         answering)
         earlier = self._canvases.get(self._live.get(session.id, ""))
@@ -217,8 +228,51 @@ class SelectionDesk:
             earlier.closed = CANVAS_REPLACED
         self._canvases[canvas.token] = canvas
         self._live[session.id] = canvas.token
-        text = WHERE_TEXT if answering else OPEN_TEXT
+        text = text or (WHERE_TEXT if answering else OPEN_TEXT)
         chat.emitter.canvas(f"Version {number}: {text}", self.props(canvas))
+
+    def restore(self, session: Any) -> None:
+        """Open a canvas with the selections saved in `session`'s folder, when the chat is on
+        their version; saved selections that can't be read are left as they are and said."""
+        path = session.folder / SAVED_SELECTIONS
+        if not path.is_file():
+            return
+        from promptartisan.tools.selection import SelectionBook
+
+        try:
+            data = json.loads(path.read_text())
+            if int(data["version"]) != session.current:
+                return  # the picture moved on since: they belonged to another version
+            image = session.image(session.current)
+            book = SelectionBook.from_json(data, image, self.selector.segment,
+                                           self._controller.settings.max_regions)
+        except Exception:  # a damaged file loses the selections, never the chat
+            log.warning("saved selections of session %s unreadable", session.id, exc_info=True)
+            self._controller.emitter.text("Your saved selections on this picture couldn't be "
+                                          "read; the picture and its history are fine.")
+            return
+        if book.numbers:
+            self.open(session, session.current, book=book,
+                      text=RESTORED_TEXT.format(version=session.current) + " " + OPEN_TEXT)
+
+    def _save(self, canvas: Canvas) -> None:
+        """Keep `canvas`'s selections in its session's folder (atomically), so a reload or a
+        restart doesn't lose them; a failure to save is logged, never raised at the person."""
+        session = self._controller._open(canvas.session_id)
+        if session is None:
+            return
+        data = json.dumps(canvas.book.to_json()).encode()
+        try:
+            write_atomically(session.folder / SAVED_SELECTIONS,
+                             lambda handle: handle.write(data))
+        except OSError:
+            log.warning("could not save the selections of %s", canvas.session_id, exc_info=True)
+
+    def _forget_saved(self, session_id: str) -> None:
+        """Selections that made an edit are done: nothing to bring back after a reload."""
+        session = self._controller._open(session_id)
+        if session is not None:
+            (session.folder / SAVED_SELECTIONS).unlink(missing_ok=True)
 
     def props(self, canvas: Canvas) -> dict[str, Any]:
         """The canvas element's props (SelectionCanvas.jsx): JSON, pictures as data URLs."""
@@ -272,6 +326,7 @@ class SelectionDesk:
             except Exception as exc:  # a model that can't load, out of memory: said, not raised
                 log.exception("selection failed")
                 return {"ok": False, "state": self.state(canvas, f"Selecting failed: {exc}.")}
+            self._save(canvas)
             return {"ok": True, "number": number, "state": self.state(canvas)}
 
     def _status(self, canvas: Canvas) -> dict[str, Any]:
@@ -331,6 +386,7 @@ class SelectionDesk:
             done = chat.selection_turn(canvas.session_id, "", mask=union)
             if done is not None and done.kind == "edit":
                 canvas.closed = CANVAS_CLOSED.format(version=done.version_id)
+                self._forget_saved(canvas.session_id)
         else:
             written = payload.get("instructions")
             try:
@@ -374,6 +430,7 @@ class SelectionDesk:
             return
         if any(selection_number(i.target) is not None for i in plan.instructions):
             canvas.closed = CANVAS_CLOSED.format(version=result.version_id)
+            self._forget_saved(session.id)
 
     # ----- an upload that looks like a mask -----------------------------------------------
 
