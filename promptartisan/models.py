@@ -86,50 +86,58 @@ def load(cls: type[T], name: str, settings: Settings, subfolder: str | None = No
 def load_engine(settings: Settings, **kwargs: Any) -> Any:
     """The editing engine: the PromptArtisan pipeline of the family that its model's config
     names (SD1.5 or SDXL InstructPix2Pix, FLUX.1 Kontext; `promptartisan.engine.families`),
-    whatever the model is
-    called, loaded as `load` loads. Extra keyword arguments go to `from_pretrained` (dtype, …)."""
+    whatever the model is called, loaded as `load` loads. Extra keyword arguments go to
+    `from_pretrained` (dtype, …)."""
+    return load(engine_class(settings), "instruct-pix2pix", settings, **kwargs)
+
+
+def engine_class(settings: Settings) -> Any:
+    """The PromptArtisan pipeline class that drives the engine setting's model."""
     from promptartisan.engine.families import pipeline_class
 
-    unet_config, pipeline_config = engine_configs(settings)
-    return load(pipeline_class(unet_config, pipeline_config), "instruct-pix2pix", settings,
-                **kwargs)
+    return pipeline_class(*engine_configs(settings))
 
 
 def engine_working_size(settings: Settings) -> int:
     """The long side the engine works at: `settings.working_size`, else its family's for its
     model (512 px SD1.5, 768 SDXL InstructPix2Pix, 1024 CosXL Edit)."""
-    from promptartisan.engine.families import pipeline_class
-
-    unet_config, pipeline_config = engine_configs(settings)
-    return settings.working_size or pipeline_class(
-        unet_config, pipeline_config).working_size_for(pipeline_config)
+    return settings.working_size or engine_class(settings).working_size_for(
+        engine_configs(settings)[1])
 
 
 def engine_guidance_scale(settings: Settings) -> float:
     """The text guidance the engine runs at: `settings.guidance_scale`, else its family's
     (7.5 SD1.5, 5.0 SDXL InstructPix2Pix, 2.5 FLUX.1 Kontext)."""
-    from promptartisan.engine.families import pipeline_class
-
     if settings.guidance_scale is not None:
         return settings.guidance_scale
-    return pipeline_class(*engine_configs(settings)).default_guidance_scale
+    return engine_class(settings).default_guidance_scale
+
+
+_engine_configs: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+"""Configs read, by source: each chat's settings panel asks, and a hub id's config is a request
+to the hub (a check for a newer file) each time it is read."""
 
 
 def engine_configs(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
     """The engine model's UNet config (empty for a model without one) and pipeline config
-    (model_index.json), read without loading weights; empty when the model is missing or
-    unreadable (`load` then says so, as it does for any model)."""
+    (model_index.json), read without loading weights, once per process; empty when the model
+    is missing or unreadable (`load` then says so, as it does for any model; asked again next
+    time, since a download may have come meanwhile)."""
     from diffusers import DiffusionPipeline, UNet2DConditionModel
 
     source = resolve("instruct-pix2pix", settings)
+    if source in _engine_configs:
+        return _engine_configs[source]
     try:
         pipeline_config = dict(DiffusionPipeline.load_config(source))
     except (OSError, ValueError):
         return {}, {}
     try:  # a transformer model (FLUX.1 Kontext) has no UNet
-        return dict(UNet2DConditionModel.load_config(source, subfolder="unet")), pipeline_config
+        unet_config = dict(UNet2DConditionModel.load_config(source, subfolder="unet"))
     except (OSError, ValueError):
-        return {}, pipeline_config
+        unet_config = {}
+    _engine_configs[source] = unet_config, pipeline_config
+    return unet_config, pipeline_config
 
 
 def load_from(cls: type[T], source: str, name: str | None = None, subfolder: str | None = None,
