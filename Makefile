@@ -1,42 +1,62 @@
 # Two commands on a fresh machine: `make run` (the chat UI) and `make test` (the whole suite).
-# Both create .venv when missing and reinstall only when pyproject.toml changes.
+# Both create .venv when missing and install exactly what requirements/*.lock pins (torch aside:
+# a build already in .venv is kept); they reinstall only when a lock or pyproject.toml changes.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+LATEST := .venv-latest
 HOST ?= 127.0.0.1
 PORT ?= 8000
 CHAT_FLAGS ?=
 PYTEST_FLAGS ?=
+# The suite's tests are independent: one worker per core (`make test JOBS=0` runs them serially).
+JOBS ?= auto
+TEST_ENV := HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE
 
-.PHONY: run test lint bench-engine clean-venv
+.PHONY: run test check lint lock test-latest bench-engine chromium clean-venv
 
 run: $(VENV)/.installed-run
 	$(BIN)/promptartisan chat --host $(HOST) --port $(PORT) $(CHAT_FLAGS)
 
 test: $(VENV)/.installed-dev chromium
-	HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest $(PYTEST_FLAGS)
+	$(TEST_ENV) $(BIN)/python -m pytest -n $(JOBS) $(PYTEST_FLAGS)
+
+# The developer's loop: lint, then every test not marked slow or browser (under 90 s here).
+check: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(TEST_ENV) $(BIN)/python -m pytest -n $(JOBS) -q -m "not slow and not browser" $(PYTEST_FLAGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 
+# Refresh the locks to the newest releases (then `make test` installs and tests them).
+lock: $(VENV)/.installed-dev
+	$(BIN)/python requirements/lock.py $(BIN)/uv --upgrade
+
+# The suite on unlocked newest releases, in a venv of its own: what `pip install promptartisan`
+# gives a user today. Rebuilt from scratch each time.
+test-latest: chromium
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/pip install --quiet --upgrade pip
+	$(LATEST)/bin/pip install --upgrade -e '.[dev,ray]'
+	$(TEST_ENV) $(LATEST)/bin/python -m pytest -n $(JOBS) $(PYTEST_FLAGS)
+
 bench-engine: $(VENV)/.installed-run
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/promptartisan bench engine --arch sd15 --size 256 --steps 4
 
-$(VENV)/bin/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-
-# The dev install includes the run install, so either stamp is enough for `make run`.
-$(VENV)/.installed-run: pyproject.toml | $(VENV)/bin/python
-	@if [ -f $(VENV)/.installed-dev ] && [ $(VENV)/.installed-dev -nt pyproject.toml ]; then \
+# The dev lock holds the run lock's pins and more, so either stamp is enough for `make run`.
+$(VENV)/.installed-run: requirements/run.lock pyproject.toml
+	@if [ -f $(VENV)/.installed-dev ] && [ $(VENV)/.installed-dev -nt requirements/run.lock ] \
+		&& [ $(VENV)/.installed-dev -nt pyproject.toml ]; then \
 		touch $@; \
 	else \
-		$(BIN)/pip install -e . && touch $@; \
+		PYTHON=$(PYTHON) requirements/install.sh $(VENV) requirements/run.lock && touch $@; \
 	fi
 
-$(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
-	$(BIN)/pip install -e '.[dev,ray]'
+$(VENV)/.installed-dev: requirements/dev.lock pyproject.toml
+	PYTHON=$(PYTHON) requirements/install.sh $(VENV) requirements/dev.lock
 	touch $@
 
 # Debian's Chromium for the browser tests (Playwright's own browser download can't work here).
@@ -47,4 +67,4 @@ chromium:
 	fi
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(LATEST)

@@ -34,6 +34,7 @@ from promptartisan.agent.planners import (
     RULES,
     Planner,
     PlannerError,
+    UnloadedPlanner,
     load_planner,
     ollama_url,
     plan_turn,
@@ -85,6 +86,8 @@ def ollama(settings: Settings) -> Choice | str:
             return f"Ollama at {url} has no chat model pulled"
         model = chat[0]
     planner = load_planner(f"llm:ollama:{model}", settings)  # its server: ollama_url(settings)
+    if isinstance(planner, UnloadedPlanner):
+        return f"Ollama at {url} serves {model}, but {planner.why}"
     return Choice(planner, f"ollama:{model}", f"Ollama at {url} serves {model}")
 
 

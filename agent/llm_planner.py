@@ -179,15 +179,19 @@ def plan_messages(text: str, context: list[str], history: list[str] | None = Non
     return [SystemMessage(SYSTEM_PROMPT), HumanMessage("\n\n".join(parts))]
 
 
-def _timed_out(error: BaseException) -> bool:
-    """Whether a provider's error comes from a timeout: the providers wrap httpx's (or the
-    socket's) timeout in their own types, and keep it as the cause."""
-    import httpx
-    from langchain_core.exceptions import ModelTimeoutError
+TIMEOUT_NAMES = ("Timeout", "TimeoutError", "TimeoutException")
+"""How the providers' timeout types are named, whatever transport raised them: httpx's and
+httpx2's `TimeoutException` (`ReadTimeout`, `ConnectTimeout`), openai's `APITimeoutError`,
+LangChain's `ModelTimeoutError`, the socket's `TimeoutError`."""
 
+
+def _timed_out(error: BaseException) -> bool:
+    """Whether a provider's error comes from a timeout: the providers wrap their transport's
+    (or the socket's) timeout in their own types, and keep it as the cause."""
     cause: BaseException | None = error
     while cause is not None:
-        if isinstance(cause, TimeoutError | httpx.TimeoutException | ModelTimeoutError):
+        if isinstance(cause, TimeoutError) or any(
+                kind.__name__.endswith(TIMEOUT_NAMES) for kind in type(cause).__mro__):
             return True
         cause = cause.__cause__ or cause.__context__
     return False

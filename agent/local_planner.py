@@ -166,16 +166,13 @@ class SchemaGuide:
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         import llguidance.torch
-        import numpy as np
-        import torch
 
         if self.started and not self.matcher.consume_token(int(input_ids[0, -1])):
             raise RuntimeError(f"the grammar refused its own token: {self.matcher.get_error()}")
         self.started = True
         llguidance.torch.fill_next_token_bitmask(self.matcher, self.mask, 0)
-        bits = np.unpackbits(self.mask.numpy().view(np.uint8), bitorder="little")
-        allowed = torch.from_numpy(bits[: scores.shape[-1]]).to(scores.device, torch.bool)
-        return scores.masked_fill(~allowed, float("-inf"))
+        llguidance.torch.apply_token_bitmask_inplace(scores, self.mask.to(scores.device))
+        return scores
 
 
 class LocalPlanner:

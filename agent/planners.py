@@ -21,7 +21,8 @@ Specs:
 Ollama and OpenAI-compatible servers answer with the backend's structured output, constrained
 by Plan's JSON schema (Ollama's ``format``, OpenAI's ``response_format`` ``json_schema``); a
 GGUF model answers with a Plan tool call. Every LLM planner falls back to the rules planner
-when its model fails or can't be reached. A server is given
+when its model fails to load (a missing extra, a client that refuses its settings, no GGUF
+file), fails or can't be reached, with a note that names the cause. A server is given
 `settings.planner_connect_timeout` seconds to accept the connection and
 `settings.planner_read_timeout` for each read of the answer, and is not asked again: a server
 that accepts and never answers costs one read timeout, then the rules planner plans. (A GGUF
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
     from promptartisan.agent.session import Session
+
+PROVIDERS = ("ollama", "openai", "llamacpp")
 
 SPEC_FORMS = ("auto, rules, local, llm:ollama:MODEL[@URL], llm:openai:MODEL[@URL], "
               "llm:llamacpp:/path/model.gguf")
@@ -93,11 +96,35 @@ def load_planner(spec: str, settings: Settings) -> Planner:
     provider, _, model = rest.partition(":")
     if kind != "llm" or not model:
         raise PlannerError(f"unknown planner {spec!r}; use one of: {SPEC_FORMS}")
+    if provider not in PROVIDERS:
+        raise PlannerError(f"unknown LLM provider {provider!r}; use one of: {SPEC_FORMS}")
     from promptartisan.agent.llm_planner import LLMPlanner
 
+    try:
+        model_client = chat_model(provider, model, settings)
+    except PlannerError as exc:
+        return UnloadedPlanner(rest, str(exc), fallback=RulesPlanner())
     in_process = provider == "llamacpp"
-    return LLMPlanner(chat_model(provider, model, settings), fallback=RulesPlanner(), name=rest,
+    return LLMPlanner(model_client, fallback=RulesPlanner(), name=rest,
                       exclusive=in_process, output="tool_call" if in_process else "json_schema")
+
+
+class UnloadedPlanner:
+    """An LLM planner whose model could not be loaded (`why`): the rules planner (`fallback`)
+    plans instead, each plan noting the cause, as when a loaded model fails to answer."""
+
+    def __init__(self, name: str, why: str, fallback: Planner) -> None:
+        self.name = name
+        self.why = why
+        self.fallback = fallback
+
+    def plan(self, text: str, context: list[str]) -> Plan:
+        planned = self.fallback.plan(text, context)
+        note = (f"The language model couldn't be loaded ({self.name}: {self.why}); the "
+                f"offline rules planner made this plan instead.")
+        return planned.model_copy(update={
+            "note": f"{planned.note} {note}" if planned.note else note,
+            "planner": planned.planner or RULES})
 
 
 def reads_history(planner: Planner) -> bool:
@@ -170,7 +197,7 @@ def ollama_url(settings: Settings, environ: dict[str, str] | None = None) -> str
 
 def chat_model(provider: str, model: str, settings: Settings) -> BaseChatModel:
     """A LangChain chat model at temperature 0 for `provider`, with the settings' timeouts and
-    no retries; nothing is contacted yet."""
+    no retries; nothing is contacted yet. Raises PlannerError when it can't be built."""
     if provider == "ollama":
         name, _, url = model.partition("@")
         return _build("langchain_ollama", "ChatOllama", "ollama", model=name, temperature=0,
@@ -195,20 +222,26 @@ def chat_model(provider: str, model: str, settings: Settings) -> BaseChatModel:
     raise PlannerError(f"unknown LLM provider {provider!r}; use one of: {SPEC_FORMS}")
 
 
-def _http_timeout(settings: Settings) -> Any:
-    """The settings' timeouts as the providers' clients (httpx, both) take them."""
-    import httpx
-
-    return httpx.Timeout(settings.planner_read_timeout, connect=settings.planner_connect_timeout)
+def _http_timeout(settings: Settings) -> tuple[float, float, float, float]:
+    """The settings' timeouts as plain numbers, (connect, read, write, pool): the form every
+    provider's client takes whatever HTTP library it is built on (httpx, httpx2), where a
+    timeout object of one library is refused by another."""
+    connect, read = settings.planner_connect_timeout, settings.planner_read_timeout
+    return (connect, read, read, connect)
 
 
 def _build(module: str, name: str, extra: str, **options: Any) -> BaseChatModel:
-    """Construct `module.name(**options)` from an optional provider package, or say which
-    extra installs it (ChatLlamaCpp imports llama-cpp-python only when constructed)."""
+    """Construct `module.name(**options)` from an optional provider package; a missing package
+    says which extra installs it (ChatLlamaCpp imports llama-cpp-python only when
+    constructed), a client that refuses its options says why."""
     try:
-        return getattr(importlib.import_module(module), name)(**options)
+        chat_class = getattr(importlib.import_module(module), name)
+        return chat_class(**options)
     except ImportError as exc:
         raise PlannerError(
             f"the {extra} planner needs a package that is not installed ({exc}); "
             f"install it with: pip install 'promptartisan[{extra}]'"
         ) from exc
+    except Exception as exc:  # a client release that refuses what it was given
+        raise PlannerError(f"the {extra} client could not be built "
+                           f"({type(exc).__name__}: {exc})") from exc

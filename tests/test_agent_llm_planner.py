@@ -310,24 +310,55 @@ def test_an_in_process_model_plans_one_message_at_a_time() -> None:
     ("llm:ollama:llama3.1:8b", "ollama", "langchain_ollama"),
     ("llm:openai:qwen@http://localhost:8000/v1", "openai", "langchain_openai"),
 ])
-def test_missing_provider_package_names_the_extra(
+def test_missing_provider_package_plans_with_the_rules_and_names_the_extra(
         spec: str, extra: str, module: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, module, None)  # what an import finds when not installed
-    with pytest.raises(PlannerError, match=rf"pip install 'promptartisan\[{extra}\]'"):
-        load_planner(spec, Settings())
+    planned = plan_turn(load_planner(spec, Settings()), "make the car red", [])
+    assert planned.planner == "rules"
+    assert [(i.target, i.instruction) for i in planned.instructions] == [
+        ("car", "make the car red")]
+    assert "couldn't be loaded" in planned.note
+    assert f"pip install 'promptartisan[{extra}]'" in planned.note
 
 
-def test_provider_clients_get_the_settings_timeouts_and_no_retries() -> None:
+def test_a_client_that_refuses_its_arguments_plans_with_the_rules(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client release that refuses what it is given (as openai on httpx2 refused an
+    `httpx.Timeout`) costs the LLM, not the plan: the rules plan, and a note with the cause."""
+    import langchain_openai
+
+    class Refusing(langchain_openai.ChatOpenAI):
+        def __init__(self, **options: Any) -> None:
+            raise TypeError("Invalid timeout: expected a number, got <class 'httpx.Timeout'>")
+
+    monkeypatch.setattr(langchain_openai, "ChatOpenAI", Refusing)
+    planned = plan_turn(load_planner("llm:openai:m@http://127.0.0.1:9/v1", Settings()),
+                        "make the car red", [])
+    assert planned.planner == "rules" and planned.instructions[0].target == "car"
+    assert "TypeError: Invalid timeout" in planned.note
+
+
+def test_provider_clients_get_the_settings_timeouts_as_numbers_and_no_retries() -> None:
+    """The timeouts reach each provider's own HTTP client (built for real) as plain numbers,
+    which every transport takes; no transport's timeout object is made here."""
     settings = Settings(planner_connect_timeout=2.5, planner_read_timeout=40)
     ollama = chat_model("ollama", "llama3.1:8b@http://gpu-box:11434", settings)
     openai = chat_model("openai", "qwen@http://localhost:8000/v1", settings)
     assert openai.max_retries == 0
-    for timeout in (ollama.client_kwargs["timeout"], openai.request_timeout):
-        assert (timeout.connect, timeout.read) == (2.5, 40)
+    for given in (ollama.client_kwargs["timeout"], openai.request_timeout):
+        assert given == (2.5, 40, 40, 2.5)
+    for client in (ollama._client._client, openai.root_client._client):
+        assert (client.timeout.connect, client.timeout.read) == (2.5, 40)
 
 
-@pytest.mark.parametrize("spec", ["magic", "llm:", "llm:bard:x", "llm:llamacpp:/no/such.gguf"])
+def test_a_missing_gguf_file_plans_with_the_rules() -> None:
+    planned = plan_turn(load_planner("llm:llamacpp:/no/such.gguf", Settings()), "undo", [])
+    assert planned.action == "undo" and planned.planner == "rules"
+    assert "no GGUF file at /no/such.gguf" in planned.note
+
+
+@pytest.mark.parametrize("spec", ["magic", "llm:", "llm:bard:x"])
 def test_bad_specs_are_refused_clearly(spec: str) -> None:
-    with pytest.raises(PlannerError, match="planner|provider|GGUF"):
+    with pytest.raises(PlannerError, match="planner|provider"):
         load_planner(spec, Settings())
 

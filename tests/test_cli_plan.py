@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -91,3 +92,47 @@ def test_the_command_line_entry_point() -> None:
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["action"] == "undo"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _plan_command(*argv: str) -> subprocess.CompletedProcess[str]:
+    """`promptartisan plan` as a person runs it: the installed command, its own process."""
+    command = Path(sys.executable).with_name("promptartisan")
+    return subprocess.run([str(command), "plan", *argv], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "OPENAI_API_KEY": ""})
+
+
+def test_an_openai_compatible_server_on_localhost_plans_from_the_command_line() -> None:
+    from model_server import ModelServer
+
+    answer = {"action": "edit", "instructions": [
+        {"target": "the red car", "instruction": "paint the car crimson"}]}
+    server = ModelServer([json.dumps(answer)])
+    try:
+        done = _plan_command("--planner", f"llm:openai:m@{server.url}/v1", "make the car red")
+    finally:
+        server.close()
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    plan = Plan.model_validate_json(done.stdout)
+    assert plan.planner == "openai:m@" + server.url + "/v1"
+    assert [(i.target, i.instruction) for i in plan.instructions] == [
+        ("the red car", "paint the car crimson")]
+
+
+def test_no_server_there_gives_the_rules_plan_and_a_note_not_a_traceback() -> None:
+    url = f"http://127.0.0.1:{_free_port()}/v1"
+    done = _plan_command("--planner", f"llm:openai:m@{url}", "make the car red")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    plan = Plan.model_validate_json(done.stdout)
+    assert plan.planner == "rules"
+    assert [i.target for i in plan.instructions] == ["car"]
+    assert "couldn't be reached" in plan.note and "rules planner" in plan.note
