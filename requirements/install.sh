@@ -13,6 +13,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 python=$venv/bin/python
 PYTHON=${PYTHON:-python3}
 PIP_TORCH=${PIP_TORCH:-torch torchvision}
+# The project, installed editable after the lock ("" installs none: the installer's own tests).
+PROJECT=${PROJECT-$here/..}
 
 [ -x "$python" ] || "$PYTHON" -m venv "$venv"
 # uv and the build backend, pinned like the rest.
@@ -32,6 +34,8 @@ else
   echo "install: keeping $venv's torch $("$python" -c 'import torch; print(torch.__version__)')"
 fi
 
-"$venv/bin/uv" pip install --python "$python" --require-hashes --no-deps -r "$lock"
-"$venv/bin/uv" pip install --python "$python" --no-deps --no-build-isolation -e "$here/.."
-"$venv/bin/uv" pip check --python "$python"
+"$python" -m uv pip install --python "$python" --require-hashes --no-deps -r "$lock"
+if [ -n "$PROJECT" ]; then
+  "$python" -m uv pip install --python "$python" --no-deps --no-build-isolation -e "$PROJECT"
+fi
+"$python" -m uv pip check --python "$python"

@@ -39,6 +39,7 @@ def assert_unchanged_away_from(mask: np.ndarray, edited: Image.Image,
     assert not np.array_equal(np.asarray(edited)[mask], np.asarray(source)[mask])
 
 
+@pytest.mark.slow
 def test_an_edit_on_a_photo_keeps_every_pixel_away_from_the_mask(
         settings: Settings, photo: Image.Image) -> None:
     session = Session.create(settings.session_dir, photo)
@@ -61,6 +62,7 @@ def test_an_edit_on_a_photo_keeps_every_pixel_away_from_the_mask(
     assert np.array_equal(np.asarray(again.image), np.asarray(session.image(result.version_id)))
 
 
+@pytest.mark.slow
 def test_a_target_is_grounded_by_the_tiny_models_asking_first_when_ambiguous(
         settings: Settings, photo: Image.Image) -> None:
     """Random weights decide whether tiny CLIPSeg sees one 'face' or several; either way the
@@ -97,6 +99,7 @@ class RecordingEngine:
             self.log.append(("exit", name))
 
 
+@pytest.mark.slow
 def test_two_sessions_at_once_share_one_engine_without_interleaving(
         settings: Settings, photo: Image.Image) -> None:
     small = photo.resize((160, 120))

@@ -86,6 +86,7 @@ def test_the_decoding_schema_has_every_action_and_only_plan_fields() -> None:
         assert set(variant["required"]) == set(variant["properties"])
 
 
+@pytest.mark.slow
 def test_constrained_answers_all_parse_and_unconstrained_ones_mostly_do_not(
         settings: Settings) -> None:
     import torch
@@ -133,6 +134,7 @@ def test_the_prompt_holds_the_recent_turns_and_the_versions(settings: Settings) 
 
 # --- loading -------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_loaded_once_per_process_over_several_turns_and_chats(
         planner_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         tiny_dir: Path, small_photo: Any) -> None:
@@ -263,6 +265,7 @@ def test_plan_score_runs_with_the_local_planner(planner_folder: Path, tmp_path: 
 
 # --- the benchmark -------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_the_benchmark_runs_its_three_instruction_answer_through_the_guide(
         planner_folder: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:

@@ -131,6 +131,7 @@ def test_an_output_never_replaces_an_input(settings: Settings, tmp_path: Path,
     assert victim.read_bytes() == source.read_bytes()
 
 
+@pytest.mark.slow
 def test_a_rerun_after_the_driver_is_killed_does_only_the_rest(
         cli_env: None, tmp_path: Path, photo: Image.Image, tiny_dir: Path) -> None:
     write_photos(tmp_path / "in", photo, 10)

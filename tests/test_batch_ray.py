@@ -38,6 +38,7 @@ def settings(tiny_dir: Path) -> Settings:
                     working_size=64, planner="rules")
 
 
+@pytest.mark.slow
 def test_two_ray_workers_give_the_in_process_bits_and_name_the_failures(
         cluster: None, settings: Settings, tmp_path: Path, photo: Image.Image) -> None:
     inputs = tmp_path / "in"

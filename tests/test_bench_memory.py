@@ -7,6 +7,7 @@ import pytest
 from promptartisan.tools.bench_memory import main
 
 
+@pytest.mark.slow
 def test_the_memory_benchmark_prints_an_edit_row(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--size", "96", "--case", "mask"]) == 0
     header, row = capsys.readouterr().out.strip().splitlines()

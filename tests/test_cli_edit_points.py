@@ -42,6 +42,7 @@ def renders(monkeypatch: pytest.MonkeyPatch) -> list[list[Any]]:
     return calls
 
 
+@pytest.mark.slow
 def test_points_boxes_and_masks_are_regions_of_one_pass(
         tmp_path: Path, tiny_dir: Path, small_photo: Image.Image,
         renders: list[list[Any]]) -> None:

@@ -47,6 +47,7 @@ def test_edit_out_that_is_a_file(tmp_path: Path, photo_file: Path,
     assert out.read_bytes() == b"not a folder"
 
 
+@pytest.mark.slow
 def test_out_paths_under_a_file(tmp_path: Path, photo_file: Path,
                                 capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "file").write_bytes(b"")

@@ -87,6 +87,7 @@ def test_unknown_planner(capsys: pytest.CaptureFixture[str]) -> None:
     assert "unknown planner" in err
 
 
+@pytest.mark.slow
 def test_the_command_line_entry_point() -> None:
     done = subprocess.run([sys.executable, "-m", "promptartisan.ui.cli", "plan", "undo that"],
                           capture_output=True, text=True, timeout=120, check=False)
@@ -109,6 +110,7 @@ def _plan_command(*argv: str) -> subprocess.CompletedProcess[str]:
                           timeout=120, env={**os.environ, "OPENAI_API_KEY": ""})
 
 
+@pytest.mark.slow
 def test_an_openai_compatible_server_on_localhost_plans_from_the_command_line() -> None:
     from model_server import ModelServer
 
@@ -127,6 +129,7 @@ def test_an_openai_compatible_server_on_localhost_plans_from_the_command_line() 
         ("the red car", "paint the car crimson")]
 
 
+@pytest.mark.slow
 def test_no_server_there_gives_the_rules_plan_and_a_note_not_a_traceback() -> None:
     url = f"http://127.0.0.1:{_free_port()}/v1"
     done = _plan_command("--planner", f"llm:openai:m@{url}", "make the car red")

@@ -22,6 +22,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 @pytest.mark.parametrize("arch", ["tiny", "tiny-sdxl"])
+@pytest.mark.slow
 def test_bench_engine_prints_table_and_writes_json_and_plot(
         tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str], arch: str) -> None:

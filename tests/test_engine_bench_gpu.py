@@ -12,6 +12,7 @@ from promptartisan.engine import bench_gpu
 
 
 @pytest.mark.parametrize("arch", ["tiny", "tiny-sdxl"])
+@pytest.mark.slow
 def test_bench_gpu_writes_every_case_in_both_modes(tiny_dir: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch,
                                                    arch: str) -> None:

@@ -70,6 +70,7 @@ def sample(seed: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("kernel", ["mask", "flex"])
+@pytest.mark.slow
 def test_unet_with_the_processors_traces_without_a_graph_break(unet, kernel: str) -> None:
     control, context = install(unet, 0, kernel)
     control.sigma = 2.0
@@ -82,6 +83,7 @@ def test_unet_with_the_processors_traces_without_a_graph_break(unet, kernel: str
 
 
 @pytest.mark.parametrize("kernel", ["mask", "flex"])
+@pytest.mark.slow
 def test_unet_compiles_once_across_steps_and_layouts(unet, kernel: str) -> None:
     backend = CountingBackend()
     compiled = torch.compile(unet, backend=backend, fullgraph=True)
@@ -101,6 +103,7 @@ def test_unet_compiles_once_across_steps_and_layouts(unet, kernel: str) -> None:
     assert backend.graphs == 1  # 3 layouts (3, 2 and 2 groups) × 2 boost weights
 
 
+@pytest.mark.slow
 def test_compiled_pipeline_compiles_once_across_steps_and_layouts(settings, small_photo) -> None:
     pipe = models.load(PromptArtisanPipeline, "instruct-pix2pix", settings, dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)

@@ -54,6 +54,7 @@ def halves(size: tuple[int, int]) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("kernel", ["mask", "flex"])
 @pytest.mark.filterwarnings("ignore")
+@pytest.mark.slow
 def test_one_full_region_equals_stock_kontext(kontext_folder, small_photo, kernel: str) -> None:
     """One region over the whole picture, no blending, no paste-back: stock FluxKontextPipeline
     at the same seed, told to read the instruction's own tokens (max_sequence_length) at the
@@ -176,6 +177,7 @@ def perturbed(embeds: torch.Tensor, chunk: slice) -> torch.Tensor:
     return changed
 
 
+@pytest.mark.slow
 def test_context_is_the_chunks_at_their_own_length_and_the_pooled_prompt(
         kontext_folder, small_photo) -> None:
     """T5 sequence: [c_1 | c_2 | c_bg], each chunk its own encoding at its token count (no
@@ -234,6 +236,7 @@ def test_a_chunk_reaches_only_its_region_at_the_first_layer(kontext_folder, smal
         assert torch.equal(changed[0, reference], base[0, reference])
 
 
+@pytest.mark.slow
 def test_regions_without_background_between_them_never_meet(kontext_folder,
                                                             small_photo) -> None:
     """Two regions of different groups tiling the picture: no background token joins them, so
@@ -281,6 +284,7 @@ def test_blending_holds_the_background_to_the_source_latents(kontext_folder,
 
 
 @pytest.mark.filterwarnings("ignore")
+@pytest.mark.slow
 def test_paste_back_keeps_every_pixel_away_from_the_mask(kontext_folder, photo) -> None:
     """At a size that is no multiple of 16 (edited at 96 × 80, returned at 100 × 83), pixels
     beyond the feather are the source's bytes; inside the mask they changed."""
@@ -307,6 +311,7 @@ def test_bad_input_is_a_clear_error(kontext_folder, small_photo) -> None:
         pipe(small_photo, region, callback_on_step_end_tensor_inputs=["noise"])
 
 
+@pytest.mark.slow
 def test_the_family_comes_from_the_config_not_the_name(kontext_folder, tmp_path) -> None:
     """The tiny Kontext under a folder name that says nothing loads as the Kontext family
     (model_index.json names a Flux transformer) and works at 1024 px unless told otherwise."""
@@ -320,6 +325,7 @@ def test_the_family_comes_from_the_config_not_the_name(kontext_folder, tmp_path)
     assert models.engine_working_size(settings.model_copy(update={"working_size": 256})) == 256
 
 
+@pytest.mark.slow
 def test_an_editor_turn_edits_with_the_tiny_kontext_model(kontext_folder, tmp_path,
                                                          photo) -> None:
     """Through Editor.turn: the engine setting names the Kontext folder; the edit runs at
@@ -364,6 +370,7 @@ def test_a_callback_sees_each_step_and_can_stop_the_run(kontext_folder, small_ph
 
 
 @pytest.mark.filterwarnings("ignore")
+@pytest.mark.slow
 def test_the_flex_kernel_computes_the_mask_kernels_edit(kontext_folder, small_photo) -> None:
     """Two regions of different groups and background: the flex path (tokens put in (group,
     label) order, a block mask, the order undone) gives the dense mask's edit, here run eagerly
@@ -378,6 +385,7 @@ def test_the_flex_kernel_computes_the_mask_kernels_edit(kontext_folder, small_ph
     assert np.abs(edits[0] - edits[1]).max() <= 1e-5
 
 
+@pytest.mark.slow
 def test_the_download_entry_names_kontext_and_its_tiny_model_loads(tiny_dir) -> None:
     """`flux-kontext` is a models entry (fetched on request, not by default) whose tiny stand-in
     loads through models.load as users load theirs."""
@@ -406,6 +414,7 @@ def count_forwards(pipe: PromptArtisanKontextPipeline) -> tuple[list[int], objec
 
 @pytest.mark.parametrize("n", [1, 2, 4])
 @pytest.mark.filterwarnings("ignore")
+@pytest.mark.slow
 def test_one_transformer_forward_per_step_for_any_n_and_n_stock_edits_in_sequence(
         kontext_folder, photo, n: int) -> None:
     """The single pass calls the transformer once per step (distilled guidance: one branch)
@@ -467,6 +476,7 @@ def test_the_masked_baseline_keeps_every_pixel_outside_the_masks(kontext_folder,
 
 
 @pytest.mark.filterwarnings("ignore")
+@pytest.mark.slow
 def test_region_2s_instruction_moves_no_background_token_while_blending_is_on(
         kontext_folder, small_photo) -> None:
     """Two runs differing only in region 2's instruction: after every blended step the
@@ -499,6 +509,7 @@ def test_region_2s_instruction_moves_no_background_token_while_blending_is_on(
 
 
 @pytest.mark.parametrize("same_group", [True, False])
+@pytest.mark.slow
 def test_image_tokens_read_their_groups_region_only(kontext_folder, small_photo,
                                                    same_group: bool) -> None:
     """The mask probed through the real transformer, as the UNet family's self-attention test
@@ -523,6 +534,7 @@ def test_image_tokens_read_their_groups_region_only(kontext_folder, small_photo,
     assert (changed[0, background] - base[0, background]).abs().max() > 1e-4
 
 
+@pytest.mark.slow
 def test_the_cost_benchmark_runs_and_reports(kontext_folder, capsys) -> None:
     """bench_kontext on the tiny model at a small width: every run of the plan, the forwards
     each made (one a step for stock and the single pass, one a step per instruction for the

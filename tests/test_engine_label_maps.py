@@ -124,6 +124,7 @@ def check_layout(masks: np.ndarray, orders: list[float], shapes: list[tuple[int,
     return claimed, len(crowded)
 
 
+@pytest.mark.slow
 def test_every_visible_region_reaches_every_resolution_on_random_layouts() -> None:
     rng = np.random.default_rng(12)
     claimed = crowded = checked = 0

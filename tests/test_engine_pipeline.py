@@ -61,6 +61,7 @@ def count_unet_calls(pipe: PromptArtisanPipeline
 
 
 @pytest.mark.parametrize("family", FAMILY_NAMES)
+@pytest.mark.slow
 def test_one_full_region_equals_stock_instruct_pix2pix(tiny_dir: Path, small_photo: Image.Image,
                                                        family: str) -> None:
     ours = tiny_engine(tiny_dir, family)
@@ -80,6 +81,7 @@ def test_one_full_region_equals_stock_instruct_pix2pix(tiny_dir: Path, small_pho
 
 
 @pytest.mark.parametrize("n", [1, 2, 4, 8])
+@pytest.mark.slow
 def test_single_pass_runs_the_unet_once_per_step_for_any_n(pipe, photo, n: int) -> None:
     image = photo.resize((128, 96))  # room for 8 regions in the 3×4 cells of the coarsest level
     calls, handle = count_unet_calls(pipe)

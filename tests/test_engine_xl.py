@@ -67,6 +67,7 @@ def pair(tiny_dir: Path, scheduler: str = "EulerDiscreteScheduler", options: dic
                                       "-zero-snr" if options is ZERO_SNR else "")
                               for name, options in SCHEDULERS])
 @pytest.mark.filterwarnings("ignore")
+@pytest.mark.slow
 def test_one_full_region_equals_stock_sdxl_instruct_pix2pix(tiny_dir, small_photo, name: str,
                                                             options: dict) -> None:
     ours, stock = pair(tiny_dir, name, options)
@@ -81,6 +82,7 @@ def test_one_full_region_equals_stock_sdxl_instruct_pix2pix(tiny_dir, small_phot
                                     {"force_zeros_for_empty_prompt": False}],
                          ids=["cosxl-edit", "empty-prompt-null"])
 @pytest.mark.filterwarnings("ignore")
+@pytest.mark.slow
 def test_cosxl_latents_and_the_empty_prompt_null_equal_stock(tiny_dir, small_photo,
                                                             config: dict) -> None:
     """CosXL Edit's scaled source latents, and a model whose null branches read the empty
@@ -124,6 +126,7 @@ def test_conditioning_routes_chunks_and_joins_the_pooled_prompt(tiny_dir, small_
     assert seen["time_ids"].tolist() == [[96, 128, 0, 0, 48, 64]] * 3
 
 
+@pytest.mark.slow
 def test_the_fp16_vae_runs_in_float32_and_goes_back(tiny_dir, small_photo) -> None:
     """A float16 VAE whose config says force_upcast encodes and decodes in float32 (SDXL's VAE
     overflows in half precision), as stock does, and is float16 again after the call."""
@@ -145,6 +148,7 @@ def test_the_fp16_vae_runs_in_float32_and_goes_back(tiny_dir, small_photo) -> No
     assert np.abs(edited - expected).max() <= 1e-4
 
 
+@pytest.mark.slow
 def test_the_family_comes_from_the_config_not_the_name(tiny_dir, tmp_path) -> None:
     """The same tiny SDXL model under a folder name that says nothing loads as SDXL; the SD1.5
     one as SD1.5; each works at its family's size unless the settings say otherwise."""
@@ -173,6 +177,7 @@ def test_guidance_is_the_familys_unless_the_settings_name_one(tiny_dir) -> None:
             update={"guidance_scale": 3.0})) == 3.0
 
 
+@pytest.mark.slow
 def test_an_editor_turn_edits_with_the_tiny_sdxl_model(tiny_dir, tmp_path, photo) -> None:
     """Through Editor.turn: the engine setting names the SDXL model's folder; the edit runs at
     SDXL's working size and keeps every pixel away from the mask."""
@@ -194,6 +199,7 @@ def test_an_editor_turn_edits_with_the_tiny_sdxl_model(tiny_dir, tmp_path, photo
     assert not np.array_equal(edited[mask], np.asarray(source)[mask])
 
 
+@pytest.mark.slow
 def test_a_cosxl_edit_folder_saved_as_the_readme_says_loads_as_cosxl(tiny_dir, tmp_path,
                                                                      small_photo) -> None:
     """The README's CosXL route on the tiny model: stock loaded with is_cosxl_edit (stock keeps

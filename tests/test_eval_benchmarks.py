@@ -32,6 +32,7 @@ def mie_lite_json() -> dict[str, Any]:
     return json.loads(resource.read_text(encoding="utf-8"))
 
 
+@pytest.mark.slow
 def test_mie_lite_meets_its_brief() -> None:
     bench = load_benchmark("mie-lite")
     assert bench.name == "mie-lite"

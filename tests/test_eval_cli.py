@@ -24,6 +24,7 @@ def tiny_env(tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     return tmp_path
 
 
+@pytest.mark.slow
 def test_eval_tiny_runs_the_whole_bench(tiny_env: Path, capsys: pytest.CaptureFixture[str]
                                         ) -> None:
     out = tiny_env / "eval"
@@ -50,6 +51,7 @@ def test_eval_tiny_runs_the_whole_bench(tiny_env: Path, capsys: pytest.CaptureFi
     assert all(v == 100.0 or math.isnan(v) for v in psnrs) and psnrs.count(100.0) >= 8
 
 
+@pytest.mark.slow
 def test_eval_subset_of_cases_and_methods(tiny_env: Path) -> None:
     out = tiny_env / "eval"
     assert main(["eval", "--tiny", "--size", "64", "--steps", "1", "--out", str(out),

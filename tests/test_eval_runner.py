@@ -80,6 +80,7 @@ def read_rows(out: Path) -> list[dict[str, str]]:
         return list(reader)
 
 
+@pytest.mark.slow
 def test_every_output_is_written_and_failures_dont_stop_the_run(
         bench: Benchmark, scorers: tuple[ClipScorer, PickScorer], tmp_path: Path) -> None:
     methods = {"identity": identity, "paint": paint, "repaint": repaint_all, "broken": broken}

@@ -156,6 +156,7 @@ def test_models_list_reports_local_folders(tiny_settings: Settings) -> None:
     assert rows["instruct-pix2pix"]["size_mb"] > 0
 
 
+@pytest.mark.slow
 def test_wheel_installs_only_under_promptartisan(tmp_path: Path) -> None:
     # Built from a copy: setuptools leaves a build/ folder beside the sources it builds.
     source = tmp_path / "source"
@@ -182,6 +183,7 @@ def test_bare_top_level_modules_do_not_import_outside_the_repository(tmp_path: P
     assert out == "[True, True, True, True] False"
 
 
+@pytest.mark.slow
 def test_cli_models_tiny_writes_every_model(tmp_path: Path) -> None:
     from promptartisan.ui.cli import main
 

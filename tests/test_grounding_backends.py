@@ -252,6 +252,7 @@ def _tiny_sam_builder() -> partial:
                    encoder_global_attn_indexes=[1])
 
 
+@pytest.mark.slow
 def test_segment_anything_checkpoint_builds_through_the_registry(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, odd_image: Image.Image,
 ) -> None:

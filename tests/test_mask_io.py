@@ -132,6 +132,7 @@ def test_bad_masks_say_why() -> None:
         read_mask(Path("/nonexistent/mask.png"), SIZE)
 
 
+@pytest.mark.slow
 def test_the_cli_reads_region_masks_by_their_alpha(
         tmp_path: Path, tiny_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`edit --region` with an RGBA mask edits only the opaque half; a mask for a picture of

@@ -169,6 +169,7 @@ def variants(photo: Image.Image) -> list[Image.Image]:
 TEXTS = ["an astronaut", "turn the flag into a rainbow flag", "a cat", "a red rocket on a pad"]
 
 
+@pytest.mark.slow
 def test_clip_t_is_100_times_the_models_cosine(clip: ClipScorer,
                                                variants: list[Image.Image]) -> None:
     inputs = clip.processor(text=TEXTS, images=variants, padding=True, return_tensors="pt")

@@ -465,6 +465,7 @@ def test_a_wish_inside_a_wish_is_read_once(planner: RulesPlanner) -> None:
     assert plan.action in {"edit", "clarify"}
 
 
+@pytest.mark.slow
 def test_adversarial_messages_of_the_new_shapes_plan_at_once(tmp_path: Path) -> None:
     """Long runs of the shapes the new rules read (lists, wishes, particles, placements,
     history requests) plan in a child process, with a timeout far above what they take (about

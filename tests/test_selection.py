@@ -327,6 +327,7 @@ def test_concurrent_gestures_on_one_book_each_get_a_number(book: SelectionBook) 
 # ----- SAM 2.1 through the same protocol and loading path -------------------------------------
 
 
+@pytest.mark.slow
 def test_sam2_checkpoints_load_through_the_same_path_and_embed_once(
         tmp_path: Path, small_photo: Image.Image) -> None:
     from promptartisan.tools.sam import Sam2Segmenter

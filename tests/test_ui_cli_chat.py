@@ -106,6 +106,7 @@ def test_an_unknown_host_fails_with_a_message(chat_here: Path,
     assert "choose one from 1 to 65535" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_server_that_stops_by_itself_fails_the_command(
         chat_here: Path, taken_port: int, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,6 +17,8 @@ import pytest
 import socketio
 from chat_server import serve_chat
 
+pytestmark = pytest.mark.slow  # a real chat server per module: seconds to start
+
 EVIL = "http://evil.example"
 SOCKET_IO_PATH = "/ws/socket.io"
 
