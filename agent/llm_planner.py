@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
@@ -92,27 +93,38 @@ PLAN_SCHEMA: dict[str, Any] = Plan.model_json_schema()
 """What a backend's structured output is constrained by (`Plan.planner` is not in it)."""
 
 
+class DeadlinePassed(TimeoutError):
+    """The model's whole answer took longer than the planner's deadline."""
+
+
 class LLMPlanner:
     """Plans with `chat_model`; falls back to `fallback` (the rules planner) when the model
-    fails. `output`: "json_schema" (the backend's structured output constrained by Plan's JSON
-    schema: Ollama, OpenAI-compatible servers) or "tool_call" (a Plan tool call, for a model
-    without a JSON schema mode). `exclusive`: the model runs in this process and can't serve
-    two calls at once (llama.cpp), so calls queue; a turn stopped during planning leaves its
-    call running, and the next turn's call waits for it. Every plan names who made it in
-    `Plan.planner`: `name`, or the rules planner when it answered instead."""
+    fails. `output`: "json_schema" (the backend's structured output constrained by `schema`,
+    Plan's JSON schema unless given: Ollama, OpenAI-compatible servers) or "tool_call" (a Plan
+    tool call, for a model without a JSON schema mode). `exclusive`: the model runs in this
+    process and can't serve two calls at once (llama.cpp), so calls queue; a turn stopped
+    during planning leaves its call running, and the next turn's call waits for it.
+    `deadline`: seconds the whole of a plan's answers may take (both tries); a call past it is
+    left to end on its own in its thread, its answer unused, and while it runs the next plans
+    go to the rules planner at once, so a server that trickles bytes holds one thread, never
+    a turn. Every plan names who made it in `Plan.planner`: `name`, or the rules planner when
+    it answered instead."""
 
     def __init__(self, chat_model: BaseChatModel, fallback: Planner, name: str,
                  context_turns: int = 6, exclusive: bool = False,
-                 output: Output = "json_schema") -> None:
+                 output: Output = "json_schema", schema: dict[str, Any] | None = None,
+                 deadline: float | None = None) -> None:
         self.name = name
         self.fallback = fallback
         self.context_turns = context_turns
+        self.deadline = deadline
         if output == "json_schema":
             self._structured = chat_model.with_structured_output(
-                PLAN_SCHEMA, method="json_schema", include_raw=True)
+                schema or PLAN_SCHEMA, method="json_schema", include_raw=True)
         else:
             self._structured = chat_model.with_structured_output(Plan, include_raw=True)
         self._turns = threading.Lock() if exclusive else contextlib.nullcontext()
+        self._late: threading.Thread | None = None
 
     def plan(self, text: str, context: list[str], history: list[str] | None = None) -> Plan:
         """`history`: the session's versions, one line each, oldest first
@@ -122,13 +134,19 @@ class LLMPlanner:
 
     def _plan(self, text: str, context: list[str], history: list[str]) -> Plan:
         messages = self.messages(text, context, history)
+        ends = None if self.deadline is None else time.monotonic() + self.deadline
         try:
-            problem = self._ask(messages)
+            if self._late is not None and self._late.is_alive():
+                raise DeadlinePassed(f"its answer to an earlier plan is still coming, past "
+                                     f"the {self.deadline:g} s deadline")
+            problem, raw = self._ask(messages, ends)
             if isinstance(problem, Plan):
                 return problem
             log.warning("%s gave an unusable answer (%s); asking once more", self.name, problem)
+            if raw is not None:  # the model sees what it said, then what was wrong with it
+                messages.append(raw)
             messages.append(HumanMessage(INVALID_RETRY.format(error=problem)))
-            retried = self._ask(messages)
+            retried, _ = self._ask(messages, ends)
             if isinstance(retried, Plan):
                 return retried
             note = (f"The language model's answer was unusable twice ({self.name}: {retried}); "
@@ -148,19 +166,45 @@ class LLMPlanner:
         and the one to plan."""
         return plan_messages(text, context, history, self.context_turns)
 
-    def _ask(self, messages: list[BaseMessage]) -> Plan | str:
-        """The model's plan (named as its own), or why its answer isn't one."""
-        answer: dict[str, Any] = self._structured.invoke(messages)
-        parsed, error = answer.get("parsed"), answer.get("parsing_error")
+    def _ask(self, messages: list[BaseMessage],
+             ends: float | None) -> tuple[Plan | str, BaseMessage | None]:
+        """The model's plan (named as its own), or why its answer isn't one; and the answer
+        as the model gave it (None when there was none)."""
+        answer = self._invoke(messages, ends)
+        parsed, error, raw = answer.get("parsed"), answer.get("parsing_error"), answer.get("raw")
+        raw = raw if isinstance(raw, BaseMessage) else None
         if error is not None:
-            return _short(error)
+            return _short(error), raw
         if parsed is None:
-            return "the answer held no plan"
+            return "the answer held no plan", raw
         try:
             plan = parsed if isinstance(parsed, Plan) else Plan.model_validate(parsed)
         except ValidationError as exc:
-            return _short(exc)
-        return plan.model_copy(update={"planner": self.name})
+            return _short(exc), raw
+        return plan.model_copy(update={"planner": self.name}), raw
+
+    def _invoke(self, messages: list[BaseMessage], ends: float | None) -> dict[str, Any]:
+        """The structured answer; with a deadline, waited for until `ends` in a thread of its
+        own (the HTTP clients' timeouts bound each read, not a whole answer)."""
+        if ends is None:
+            return self._structured.invoke(messages)
+        outcome: dict[str, Any] = {}
+
+        def call() -> None:
+            try:
+                outcome["answer"] = self._structured.invoke(messages)
+            except BaseException as exc:  # handed to the planning thread
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=call, name=f"planner {self.name}", daemon=True)
+        worker.start()
+        worker.join(max(0.0, ends - time.monotonic()))
+        if worker.is_alive():
+            self._late = worker
+            raise DeadlinePassed(f"no whole answer within {self.deadline:g} s")
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["answer"]
 
 
 def plan_messages(text: str, context: list[str], history: list[str] | None = None,

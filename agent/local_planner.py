@@ -107,6 +107,8 @@ def model_present(settings: Settings) -> bool:
     source = models.resolve("planner", settings)
     if Path(source).expanduser().is_dir():
         return (Path(source).expanduser() / "config.json").is_file()
+    if models.names_a_folder(source):
+        return False
     try:
         def cached(name: str) -> bool:
             return isinstance(try_to_load_from_cache(source, name), str)
@@ -117,13 +119,27 @@ def model_present(settings: Settings) -> bool:
         return False
 
 
+_missing: dict[tuple[Any, ...], str] = {}
+"""Why a planner model is not on this machine, by `load_local_model`'s key: looked for once
+per process, not at every plan (a hub id not in the cache can cost tens of seconds)."""
+
+
 def load_local_model(settings: Settings) -> LocalModel:
-    """The planner model of `settings`, loaded on first use and shared by the whole process."""
+    """The planner model of `settings`, loaded on first use and shared by the whole process.
+    A model that isn't on this machine raises `MissingModelError`, found out once."""
+    from promptartisan import models
     from promptartisan.agent.editor import shared_model
 
     device, dtype = settings.resolved_device(), settings.resolved_dtype()
     key = ("planner", settings.planner_model, settings.tiny, str(settings.tiny_dir), device,
            str(dtype), settings.max_regions)
+    if key not in _missing and not model_present(settings):
+        source = models.resolve("planner", settings)
+        _missing[key] = (f"no such folder {source}" if models.names_a_folder(source) else
+                         f"{source} is not downloaded (promptartisan models download planner, "
+                         f"or point PROMPTARTISAN_PLANNER_MODEL at its folder)")
+    if key in _missing:
+        raise models.MissingModelError(_missing[key])
     return shared_model(key, lambda: _load(settings, device, dtype))
 
 

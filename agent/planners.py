@@ -24,8 +24,11 @@ GGUF model answers with a Plan tool call. Every LLM planner falls back to the ru
 when its model fails to load (a missing extra, a client that refuses its settings, no GGUF
 file), fails or can't be reached, with a note that names the cause. A server is given
 `settings.planner_connect_timeout` seconds to accept the connection and
-`settings.planner_read_timeout` for each read of the answer, and is not asked again: a server
-that accepts and never answers costs one read timeout, then the rules planner plans. (A GGUF
+`settings.planner_read_timeout` for each read of the answer and `settings.planner_deadline`
+for the whole of it, and is not asked again: a server that accepts and never answers costs one
+read timeout, one that trickles its answer a byte at a time the deadline, then the rules
+planner plans. Ollama decodes with the tight schema the local planner uses (one variant per
+action, `local_planner.decoding_schema`); OpenAI-compatible servers get Plan's own. (A GGUF
 model runs in this process and has no timeout; the chat's stop button ends the wait for it.)
 """
 
@@ -104,9 +107,16 @@ def load_planner(spec: str, settings: Settings) -> Planner:
         model_client = chat_model(provider, model, settings)
     except PlannerError as exc:
         return UnloadedPlanner(rest, str(exc), fallback=RulesPlanner())
-    in_process = provider == "llamacpp"
-    return LLMPlanner(model_client, fallback=RulesPlanner(), name=rest,
-                      exclusive=in_process, output="tool_call" if in_process else "json_schema")
+    if provider == "llamacpp":  # in this process: no deadline, the chat's stop ends the wait
+        return LLMPlanner(model_client, fallback=RulesPlanner(), name=rest, exclusive=True,
+                          output="tool_call")
+    schema = None
+    if provider == "ollama":  # Ollama decodes any JSON schema: the tight one, as `local` does
+        from promptartisan.agent.local_planner import decoding_schema
+
+        schema = decoding_schema(settings.max_regions)
+    return LLMPlanner(model_client, fallback=RulesPlanner(), name=rest, schema=schema,
+                      deadline=settings.planner_deadline)
 
 
 class UnloadedPlanner:

@@ -150,6 +150,8 @@ def load_from(cls: type[T], source: str, name: str | None = None, subfolder: str
     local = Path(source).expanduser()
     if local.exists() and not local.is_dir():
         raise ModelError(f"model {label}: {local} is a file; give the model's folder")
+    if not local.exists() and names_a_folder(source):
+        raise MissingModelError(f"model {label}: no such folder {local}")
     try:
         return cls.from_pretrained(  # type: ignore[attr-defined]
             str(local) if local.is_dir() else source, use_safetensors=True, **kwargs
@@ -160,6 +162,13 @@ def load_from(cls: type[T], source: str, name: str | None = None, subfolder: str
         if _looks_missing(exc):
             raise MissingModelError(missing_message(name or source, source)) from exc
         raise ModelError(f"model {label} can't be loaded: {exc}") from exc
+
+
+def names_a_folder(source: str) -> bool:
+    """Whether `source` can only be a folder, not a hub id ("org/name" or "name"): an absolute
+    or home path, one that starts with a dot, or one of more than two parts."""
+    return source.startswith(("/", "~", ".", "\\")) or source.count("/") > 1 or (
+        "\\" in source)
 
 
 def _looks_missing(exc: BaseException) -> bool:

@@ -87,6 +87,11 @@ class Settings(BaseModel):
         description="Seconds an LLM planner waits for each read of the answer (a local model on "
                     "a CPU may think for tens of seconds). Past either timeout the rules planner "
                     "plans instead and says so.")
+    planner_deadline: float = Field(
+        120.0, gt=0, le=3600,
+        description="Seconds an LLM planner's whole answer may take, however it arrives (a "
+                    "server that sends a byte now and then never trips the read timeout). Past "
+                    "it the rules planner plans instead and says so.")
     max_message_chars: int = Field(
         2000, ge=1, le=1_000_000,
         description="Longer chat messages are refused with a reply that says the limit: a "

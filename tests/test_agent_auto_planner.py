@@ -23,7 +23,7 @@ from test_ui_handlers import BoxGrounder, FakeEngine, RecordingEmitter, upload
 from promptartisan.agent import auto_planner
 from promptartisan.agent.auto_planner import AutoPlanner, choose, forget_choices
 from promptartisan.agent.editor import Editor
-from promptartisan.agent.llm_planner import PLAN_SCHEMA
+from promptartisan.agent.local_planner import decoding_schema
 from promptartisan.agent.plan import Plan
 from promptartisan.agent.planners import PlannerError, load_planner, ollama_url, plan_turn
 from promptartisan.agent.rules_planner import RulesPlanner
@@ -39,6 +39,9 @@ STORMY = json.dumps({"action": "edit", "instructions": [
     {"target": "the sky", "instruction": "make the sky stormy"}]})
 LLAMA = {"name": "llama3.2:latest", "model": "llama3.2:latest",
          "details": {"family": "llama", "families": ["llama"]}}
+
+OLLAMA_SCHEMA = decoding_schema(Settings().max_regions)
+"""What Ollama decodes a plan with: the local planner's tight schema."""
 
 
 @pytest.fixture(autouse=True)
@@ -83,7 +86,7 @@ def test_auto_is_the_default_and_picks_ollamas_first_chat_model(server: ModelSer
     assert plan.instructions[0].instruction == "make the sky stormy" and plan.note is None
     (path, _), (chat_path, request) = server.requests
     assert (path, chat_path) == ("/api/tags", "/api/chat")
-    assert request["model"] == "qwen2.5:3b" and request["format"] == PLAN_SCHEMA
+    assert request["model"] == "qwen2.5:3b" and request["format"] == OLLAMA_SCHEMA
 
 
 def test_without_ollama_auto_is_the_rules_planner_and_says_so(refusing_url: str) -> None:
@@ -193,7 +196,7 @@ def test_a_malformed_answer_is_retried_once_then_the_rules_planner_answers_with_
     plan = AutoPlanner(Settings(ollama_host=server.url)).plan("make the sky stormy", [])
 
     first, second = server.chats()  # asked twice, not three times
-    assert first["format"] == second["format"] == PLAN_SCHEMA
+    assert first["format"] == second["format"] == OLLAMA_SCHEMA
     assert "not a valid plan" in second["messages"][-1]["content"]
     assert plan.planner == "rules"
     assert "answer was unusable twice (ollama:qwen2.5:3b" in plan.note

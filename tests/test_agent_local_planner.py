@@ -160,6 +160,33 @@ def test_a_missing_model_leaves_the_rules_planner_to_answer(tmp_path: Path) -> N
     assert "couldn't run" in (plan.note or "") and "no-such-model" in (plan.note or "")
 
 
+def test_a_missing_model_is_looked_for_once_per_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every later plan answers with the rules at once, without looking again."""
+    from promptartisan.agent import local_planner
+
+    settings = local_settings(tmp_path / "gone", tmp_path)
+    looked: list[Settings] = []
+    real = local_planner.model_present
+    monkeypatch.setattr(local_planner, "model_present",
+                        lambda s: looked.append(s) or real(s))
+    planner = LocalPlanner(settings, fallback=RulesPlanner())
+    plans = [planner.plan(text, []) for text in ("make the sky red", "undo", "reset")]
+    assert len(looked) == 1
+    assert [p.planner for p in plans] == [RULES] * 3
+    assert all(f"no such folder {tmp_path / 'gone'}" in p.note for p in plans)
+
+
+def test_a_missing_folder_is_named_as_a_folder_not_as_a_hub_id(tmp_path: Path) -> None:
+    from promptartisan import models
+
+    for missing in (str(tmp_path / "qwen"), "./models/qwen", "~/nowhere/qwen"):
+        settings = Settings(planner_model=missing, session_dir=tmp_path)
+        with pytest.raises(models.MissingModelError, match="no such folder"):
+            models.load(object, "planner", settings)
+    assert not models.names_a_folder("Qwen/Qwen2.5-1.5B-Instruct")
+
+
 def test_tiny_mode_brings_its_own_planner_model(tiny_settings: Settings) -> None:
     assert model_present(tiny_settings)
     planner = load_planner("local", tiny_settings)

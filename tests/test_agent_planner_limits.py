@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,62 @@ def test_a_server_that_never_answers_costs_the_read_timeout_then_the_rules_plan(
     assert plan.planner == "rules"
     assert plan.model_copy(update={"note": None, "planner": None}) == \
         RulesPlanner().plan(text, context)
+
+
+class DrippingServer(SilentServer):
+    """Answers every request with a status line and headers, then a byte of body every 0.1 s
+    until it is closed: each read succeeds well within any read timeout, the answer never
+    ends."""
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.socket.accept()
+            except OSError:  # closed
+                return
+            self.connections.append(connection)
+            self.accepted.set()
+            threading.Thread(target=self._drip, args=(connection,), daemon=True).start()
+
+    @staticmethod
+    def _drip(connection: socket.socket) -> None:
+        try:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                               b"Content-Length: 100000\r\n\r\n")
+            while True:
+                connection.sendall(b" ")
+                time.sleep(0.1)
+        except OSError:  # the server or the client closed it
+            return
+
+
+@pytest.mark.parametrize("provider", ["openai", "ollama"])
+def test_a_server_that_trickles_its_answer_costs_the_deadline_then_the_rules_plan(
+        provider: str) -> None:
+    """The read timeout is per read, so only the whole answer's deadline ends this wait; the
+    call left running holds one thread, and the next plan doesn't wait for it."""
+    server = DrippingServer()
+    try:
+        settings = Settings(planner_read_timeout=30, planner_deadline=1)
+        planner = load_planner(llm_spec(provider, server.port), settings)
+        thread, results = in_thread(planner.plan, "make the sky red", [])
+        thread.join(JOIN_SECONDS)
+        assert not thread.is_alive(), "the planner ignored its deadline"
+        (plan,) = results
+        assert plan.planner == "rules" and "didn't answer in time" in plan.note
+        assert "no whole answer within 1 s" in plan.note
+
+        connections = len(server.connections)
+        thread, results = in_thread(planner.plan, "make the car blue", [])
+        thread.join(JOIN_SECONDS)
+        (again,) = results
+        assert again.planner == "rules" and "still coming" in again.note
+        assert len(server.connections) == connections  # not asked while the first drips
+    finally:
+        server.close()
+    planner._late.join(JOIN_SECONDS)
+    assert not planner._late.is_alive(), "the abandoned call outlived its server"
 
 
 @pytest.mark.parametrize("provider", ["openai", "ollama"])
