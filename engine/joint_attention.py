@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.embeddings import apply_rotary_emb
 from diffusers.models.transformers.transformer_flux import FluxAttnProcessor
-from torch.nn.attention.flex_attention import BlockMask, create_block_mask
+from torch.nn.attention.flex_attention import BlockMask
 
 from promptartisan.engine import joint_attention_rules as rules
-from promptartisan.engine.flex import flex_self_attention
+from promptartisan.engine.flex import block_mask_from_classes, flex_self_attention
 
 KERNELS = ("flex", "mask")
 
@@ -35,8 +35,12 @@ def joint_block_mask(tokens: rules.JointTokens) -> BlockMask:
         return rules.may_read(text[query], labels[query], groups[query], text[key],
                               labels[key], groups[key])
 
-    length = len(tokens)
-    return create_block_mask(mask_mod, None, None, length, length, device=labels.device)
+    kinds, classes = torch.unique(torch.stack([text.long(), labels.long(), groups.long()], 1),
+                                  dim=0, return_inverse=True)
+    kind_text, kind_label, kind_group = kinds.T
+    allowed = rules.may_read(kind_text[:, None].bool(), kind_label[:, None], kind_group[:, None],
+                             kind_text[None, :].bool(), kind_label[None, :], kind_group[None, :])
+    return block_mask_from_classes(classes, allowed, mask_mod)
 
 
 def sorted_order(tokens: rules.JointTokens) -> torch.Tensor:
