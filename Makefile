@@ -40,7 +40,7 @@ test-latest: chromium
 	rm -rf $(LATEST)
 	$(PYTHON) -m venv $(LATEST)
 	$(LATEST)/bin/pip install --quiet --upgrade pip
-	$(LATEST)/bin/pip install --upgrade -e '.[dev,ray]'
+	$(LATEST)/bin/pip install --upgrade -e '.[dev,ray]' uv setuptools wheel
 	$(TEST_ENV) $(LATEST)/bin/python -m pytest -n $(JOBS) $(PYTEST_FLAGS)
 
 bench-engine: $(VENV)/.installed-run
