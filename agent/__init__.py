@@ -8,13 +8,13 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "Plan": "plan",
-    "Instruction": "plan",
-    "Planner": "planners",
-    "load_planner": "planners",
-    "RulesPlanner": "rules_planner",
-    "LLMPlanner": "llm_planner",
-    "Session": "session",
+    "Plan": "planning.plan",
+    "Instruction": "planning.plan",
+    "Planner": "planning.planners",
+    "load_planner": "planning.planners",
+    "RulesPlanner": "planning.rules_planner",
+    "LLMPlanner": "planning.llm_planner",
+    "Session": "sessions.store",
     "Editor": "editor",
     "TurnResult": "editor",
     "ProgressEvent": "editor",

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from promptartisan.agent import auto_planner
+from promptartisan.agent.planning import auto_planner
 from promptartisan.settings import Settings
 
 MODELS = {"models": [{"name": "qwen2.5:3b", "details": {"family": "qwen2"}}]}

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from promptartisan.agent.batch import run_batch
-from promptartisan.agent.batch_ray import RayRunner
+from promptartisan.agent.batch.ray_runner import RayRunner
+from promptartisan.agent.batch.run import run_batch
 from promptartisan.settings import load_settings
 
 REQUEST = "make the dog red"

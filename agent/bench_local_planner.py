@@ -102,7 +102,7 @@ def compare_guides(tokenizer: Any, vocab_size: int, answer: list[int],
 
     import torch
 
-    from promptartisan.agent.local_planner import JSON_OPTIONS, decoding_schema, load_guide
+    from promptartisan.agent.planning.local_planner import JSON_OPTIONS, decoding_schema, load_guide
 
     schema = decoding_schema(max_instructions)
     started = time.perf_counter()
@@ -155,8 +155,13 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     from transformers import AutoTokenizer, LogitsProcessorList, Qwen2Config, Qwen2ForCausalLM
 
-    from promptartisan.agent.local_planner import LocalModel, LocalPlanner, SchemaGuide, load_guide
-    from promptartisan.agent.rules_planner import RulesPlanner
+    from promptartisan.agent.planning.local_planner import (
+        LocalModel,
+        LocalPlanner,
+        SchemaGuide,
+        load_guide,
+    )
+    from promptartisan.agent.planning.rules_planner import RulesPlanner
     from promptartisan.settings import Settings
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

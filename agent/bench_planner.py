@@ -11,8 +11,8 @@ import random
 import time
 from collections.abc import Callable
 
-from promptartisan.agent import grammar
-from promptartisan.agent.rules_planner import RulesPlanner
+from promptartisan.agent.planning import grammar
+from promptartisan.agent.planning.rules_planner import RulesPlanner
 
 KB = 1000
 

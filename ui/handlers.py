@@ -248,7 +248,7 @@ def default_editor(settings: Settings) -> EditorLike:
 
 
 def default_sessions() -> Any:
-    from promptartisan.agent.session import Session
+    from promptartisan.agent.sessions.store import Session
 
     return Session
 
@@ -329,12 +329,12 @@ class ChatController:
 
     def start(self) -> None:
         """The welcome: what to do, whether the models are here, and earlier chats to resume."""
-        from promptartisan.agent.auto_planner import forget_choices
+        from promptartisan.agent.planning.auto_planner import forget_choices
 
         forget_choices()  # a new chat's planner = "auto" looks again (a server started since)
         self.emitter.text(WELCOME)
         self._report_models()
-        from promptartisan.agent.session import SessionError
+        from promptartisan.agent.sessions.store import SessionError
 
         try:
             listed = self._sessions.list(self.settings.session_dir)
@@ -472,7 +472,7 @@ class ChatController:
                 raise ValueError(f"the planner must be one of {', '.join(self.planner_choices)}")
             updated = Settings.model_validate({**self.settings.model_dump(), **changes})
             if updated.planner != self.settings.planner:
-                from promptartisan.agent.planners import load_planner
+                from promptartisan.agent.planning.planners import load_planner
 
                 load_planner(updated.planner, updated)
         except (ValueError, TypeError) as exc:
@@ -687,7 +687,7 @@ class ChatController:
     # ----- buttons ------------------------------------------------------------------------
 
     def _move(self, session: Any, kind: str) -> None:
-        from promptartisan.agent.plan import Plan
+        from promptartisan.agent.planning.plan import Plan
 
         result = self._get_editor().turn(session, kind, plan=Plan(action=kind),
                                          cancel=self._cancel)
@@ -785,7 +785,7 @@ class ChatController:
         return self._editor
 
     def _open(self, session_id: str) -> Any:
-        from promptartisan.agent.session import SessionError
+        from promptartisan.agent.sessions.store import SessionError
 
         try:
             return self._sessions.open(session_id, self.settings.session_dir, view=self.view)
