@@ -268,7 +268,7 @@ def test_the_benchmark_runs_its_three_instruction_answer_through_the_guide(
         capsys: pytest.CaptureFixture[str]) -> None:
     """The benchmark's code on a small config (its figures are printed, not tested): the forced
     three-instruction answer passes the guide token by token, and both guides compare."""
-    from promptartisan.agent import bench_local_planner as bench
+    from promptartisan.agent.planning import bench_local_planner as bench
 
     for name, value in {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
                         "num_attention_heads": 4, "num_key_value_heads": 2}.items():

@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 from test_agent_fakes import ScriptedPlanner
 
-from promptartisan.agent.bench_planner import FAMILIES
 from promptartisan.agent.editor import Editor, TurnResult
 from promptartisan.agent.planning import rules_planner
+from promptartisan.agent.planning.bench_planner import FAMILIES
 from promptartisan.agent.planning.plan import Plan
 from promptartisan.agent.planning.planners import load_planner
 from promptartisan.agent.planning.rules_planner import ClauseReader, RulesPlanner

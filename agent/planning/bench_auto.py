@@ -1,4 +1,4 @@
-"""What `planner = "auto"` costs to choose: `python -m promptartisan.agent.bench_auto`.
+"""What `planner = "auto"` costs to choose: `python -m promptartisan.agent.planning.bench_auto`.
 
 Prints the median and the slowest of `--repeat` fresh choices (`choose(recheck=True)`: the
 Ollama candidate alone) against a port that refuses (no Ollama: the usual case), a server on

@@ -1,5 +1,5 @@
 """Benchmark of the local planner at full size with random weights, on this machine's CPU:
-`python -m promptartisan.agent.bench_local_planner [--tokenizer FOLDER] [--dtype float32]`;
+`python -m promptartisan.agent.planning.bench_local_planner [--tokenizer FOLDER] [--dtype float32]`;
 with `--guides`, only the schema guides compared (llguidance, and xgrammar where installed).
 
 The model is Qwen2.5-1.5B-Instruct's architecture built from its config (random weights: the

@@ -1,4 +1,5 @@
-"""How long the rules planner takes on long messages: `python -m promptartisan.agent.bench_planner`.
+"""How long the rules planner takes on long messages:
+`python -m promptartisan.agent.planning.bench_planner`.
 
 Prints the seconds (best of `--repeat`) for each family of message at two sizes; time that
 doubles with the size is linear, time that quadruples is quadratic.

@@ -1,5 +1,5 @@
 """Batch throughput, in this process against a local Ray cluster, with the tiny models on this
-machine's CPU: `python -m promptartisan.agent.bench_batch [--images 24] [--workers 2]`.
+machine's CPU: `python -m promptartisan.agent.batch.bench_batch [--images 24] [--workers 2]`.
 
 Prints, for each way, the wall time of the whole run (planning, start-up, model loading
 included) and the steady rate (images per second between the first and the last result). A
