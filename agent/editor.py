@@ -34,9 +34,10 @@ from promptartisan.agent.planning.plan import Instruction, Plan, selection_numbe
 from promptartisan.agent.planning.planners import plan_turn, version_history
 from promptartisan.agent.sessions.store import PendingRequest, RegionRecord, Session
 from promptartisan.settings import Settings
+from promptartisan.shared import DEVICE_LOCK, shared_model
 from promptartisan.tools.images import from_working_size, load_image, to_working_size
 from promptartisan.tools.mask_io import read_mask, resize_mask
-from promptartisan.tools.paste import paste_back
+from promptartisan.tools.paste import ENGINE_FEATHER, paste_back
 
 if TYPE_CHECKING:
     from promptartisan.agent.planning.planners import Planner
@@ -44,23 +45,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEVICE_LOCK = threading.Lock()
-"""Held while a model runs on the device (grounding, the engine), across the whole process."""
-
-ENGINE_FEATHER = 8
-"""Paste-back feather radius at working size; at the upload's size it scales with the image.
-Pixels farther than that from every mask are the upload's own, bit for bit."""
-
 CANCEL_POLL_SECONDS = 0.05
 """How often a turn waiting for its planner looks whether it was cancelled."""
 
 Stage = Literal["planning", "grounding", "editing", "saving"]
 Kind = Literal["edit", "clarify", "undo", "redo", "reset", "goto", "forget", "chat", "error",
                "cancelled"]
-
-_shared_models: dict[tuple[Any, ...], Any] = {}
-_shared_lock = threading.Lock()
-
 
 @dataclass(frozen=True)
 class ProgressEvent:
@@ -144,14 +134,6 @@ class Cancelled(Exception):
 
 def _ignore(event: ProgressEvent) -> None:
     """The default progress listener."""
-
-
-def shared_model(key: tuple[Any, ...], load: Callable[[], Any]) -> Any:
-    """One instance per key in this process, loaded on first use."""
-    with _shared_lock:
-        if key not in _shared_models:
-            _shared_models[key] = load()
-        return _shared_models[key]
 
 
 class Editor:

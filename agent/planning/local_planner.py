@@ -4,10 +4,10 @@
 decodes (llguidance masks every token the schema does not allow next), so every finished
 answer parses as a Plan: nothing is retried for syntax.
 
-It plans under the Editor's `DEVICE_LOCK` (one model on the device at a time), stops when the
-turn's cancel event is set, within `settings.planner_read_timeout` seconds and after
-`MAX_NEW_TOKENS`; then, or when the model can't be loaded, the rules planner plans instead and
-the plan's note says why.
+It plans under the process's `DEVICE_LOCK` (`promptartisan.shared`: one model on the device at
+a time), stops when the turn's cancel event is set, within `settings.planner_read_timeout`
+seconds and after `MAX_NEW_TOKENS`; then, or when the model can't be loaded, the rules planner
+plans instead and the plan's note says why.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def model_present(settings: Settings) -> bool:
 
 def load_local_model(settings: Settings) -> LocalModel:
     """The planner model of `settings`, loaded on first use and shared by the whole process."""
-    from promptartisan.agent.editor import shared_model
+    from promptartisan.shared import shared_model
 
     device, dtype = settings.resolved_device(), settings.resolved_dtype()
     key = ("planner", settings.planner_model, settings.tiny, str(settings.tiny_dir), device,
@@ -227,7 +227,7 @@ class LocalPlanner:
         import torch
         from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
-        from promptartisan.agent.editor import DEVICE_LOCK
+        from promptartisan.shared import DEVICE_LOCK
 
         local = self._model or load_local_model(self.settings)
         prompt = local.tokenizer.apply_chat_template(

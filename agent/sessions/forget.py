@@ -20,7 +20,7 @@ import numpy as np
 from promptartisan.agent.planning.plan import Plan
 from promptartisan.agent.sessions.history_search import MIN_SHARE, Outcome, share, stems
 from promptartisan.agent.sessions.store import PendingRequest, Session
-from promptartisan.tools.paste import feather_rows, grown_box, paste_back
+from promptartisan.tools.paste import ENGINE_FEATHER, feather_rows, grown_box, paste_back
 
 _YES = {"yes", "y", "yeah", "yep", "sure", "ok", "okay", "go ahead", "do it", "please",
         "anyway", "take it back", "yes please", "fine"}
@@ -54,8 +54,6 @@ def find_instruction(session: Session, name: str, lineage: list[int]) -> Named |
     """The edit region `name` means among the edits `lineage` carries (newest first): the
     one whose target and instruction hold the largest share of its words (the target's share
     breaks ties, then the newest wins); None when none holds `MIN_SHARE`."""
-    from promptartisan.agent.editor import ENGINE_FEATHER
-
     wanted = stems(name)
     best: tuple[float, float] | None = None
     found: Named | None = None

@@ -16,8 +16,8 @@ from PIL import Image
 from scipy import ndimage
 
 from promptartisan import models
-from promptartisan.agent.editor import DEVICE_LOCK
 from promptartisan.settings import Settings
+from promptartisan.shared import DEVICE_LOCK
 from promptartisan.tools.sam import SamSegmenter, load_segmenter
 from promptartisan.tools.selection import (
     Gesture,
