@@ -447,7 +447,7 @@ class SelectionDesk:
         mask = read_mask(upload, picture.size)
         token = secrets.token_urlsafe(16)
         self._offers[token] = MaskOffer(photo.id, into.id, version, text, mask)
-        from promptartisan.ui.handlers import ActionButton
+        from promptartisan.ui.shown import ActionButton
 
         share = mask.mean()
         self._controller.emitter.text(

@@ -31,25 +31,15 @@ from promptartisan.models import MissingModelError
 from promptartisan.settings import Settings
 from promptartisan.tools.grounding import Grounding
 from promptartisan.tools.mask_io import read_mask
-from promptartisan.ui import handlers
-from promptartisan.ui.handlers import (
-    BUSY,
-    NEED_IMAGE,
-    NEW_SESSION,
-    NO_SUCH_VERSION,
-    NOT_OFFERED,
-    NOT_THIS_CHATS,
-    OUT_OF_MEMORY,
-    STOPPED,
-    ActionButton,
-    ChatController,
-    HistoryView,
-    Picture,
-    StepUpdate,
-    Upload,
-)
+from promptartisan.ui import handlers, reports, shown, turn_steps, version_buttons
+from promptartisan.ui.handlers import BUSY, NOT_THIS_CHATS, ChatController
 from promptartisan.ui.history import tree_layout
+from promptartisan.ui.message_turns import NEED_IMAGE, NEW_SESSION, STOPPED
 from promptartisan.ui.render import escape_markdown
+from promptartisan.ui.reports import OUT_OF_MEMORY
+from promptartisan.ui.resume import NOT_OFFERED
+from promptartisan.ui.shown import ActionButton, HistoryView, Picture, StepUpdate, Upload
+from promptartisan.ui.version_buttons import NO_SUCH_VERSION
 
 TWO_EDITS = "make the sky a sunset and put a hat on the man"
 VAGUE = "change something"
@@ -243,7 +233,7 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture(autouse=True)
 def models_present(monkeypatch: pytest.MonkeyPatch) -> None:
     """The real models count as present unless a test says otherwise: no cache scans."""
-    monkeypatch.setattr(handlers, "missing_models", lambda settings: [])
+    monkeypatch.setattr(reports, "missing_models", lambda settings: [])
 
 
 @dataclass
@@ -291,8 +281,8 @@ def test_welcome_says_what_to_do(chat: Chat) -> None:
 
 
 def test_missing_models_offer_the_tiny_ones(chat: Chat, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(handlers, "missing_models", lambda settings: ["instruct-pix2pix"])
-    monkeypatch.setattr(handlers, "hub_reachable", lambda: False)
+    monkeypatch.setattr(reports, "missing_models", lambda settings: ["instruct-pix2pix"])
+    monkeypatch.setattr(reports, "hub_reachable", lambda: False)
     chat.controller.start()
     warning = chat.emitter.last("error")
     assert "promptartisan models download" in warning.text and "instruct-pix2pix" in warning.text
@@ -304,17 +294,17 @@ def test_missing_models_offer_the_tiny_ones(chat: Chat, monkeypatch: pytest.Monk
 
 def test_missing_models_reachable_hub_only_informs(chat: Chat,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(handlers, "missing_models", lambda settings: ["clipseg"])
-    monkeypatch.setattr(handlers, "hub_reachable", lambda: True)
+    monkeypatch.setattr(reports, "missing_models", lambda settings: ["clipseg"])
+    monkeypatch.setattr(reports, "hub_reachable", lambda: True)
     chat.controller.start()
     assert not chat.emitter.of("error")
     assert any("downloads them" in item.text for item in chat.emitter.of("text"))
 
 
 def test_required_models_follow_the_grounding_backend() -> None:
-    assert handlers.required_models(Settings(grounding_backend="clipseg")) == [
+    assert reports.required_models(Settings(grounding_backend="clipseg")) == [
         "instruct-pix2pix", "clipseg"]
-    assert handlers.required_models(Settings(grounding_backend="grounded-sam")) == [
+    assert reports.required_models(Settings(grounding_backend="grounded-sam")) == [
         "instruct-pix2pix", "groundingdino", "sam"]
 
 
@@ -593,7 +583,7 @@ def test_the_history_element_reaches_every_version_branches_included(
     assert nodes[2].lines == ("the sky → make the sky a sunset", "the man → put a hat on the man")
     assert nodes[4].lines[0] == "retry of version 3 (new seed)"
     for node in nodes.values():
-        assert max(_thumbnail(node).size) == min(handlers.THUMBNAIL_LONG_SIDE,
+        assert max(_thumbnail(node).size) == min(version_buttons.THUMBNAIL_LONG_SIDE,
                                                   max(small_photo.size))
     turns = len(session.turns())
     for number in (2, 0, 3, 1, 4):  # each one click, from wherever the chat is
@@ -656,7 +646,7 @@ def test_compare_is_a_slider_between_any_two_versions(chat: Chat,
     compare = chat.emitter.last("compare")
     assert compare.choices == ["version 0", "version 2"]
     assert np.array_equal(np.asarray(compare.pictures[0].image), np.asarray(session.image(0)))
-    props = handlers.compare_props(*compare.pictures, ("version 0", "version 2"))
+    props = shown.compare_props(*compare.pictures, ("version 0", "version 2"))
     assert props["after"]["label"] == "version 2" and props["before"]["src"].startswith(
         "data:image/png;base64,")
     assert props["aspect"] == small_photo.width / small_photo.height
@@ -675,7 +665,7 @@ def test_history_props_are_json_with_small_thumbnails(chat: Chat,
     chat.controller.message("make the sky a sunset", [upload(photo)])
     session_id = chat.controller.session_ids[0]
     chat.controller.action("undo", {"session": session_id})
-    props = handlers.history_props(chat.emitter.last("history").history)
+    props = shown.history_props(chat.emitter.last("history").history)
     text = json.dumps(props)
     assert [node["version"] for node in props["nodes"]] == [0, 1]
     assert all(len(node["thumbnail"]) < 12_000 for node in props["nodes"])
@@ -939,7 +929,7 @@ def test_every_open_step_closes_after_a_question(chat: Chat, small_photo: Image.
     steps = chat.emitter.steps()
     assert set(steps) == {"Plan", "Grounding"}
     assert all(step.done and not step.failed for step in steps.values())
-    assert steps["Grounding"].text.endswith(handlers.STEP_ASKED)
+    assert steps["Grounding"].text.endswith(turn_steps.STEP_ASKED)
 
 
 # ----- failures -----------------------------------------------------------------------------
@@ -974,7 +964,7 @@ def test_an_error_is_shown_as_written_and_says_what_to_do(settings: Settings,
     steps = chat.emitter.steps()
     assert all(step.done for step in steps.values())
     assert not steps["Grounding"].failed and steps["Grounding"].pictures  # that stage went well
-    assert steps["Editing"].failed and steps["Editing"].text.endswith(handlers.STEP_FAILED)
+    assert steps["Editing"].failed and steps["Editing"].text.endswith(turn_steps.STEP_FAILED)
 
 
 def test_a_broken_upload_is_named_as_uploaded_and_its_request_answered(
@@ -1021,7 +1011,7 @@ def test_an_exception_outside_the_editor_is_reported(settings: Settings,
 
 def test_a_missing_model_is_explained_with_the_tiny_offer(
         settings: Settings, small_photo: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(handlers, "missing_models", lambda settings: ["instruct-pix2pix"])
+    monkeypatch.setattr(reports, "missing_models", lambda settings: ["instruct-pix2pix"])
     chat = make_chat(settings, FakeEngine(error=MissingModelError(
         "Model 'instruct-pix2pix' is not on this machine; run `promptartisan models download`")))
     chat.controller.message(TWO_EDITS, [upload(small_photo)])
@@ -1082,7 +1072,7 @@ def test_stop_ends_the_turn_and_changes_nothing(settings: Settings,
     assert not turn.is_alive()
     assert chat.emitter.last("text").text == STOPPED
     steps = chat.emitter.steps()
-    assert steps["Editing"].failed and steps["Editing"].text.endswith(handlers.STEP_STOPPED)
+    assert steps["Editing"].failed and steps["Editing"].text.endswith(turn_steps.STEP_STOPPED)
     assert all(step.done for step in steps.values())
     session = Session.open(chat.controller.session_ids[0], settings.session_dir)
     assert session.current == 0 and len(session.versions()) == 1

@@ -27,14 +27,15 @@ from promptartisan.agent.sessions.store import Session
 from promptartisan.settings import Settings
 from promptartisan.tools.overlay import overlay
 from promptartisan.tools.selection import Selector
-from promptartisan.ui import handlers, selection_view
-from promptartisan.ui.handlers import NOT_THIS_CHATS, ChatController, Picture
+from promptartisan.ui import reports, selection_view
+from promptartisan.ui.handlers import NOT_THIS_CHATS, ChatController
 from promptartisan.ui.selection_view import (
     NO_OFFER,
     NOT_THIS_CANVAS,
     candidate_props,
     looks_like_mask,
 )
+from promptartisan.ui.shown import Picture
 
 CLICK_RADIUS = 6
 
@@ -119,7 +120,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture(autouse=True)
 def models_present(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(handlers, "missing_models", lambda settings: [])
+    monkeypatch.setattr(reports, "missing_models", lambda settings: [])
     monkeypatch.setattr(selection_view, "sam_present", lambda settings: True)
 
 

@@ -28,7 +28,7 @@ from promptartisan.agent.planning.plan import Plan
 from promptartisan.agent.planning.planners import PlannerError, load_planner, ollama_url, plan_turn
 from promptartisan.agent.planning.rules_planner import RulesPlanner
 from promptartisan.settings import Settings
-from promptartisan.ui import handlers
+from promptartisan.ui import reports
 from promptartisan.ui.cli import main
 from promptartisan.ui.handlers import ChatController
 
@@ -251,7 +251,7 @@ def plan_steps(emitter: RecordingEmitter) -> list[str]:
 def test_the_chats_plan_step_names_the_planner_and_a_new_chat_looks_again(
         server: ModelServer, tmp_path: Path, small_photo: Image.Image,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(handlers, "missing_models", lambda settings: [])  # no cache scans
+    monkeypatch.setattr(reports, "missing_models", lambda settings: [])  # no cache scans
     settings = Settings(ollama_host=server.url, session_dir=tmp_path / "sessions", steps=2,
                         working_size=64, device="cpu", dtype="float32")
     server.models = []

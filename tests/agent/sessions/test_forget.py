@@ -180,9 +180,9 @@ def test_the_chat_shows_a_forget_like_an_edit_and_a_goto_like_an_undo(
         tmp_path: Path, small_photo: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
     from test_ui_handlers import TWO_EDITS, buttons, make_chat, upload
 
-    from promptartisan.ui import handlers
+    from promptartisan.ui import reports, turn_steps
 
-    monkeypatch.setattr(handlers, "missing_models", lambda settings: [])
+    monkeypatch.setattr(reports, "missing_models", lambda settings: [])
     chat = make_chat(Settings(session_dir=tmp_path / "sessions", tiny_dir=tmp_path / "tiny",
                               device="cpu", dtype="float32", steps=2, working_size=64))
     chat.controller.message(TWO_EDITS, [upload(small_photo)])  # v1: the sky and a hat
@@ -199,7 +199,7 @@ def test_the_chat_shows_a_forget_like_an_edit_and_a_goto_like_an_undo(
     shown = chat.emitter.last("pictures")
     assert "Took back make the sky a sunset" in shown.text and "(version 2)" in shown.text
     assert "retry" not in buttons(shown)  # no engine made it: nothing to try again
-    assert chat.emitter.steps()["Plan"].text == handlers.PLANS_WITHOUT_EDITS["forget"]
+    assert chat.emitter.steps()["Plan"].text == turn_steps.PLANS_WITHOUT_EDITS["forget"]
     node = {n.version: n for n in chat.emitter.last("history").history.nodes}[2]
     assert node.lines == ("took back the sky → make the sky a sunset (version 1)",)
 
