@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=2, help="denoising steps (tiny engine)")
     parser.add_argument("--case", choices=sorted(CASES), action="append",
                         help="run only these cases (default: all)")
+    parser.add_argument("--json", type=Path, help="also write the results here as JSON")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     cases = args.case or list(CASES)
@@ -107,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'case':<9} {'size':>11} {'kind':<6} {'baseline MiB':>12} {'peak MiB':>9} "
           f"{'edit MiB':>9} {'seconds':>8}")
     failed = False
+    rows = []
     for case in cases:
         child = subprocess.run(
             [sys.executable, "-m", "promptartisan.agent.bench_memory", "--child", "--case", case,
@@ -117,11 +119,14 @@ def main(argv: list[str] | None = None) -> int:
             failed = True
             continue
         row = json.loads(child.stdout.strip().splitlines()[-1])
+        rows.append({"case": case, "size": args.size, **row})
         print(f"{case:<9} {f'{args.size}×{args.size}':>11} {row['kind']:<6} "
               f"{row['baseline_mib']:>12} {row['peak_mib']:>9} {row['edit_mib']:>9} "
               f"{row['seconds']:>8}")
         if row["kind"] != "edit":
             print(f"  {case}: {row['message']}", file=sys.stderr)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
     return 1 if failed else 0
 
 

@@ -1,7 +1,7 @@
 """CPU seconds per UNet step with the attention processors of the working tree against those of
 an earlier commit, and against stock diffusers' processors.
 
-    python engine/bench_attention_cpu.py --before c453fd4^ --size 256 --regions 4,8 --rounds 4
+    promptartisan bench attention-cpu --before c453fd4^ --size 256 --regions 4,8 --rounds 4
 
 Method: the full-size SD 1.5 InstructPix2Pix UNet (`benchmark.sd15_pipeline`, random weights),
 float32, batch 3 (InstructPix2Pix's three guidance rows), one UNet call per measurement at a
@@ -63,7 +63,7 @@ def earlier_attention(commit: str) -> object:
     return module
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", required=True, help="the commit to compare with")
     parser.add_argument("--size", type=int, default=256)
@@ -73,7 +73,8 @@ def main() -> None:
                         help="count the operations of one call instead of timing")
     parser.add_argument("--compiled-path", action="store_true",
                         help="with --count-ops: count the path compiled code takes")
-    args = parser.parse_args()
+    parser.add_argument("--json", type=Path, help="also write the results here as JSON")
+    args = parser.parse_args(argv)
     counts = [int(n) for n in args.regions.split(",")]
     before = earlier_attention(args.before)
 
@@ -120,10 +121,13 @@ def main() -> None:
                 if round_:
                     seconds[key].append(time.process_time() - start)
                     print(f"{key}: {seconds[key][-1]:.2f} CPU s", flush=True)
-    print(json.dumps({key: {"median_s": round(statistics.median(values), 3),
-                            "all": [round(v, 2) for v in values]}
-                      for key, values in seconds.items()}, indent=1))
+    results = {key: {"median_s": round(statistics.median(values), 3),
+                     "all": [round(v, 2) for v in values]} for key, values in seconds.items()}
+    print(json.dumps(results, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,12 +25,13 @@ from promptartisan.settings import load_settings
 REQUEST = "make the dog red"
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=24)
     parser.add_argument("--size", type=int, default=128, help="images' and working long side")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--json", type=Path, help="also write the results here as JSON")
     args = parser.parse_args(argv)
     settings = load_settings(overrides={"tiny": True, "device": "cpu", "dtype": "float32",
                                         "steps": args.steps, "working_size": args.size,
@@ -42,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
             ("in-process", None, None),
             (f"Ray local, {args.workers} workers × 1 thread",
              RayRunner(workers=args.workers), 1)]
+        results = []
         for name, runner, threads in ways:
             out = Path(scratch) / name.split(",")[0].replace(" ", "-")
             started = time.monotonic()
@@ -54,6 +57,12 @@ def main(argv: list[str] | None = None) -> None:
                 if len(finished) > 1 and finished[-1] > finished[0] else float("nan")
             print(f"{name:38s} {summary['done']:3d} done  wall {wall:6.1f} s "
                   f"({summary['done'] / wall:.3f} images/s)  steady {steady:.3f} images/s")
+            results.append({"way": name, "done": summary["done"], "wall_s": wall,
+                            "images_per_second": summary["done"] / wall,
+                            "steady_images_per_second": steady})
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
 
 
 def _write_images(folder: Path, count: int, size: int) -> Path:
@@ -66,4 +75,4 @@ def _write_images(folder: Path, count: int, size: int) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -13,11 +13,13 @@ import argparse
 import json
 import socket
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from promptartisan.agent.planning import auto_planner
 from promptartisan.settings import Settings
@@ -75,10 +77,12 @@ def _milliseconds(url: str, repeat: int) -> tuple[str, float, list[float]]:
     return name, first, times
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=20)
-    args = parser.parse_args()
+    parser.add_argument("--json", type=Path, help="also write the results here as JSON")
+    args = parser.parse_args(argv)
+    results = []
     auto_planner.CANDIDATES[:] = [auto_planner.ollama]
     for label, place in (("no Ollama (refused)", _refusing), ("Ollama listing a model", _listing),
                          ("silent port", _silent)):
@@ -87,7 +91,13 @@ def main() -> None:
             name, first, times = _milliseconds(url, repeat)
         print(f"{label:24} → {name:18} first {first:7.1f} ms, then median "
               f"{statistics.median(times):6.1f} ms, slowest {max(times):6.1f} ms ({repeat} runs)")
+        results.append({"place": label, "chose": name, "first_ms": first,
+                         "median_ms": statistics.median(times), "slowest_ms": max(times),
+                         "runs": repeat})
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -151,7 +151,7 @@ def compare_guides(tokenizer: Any, vocab_size: int, answer: list[int],
           f"{per_token * 1000:.2f} ms a token (mask and apply)")
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     import torch
     from transformers import AutoTokenizer, LogitsProcessorList, Qwen2Config, Qwen2ForCausalLM
 
@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--guides", action="store_true",
                         help="only compare the schema guides (llguidance, xgrammar): no model")
     parser.add_argument("--repeat", type=int, default=1, help="decodings timed (the best kept)")
+    parser.add_argument("--json", type=Path, help="also write the results here as JSON")
     args = parser.parse_args(argv)
 
     settings = Settings(device="cpu", dtype=args.dtype)
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
                               add_special_tokens=False) + [tokenizer.eos_token_id]
     if args.guides:
         compare_guides(tokenizer, QWEN25_15B["vocab_size"], answer, settings.max_regions)
-        return
+        return 0
     started = time.perf_counter()
     config = Qwen2Config(**{**QWEN25_15B, "eos_token_id": tokenizer.eos_token_id})
     model = Qwen2ForCausalLM(config).to(getattr(torch, args.dtype)).eval()
@@ -240,7 +241,16 @@ def main(argv: list[str] | None = None) -> None:
     print(f"seconds per plan (three instructions, guided): {prefill + held:.1f} s")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"peak resident memory: {peak:.2f} GiB")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "parameters_b": params, "dtype": args.dtype, "prompt_tokens": length,
+            "answer_tokens": len(answer), "prefill_s": prefill,
+            "tokens_per_second": len(answer) / free,
+            "guided_tokens_per_second": len(answer) / held,
+            "guide_ms_per_token": sum(guide_seconds) / len(guide_seconds) * 1000,
+            "seconds_per_plan": prefill + held, "peak_gib": peak}, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -8,9 +8,12 @@ doubles with the size is linear, time that quadruples is quadratic.
 from __future__ import annotations
 
 import argparse
+import json
 import random
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from promptartisan.agent.planning import grammar
 from promptartisan.agent.planning.rules_planner import RulesPlanner
@@ -49,19 +52,26 @@ FAMILIES: dict[str, Callable[[int], str]] = {
 }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="50,100", help="message sizes in KB (default 50,100)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each, best kept")
-    args = parser.parse_args()
+    parser.add_argument("--json", type=Path, help="also write the results here as JSON")
+    args = parser.parse_args(argv)
     sizes = [int(float(s) * KB) for s in args.sizes.split(",")]
     planner = RulesPlanner()
     issue = "red and blue " * 2000
     print(f"{'family':28s}" + "".join(f"{size // KB:>9d} KB" for size in sizes))
-    print(f"{'red and blue × 2000 (26 KB)':28s}{_best(planner, issue, args.repeat):10.3f} s")
+    best = _best(planner, issue, args.repeat)
+    print(f"{'red and blue × 2000 (26 KB)':28s}{best:10.3f} s")
+    seconds = {"red and blue × 2000 (26 KB)": {str(len(issue)): best}}
     for name, make in FAMILIES.items():
         times = [_best(planner, make(size), args.repeat) for size in sizes]
+        seconds[name] = {str(size): t for size, t in zip(sizes, times, strict=True)}
         print(f"{name:28s}" + "".join(f"{t:10.3f} s" for t in times))
+    if args.json:
+        args.json.write_text(json.dumps(seconds, indent=2))
+    return 0
 
 
 def _best(planner: RulesPlanner, text: str, repeat: int) -> float:
@@ -74,4 +84,4 @@ def _best(planner: RulesPlanner, text: str, repeat: int) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
