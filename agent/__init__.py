@@ -1,4 +1,6 @@
-"""The agent: plans, planners, clarification, sessions and the turn that ties them together.
+"""The agent: the turn (`editor`) that ties its rooms together: `planning` (the plan and the
+planners), `sessions` (versions on disk, history search, forget) and `batch` (one request over
+many images); `image_edit` edits one image outside a session, `evaluation` runs the benchmarks.
 
 Names load on first use, so `import promptartisan.agent` stays quick."""
 
