@@ -3,7 +3,7 @@
 to before the hat", "version 3"), and which one earlier instruction to take back ("undo the sky
 but keep the wolf").
 
-Each reader takes a message already cleaned of politeness (see `rules_planner.clean_clause`)
+Each reader takes a message already cleaned of politeness (see `rules_clauses.clean_clause`)
 and returns a `Plan`, or None when the message is no such request. The patterns are anchored
 and their repeats are separated by fixed words, so a reading is linear in the message.
 """
