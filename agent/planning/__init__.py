@@ -5,4 +5,5 @@ a spec and is the one way the Editor asks a planner), the clarification answers 
 the references to numbered selections (`selection_refs`), the plans of history requests
 (`history_requests`) and the phrasing score. It may import the foundation (`promptartisan.*`
 modules), `tools` and `engine`, never `agent.sessions`, `agent.batch`, the Editor or `ui`: a
-session reaches a planner only as the lines `planners.version_history` reads from it."""
+session reaches a planner only as the lines `planners.version_history` reads from it (its type
+is named under `TYPE_CHECKING`, which loads nothing)."""
