@@ -1,4 +1,6 @@
-"""The agent: plans, planners, clarification, sessions and the turn that ties them together.
+"""The agent: the turn (`editor`) that ties its rooms together: `planning` (the plan and the
+planners), `sessions` (versions on disk, history search, forget) and `batch` (one request over
+many images); `image_edit` edits one image outside a session, `evaluation` runs the benchmarks.
 
 Names load on first use, so `import promptartisan.agent` stays quick."""
 
@@ -8,13 +10,13 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "Plan": "plan",
-    "Instruction": "plan",
-    "Planner": "planners",
-    "load_planner": "planners",
-    "RulesPlanner": "rules_planner",
-    "LLMPlanner": "llm_planner",
-    "Session": "session",
+    "Plan": "planning.plan",
+    "Instruction": "planning.plan",
+    "Planner": "planning.planners",
+    "load_planner": "planning.planners",
+    "RulesPlanner": "planning.rules_planner",
+    "LLMPlanner": "planning.llm_planner",
+    "Session": "sessions.store",
     "Editor": "editor",
     "TurnResult": "editor",
     "ProgressEvent": "editor",

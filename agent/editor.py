@@ -24,32 +24,26 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from PIL import Image
 
-from promptartisan.agent.clarify import (
+from promptartisan.agent.planning.clarify import (
     not_found_question,
     pick_choice,
     position_choices,
     which_question,
 )
-from promptartisan.agent.plan import Instruction, Plan, selection_number, selection_target
-from promptartisan.agent.planners import plan_turn, version_history
-from promptartisan.agent.session import PendingRequest, RegionRecord, Session
+from promptartisan.agent.planning.plan import Instruction, Plan, selection_number, selection_target
+from promptartisan.agent.planning.planners import plan_turn, version_history
+from promptartisan.agent.sessions.store import PendingRequest, RegionRecord, Session
 from promptartisan.settings import Settings
+from promptartisan.shared import DEVICE_LOCK, shared_model
 from promptartisan.tools.images import from_working_size, load_image, to_working_size
 from promptartisan.tools.mask_io import read_mask, resize_mask
-from promptartisan.tools.paste import paste_back
+from promptartisan.tools.paste import ENGINE_FEATHER, paste_back
 
 if TYPE_CHECKING:
-    from promptartisan.agent.planners import Planner
+    from promptartisan.agent.planning.planners import Planner
     from promptartisan.tools.grounding import Grounder, Grounding
 
 log = logging.getLogger(__name__)
-
-DEVICE_LOCK = threading.Lock()
-"""Held while a model runs on the device (grounding, the engine), across the whole process."""
-
-ENGINE_FEATHER = 8
-"""Paste-back feather radius at working size; at the upload's size it scales with the image.
-Pixels farther than that from every mask are the upload's own, bit for bit."""
 
 CANCEL_POLL_SECONDS = 0.05
 """How often a turn waiting for its planner looks whether it was cancelled."""
@@ -57,10 +51,6 @@ CANCEL_POLL_SECONDS = 0.05
 Stage = Literal["planning", "grounding", "editing", "saving"]
 Kind = Literal["edit", "clarify", "undo", "redo", "reset", "goto", "forget", "chat", "error",
                "cancelled"]
-
-_shared_models: dict[tuple[Any, ...], Any] = {}
-_shared_lock = threading.Lock()
-
 
 @dataclass(frozen=True)
 class ProgressEvent:
@@ -146,14 +136,6 @@ def _ignore(event: ProgressEvent) -> None:
     """The default progress listener."""
 
 
-def shared_model(key: tuple[Any, ...], load: Callable[[], Any]) -> Any:
-    """One instance per key in this process, loaded on first use."""
-    with _shared_lock:
-        if key not in _shared_models:
-            _shared_models[key] = load()
-        return _shared_models[key]
-
-
 class Editor:
     """Runs chat turns against sessions. `planner`, `grounder` and `pipeline` default to the
     settings' choices (the last two shared process-wide); pass objects to use others."""
@@ -168,7 +150,7 @@ class Editor:
     @property
     def planner(self) -> Planner:
         if self._planner is None:
-            from promptartisan.agent.planners import load_planner
+            from promptartisan.agent.planning.planners import load_planner
 
             self._planner = load_planner(self.settings.planner, self.settings)
         return self._planner
@@ -297,8 +279,8 @@ class Editor:
                 chosen = {**pending.data["chosen"], str(pending.data["index"]): boxes}
                 return Request(pending.text, Plan.model_validate(pending.data["plan"]), chosen)
         if pending is not None and pending.kind in ("version", "forget"):
-            from promptartisan.agent.forget import read_confirmation
-            from promptartisan.agent.history_search import pick_version
+            from promptartisan.agent.sessions.forget import read_confirmation
+            from promptartisan.agent.sessions.history_search import pick_version
 
             asked = Plan.model_validate(pending.data["plan"])
             if pending.kind == "version" and (
@@ -314,11 +296,11 @@ class Editor:
                                   pending.data["index"], text)
             return Request(pending.text, rephrased, pending.data["chosen"])
         if pending is not None and pending.kind == "clarify":
-            from promptartisan.agent.rules_planner import merge_answer
+            from promptartisan.agent.planning.rules_planner import merge_answer
 
             text = merge_answer(pending.text, pending.question, text)
         if selections is not None:  # "make 1 red": the numbers are read before the planner
-            from promptartisan.agent.selection_refs import plan_with_selections
+            from promptartisan.agent.planning.selection_refs import plan_with_selections
 
             return Request(text, plan_with_selections(
                 text, list(selections), lambda rest: self._plan(rest, context, cancel, history)))
@@ -380,8 +362,8 @@ class Editor:
     def _history(self, session: Session, request: Request) -> TurnResult:
         """Go to a version the person described, or take back earlier instructions (a new
         version); either may ask first (which version? take it back anyway?)."""
-        from promptartisan.agent.forget import forget
-        from promptartisan.agent.history_search import go_to_described
+        from promptartisan.agent.sessions.forget import forget
+        from promptartisan.agent.sessions.history_search import go_to_described
 
         plan = request.plan
         outcome = (go_to_described(session, request.text, plan, request.picked)

@@ -15,8 +15,8 @@ from promptartisan.agent.editor import Question
 
 if TYPE_CHECKING:
     from promptartisan.agent.editor import Editor, ProgressEvent
-    from promptartisan.agent.plan import Instruction
-    from promptartisan.agent.session import RegionRecord
+    from promptartisan.agent.planning.plan import Instruction
+    from promptartisan.agent.sessions.store import RegionRecord
 
 Write = Callable[[str, Callable[[Any], Any]], str]
 """`write(name, fill)`: write the file `name` atomically by calling `fill(handle)`; returns

@@ -79,7 +79,7 @@ def _build(family: str, size: int, builder: str, results: Any) -> None:
                  "sparsity_pct": round(mask.sparsity(), 1)})
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048])
     parser.add_argument("--reference-up-to", type=int, default=16384, metavar="TOKENS",
@@ -108,8 +108,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                       f"{row['sparsity_pct']:>9.1f}")
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2) + "\n")
-    return rows
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

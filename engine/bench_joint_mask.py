@@ -8,7 +8,10 @@ grid's own token order and in (group, label) order.
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -21,10 +24,12 @@ from promptartisan.engine.regions import label_maps
 CHUNK_LENGTHS = [12, 9, 14, 1]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=1024, help="square image side, px")
-    size = parser.parse_args().size
+    parser.add_argument("--json", type=Path, help="also write the results here as JSON")
+    args = parser.parse_args(argv)
+    size = args.size
     masks = torch.zeros(3, size, size, dtype=torch.bool)
     half = size // 2
     masks[0, :half, :half] = masks[1, :half, half:] = True
@@ -39,15 +44,23 @@ def main() -> None:
     dense_s = time.perf_counter() - start
     print(f"{size}×{size}: {len(tokens)} tokens; dense mask {mask.numel() / 2**20:.1f} MiB, "
           f"built in {dense_s * 1e3:.0f} ms; {100 * mask.float().mean():.1f} % of pairs read")
+    results = {"size": size, "tokens": len(tokens), "dense_mib": mask.numel() / 2**20,
+               "dense_s": dense_s, "read_pairs": float(mask.float().mean()), "block_masks": {}}
     order = sorted_order(tokens)
     for name, chosen in (("grid order", tokens),
                          ("(group, label) order", JointTokens(
                              tokens.text[order], tokens.labels[order], tokens.groups[order]))):
         start = time.perf_counter()
         block_mask = joint_block_mask(chosen)
-        print(f"block mask in {name}: built in {(time.perf_counter() - start) * 1e3:.0f} ms, "
+        built_s = time.perf_counter() - start
+        print(f"block mask in {name}: built in {built_s * 1e3:.0f} ms, "
               f"{block_mask.sparsity():.1f} % of blocks skipped")
+        results["block_masks"][name] = {"built_s": built_s,
+                                        "skipped_percent": block_mask.sparsity()}
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

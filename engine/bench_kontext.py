@@ -22,7 +22,9 @@ its number of forwards, and the peak resident memory above the loaded weights.
 from __future__ import annotations
 
 import argparse
+import json
 import resource
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -142,13 +144,14 @@ def table(rows: list[dict[str, float | int | str]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=1024, help="square image side, px")
     parser.add_argument("--steps", type=int, default=1)
     parser.add_argument("--double", type=int, default=1, help="double-stream blocks")
     parser.add_argument("--single", type=int, default=1, help="single-stream blocks")
-    args = parser.parse_args()
+    parser.add_argument("--json", type=Path, help="also write the results here as JSON")
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
         write_tiny_kontext(Path(folder))
         pipe = kontext_pipeline(Path(folder), args.double, args.single)
@@ -159,7 +162,10 @@ def main() -> None:
     rows = run(pipe, args.size, args.steps)
     print(table(rows))
     print(f"process peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

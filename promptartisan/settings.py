@@ -64,7 +64,7 @@ class Settings(BaseModel):
         "Kontext)."))
     max_pixels: int = Field(64_000_000, ge=1, description=(
         "Uploads with more pixels are refused. 8000×8000: its edit peaks near 1.1 GB beyond the "
-        "models (python -m promptartisan.tools.bench_memory), under the 1.5 GB goal."))
+        "models (python -m promptartisan.agent.bench_memory), under the 1.5 GB goal."))
 
     # Agent.
     planner: str = Field("auto", description=(

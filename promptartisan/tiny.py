@@ -183,8 +183,8 @@ def write_tiny_planner(out: Path, texts: list[str] | None = None, vocab_size: in
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-    from promptartisan.agent.llm_planner import SYSTEM_PROMPT
-    from promptartisan.agent.plan import Plan
+    from promptartisan.agent.planning.llm_planner import SYSTEM_PROMPT
+    from promptartisan.agent.planning.plan import Plan
 
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

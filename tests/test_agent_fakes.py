@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from promptartisan.agent.plan import Instruction, Plan
+from promptartisan.agent.planning.plan import Instruction, Plan
 from promptartisan.tools.grounding import Grounding
 from promptartisan.tools.masks import box_of
 

@@ -15,8 +15,10 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -88,13 +90,14 @@ def measure(segmenters: dict[str, SamSegmenter], image: Image.Image, repeat: int
         "click_s": round(statistics.median(times[name][clicks:]), 4)} for name in segmenters}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="encodings timed per model")
     parser.add_argument("--clicks", type=int, default=10, help="clicks timed per encoding")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--models", nargs="+", choices=list(SEGMENTERS), default=list(SEGMENTERS))
-    args = parser.parse_args()
+    parser.add_argument("--json", type=Path, help="also write the results here as JSON")
+    args = parser.parse_args(argv)
     from skimage import data
 
     image = Image.fromarray(data.astronaut())  # 512 × 512
@@ -109,7 +112,10 @@ def main() -> None:
         print(f"{name:<20} {row['parameters_m']:>10} {row['encode_s']:>11} {row['click_s']:>10}")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     print(json.dumps(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

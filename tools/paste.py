@@ -13,6 +13,10 @@ from PIL import Image
 
 from promptartisan.tools.masks import box_of
 
+ENGINE_FEATHER = 8
+"""The engine's paste-back feather radius at working size; at the upload's size it scales with
+the image. Pixels farther than that from every mask are the upload's own, bit for bit."""
+
 STRIP_PIXELS = 2_000_000
 """Pixels per strip of the box: the float32 working buffers stay near 50 MB at any size."""
 

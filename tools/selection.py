@@ -439,7 +439,7 @@ class Selector:
     def shared(cls, settings: Settings) -> Selector:
         """The process's one Selector for these settings' SAM model and device."""
         from promptartisan import models
-        from promptartisan.agent.editor import shared_model
+        from promptartisan.shared import shared_model
         from promptartisan.tools.sam import load_segmenter
 
         device = settings.resolved_device()
@@ -473,7 +473,7 @@ class Selector:
                 boxes: Any = None) -> np.ndarray:
         """SAM's mask for clicks and a box, at `image`'s size; a picture longer than the
         grounding limit is segmented on a smaller copy, as text grounding is."""
-        from promptartisan.agent.editor import DEVICE_LOCK
+        from promptartisan.shared import DEVICE_LOCK
         from promptartisan.tools.mask_io import resize_mask
 
         small = _working_copy(image)
@@ -520,7 +520,7 @@ class Selector:
         return self.ready(image)
 
     def _encode(self, small: Image.Image, key: bytes) -> None:
-        from promptartisan.agent.editor import DEVICE_LOCK
+        from promptartisan.shared import DEVICE_LOCK
 
         try:
             segmenter = self.segmenter

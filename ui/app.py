@@ -45,9 +45,13 @@ from promptartisan.ui.data_layer import (
     chat_data_layer,
     element_path,
 )
-from promptartisan.ui.handlers import (
+from promptartisan.ui.handlers import ChatController
+from promptartisan.ui.origin import SameOriginOnly, is_loopback, served_hosts
+from promptartisan.ui.render import png_bytes
+from promptartisan.ui.selection_view import ACTIONS as SELECTION_ACTIONS
+from promptartisan.ui.selection_view import SELECTION, candidate_props
+from promptartisan.ui.shown import (
     ActionButton,
-    ChatController,
     HistoryView,
     Picture,
     StepUpdate,
@@ -55,10 +59,6 @@ from promptartisan.ui.handlers import (
     compare_props,
     history_props,
 )
-from promptartisan.ui.origin import SameOriginOnly, is_loopback, served_hosts
-from promptartisan.ui.render import png_bytes
-from promptartisan.ui.selection_view import ACTIONS as SELECTION_ACTIONS
-from promptartisan.ui.selection_view import SELECTION, candidate_props
 
 ACTION_NAMES = ("undo", "redo", "reset", "masks", "compare", "download", "export", "answer",
                 "use_tiny", "resume", "add_to", "retry", "go",

@@ -54,8 +54,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from promptartisan.agent.batch import run_batch
-    from promptartisan.agent.batch_ray import RayRunner, ray_available
+    from promptartisan.agent.batch.ray_runner import RayRunner, ray_available
+    from promptartisan.agent.batch.run import run_batch
 
     for flag, value in (("--workers", args.workers), ("--batch-size", args.batch_size),
                         ("--threads", args.threads)):

@@ -1,5 +1,11 @@
-"""`promptartisan bench engine`: the single pass against stock InstructPix2Pix and the sequential
-baseline; a table on the terminal, optionally JSON rows and a PNG plot of speedup against n."""
+"""`promptartisan bench WHAT`: every benchmark of the project, from one place.
+
+`bench engine` is the single pass against stock InstructPix2Pix and the sequential baseline; a
+table on the terminal, optionally JSON rows and a PNG plot of speedup against n. Every other
+`bench WHAT [ARGS…]` runs the benchmark module beside the code it measures (`BENCHMARKS`),
+`python -m MODULE ARGS…` as well: each has `main(argv) -> int`, prints a table and writes its
+results as JSON (`--json PATH`; the GPU benchmark writes `bench_gpu.json` into `--out`);
+`bench WHAT --help` is the module's own."""
 
 from __future__ import annotations
 
@@ -15,9 +21,35 @@ from promptartisan.ui.cli import settings_from_args
 # of the timing harness and of other processes steal each other's cores.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+BENCHMARKS = {
+    "gpu": ("promptartisan.engine.bench_gpu",
+            "the engine on a GPU, eager and compiled, against stock (JSON into --out)"),
+    "kontext": ("promptartisan.engine.bench_kontext",
+                "the Kontext single pass at full width against stock and the baseline, CPU"),
+    "joint-mask": ("promptartisan.engine.bench_joint_mask",
+                   "the Kontext joint attention mask: dense size and block sparsity"),
+    "block-mask": ("promptartisan.engine.bench_block_mask",
+                   "flex block masks: seconds and peak memory, by classes and token by token"),
+    "attention-cpu": ("promptartisan.engine.bench_attention_cpu",
+                      "CPU seconds per UNet step: these attention processors against a commit's"),
+    "grounding": ("promptartisan.tools.bench_grounding",
+                  "seconds per ground call for each grounding backend at full size"),
+    "sam": ("promptartisan.tools.bench_sam", "the point/box segmenters: encode and click seconds"),
+    "memory": ("promptartisan.agent.bench_memory",
+               "peak memory of one edit of a big upload, beyond the models"),
+    "planner": ("promptartisan.agent.planning.bench_planner",
+                "the rules planner on long messages"),
+    "local-planner": ("promptartisan.agent.planning.bench_local_planner",
+                      "the local planner's model at full size on the CPU, guided and not"),
+    "auto": ("promptartisan.agent.planning.bench_auto", "what planner = auto costs to choose"),
+    "batch": ("promptartisan.agent.batch.bench_batch",
+              "batch throughput in process against a local Ray cluster"),
+}
+"""`promptartisan bench NAME` → (the benchmark's module, what it measures)."""
+
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    parser = subparsers.add_parser("bench", help="measure the engine")
+    parser = subparsers.add_parser("bench", help="measure the engine, the tools and the agent")
     actions = parser.add_subparsers(dest="bench_command", required=True, metavar="WHAT")
     engine = actions.add_parser(
         "engine", parents=[common],
@@ -34,6 +66,11 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     engine.add_argument("--json", type=Path, help="write the rows as JSON")
     engine.add_argument("--plot", type=Path, help="write a PNG of speedup against n")
     engine.set_defaults(func=_engine)
+    for name, (module, measures) in BENCHMARKS.items():
+        # Its arguments are the module's own: this parser reads none of them (no "-" prefix).
+        other = actions.add_parser(name, help=measures, add_help=False, prefix_chars="+")
+        other.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        other.set_defaults(func=_module, module=module)
 
 
 def _counts(text: str) -> list[int]:
@@ -44,6 +81,12 @@ def _counts(text: str) -> list[int]:
     if not counts or min(counts) < 1:
         raise argparse.ArgumentTypeError("region counts must be ≥ 1")
     return counts
+
+
+def _module(args: argparse.Namespace) -> int:
+    import importlib
+
+    return int(importlib.import_module(args.module).main(args.args) or 0)
 
 
 def _engine(args: argparse.Namespace) -> int:

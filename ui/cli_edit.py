@@ -173,7 +173,7 @@ def _edit_one(editor: Any, path: Path, written: Outputs, instructions: list[Any]
     """Ground `instructions` (or take `regions`: a mask or the gestures SAM segments, and a
     prompt) and edit one image; the report's entry for it."""
     from promptartisan.agent.image_edit import NotLocated, edit_image, edited_name
-    from promptartisan.agent.session import RegionRecord
+    from promptartisan.agent.sessions.store import RegionRecord
     from promptartisan.tools.images import load_image
 
     image = load_image(path, editor.settings.max_pixels)

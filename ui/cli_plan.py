@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from promptartisan.ui.cli import settings_from_args
 
 if TYPE_CHECKING:
-    from promptartisan.agent.planners import Planner
+    from promptartisan.agent.planning.planners import Planner
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from promptartisan.agent.planners import load_planner, plan_turn
+    from promptartisan.agent.planning.planners import load_planner, plan_turn
 
     if args.score:
         return _score(args)
@@ -71,9 +71,9 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from promptartisan.agent.auto_planner import AutoPlanner
-    from promptartisan.agent.phrasing_score import load_cases, score
-    from promptartisan.agent.planners import load_planner
+    from promptartisan.agent.planning.auto_planner import AutoPlanner
+    from promptartisan.agent.planning.phrasing_score import load_cases, score
+    from promptartisan.agent.planning.planners import load_planner
 
     if args.text is not None or args.jsonl is not None or args.context:
         raise ValueError("--score plans the corpus's cases; give no TEXT, --jsonl or --context")
@@ -91,7 +91,7 @@ def _score(args: argparse.Namespace) -> int:
 
 def _plan_lines(planner: Planner, lines: Iterable[str], name: str) -> None:
     """One Plan JSON a line, in order, flushed as it goes (a slow LLM shows progress)."""
-    from promptartisan.agent.planners import plan_turn
+    from promptartisan.agent.planning.planners import plan_turn
 
     for number, line in enumerate(lines, start=1):
         if not line.strip():

@@ -45,7 +45,7 @@ def _when(seconds: float) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from promptartisan.agent.session import Session
+    from promptartisan.agent.sessions.store import Session
 
     root = _root(args)
     infos = Session.list(root)
@@ -63,7 +63,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from promptartisan.agent.session import Session
+    from promptartisan.agent.sessions.store import Session
 
     session = Session.open(args.session_id, _root(args))
     turns = {turn.id: turn for turn in session.turns()}
@@ -90,7 +90,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from promptartisan.agent.session import Session
+    from promptartisan.agent.sessions.store import Session
 
     session = Session.open(args.session_id, _root(args))
     out = session.export(args.out or Path(f"{session.id}.zip"), force=args.force)

@@ -225,7 +225,7 @@ class OwnedSessions:
     `ChatController` in place of `Session` when the chat has several users."""
 
     def __init__(self, owners: SessionOwners, user: str) -> None:
-        from promptartisan.agent.session import Session
+        from promptartisan.agent.sessions.store import Session
 
         self._session = Session
         self.owners = owners
@@ -236,7 +236,7 @@ class OwnedSessions:
         return [info for info in self._session.list(root) if info.id in owned]
 
     def open(self, session_id: str, root: str | Path, view: str | None = None) -> Any:
-        from promptartisan.agent.session import SessionError
+        from promptartisan.agent.sessions.store import SessionError
 
         if session_id not in self.owners.owned(self.user):
             raise SessionError(f"session {session_id!r} is not one of yours")

@@ -374,7 +374,7 @@ class SelectionDesk:
     def _run(self, canvas: Canvas, payload: dict[str, Any]) -> dict[str, Any]:
         """The canvas's own request: its instruction fields ("apply") or, for a "where is
         it?" question, its selection as the answer."""
-        from promptartisan.agent.plan import Instruction, Plan, selection_target
+        from promptartisan.agent.planning.plan import Instruction, Plan, selection_target
 
         chat = self._controller
         if not canvas.book.numbers:
@@ -422,7 +422,7 @@ class SelectionDesk:
         """A turn's `result` on `session` with its canvas's selections: when an edit used
         them (a region of it is a selection), the canvas closes; else they stay for the next
         request."""
-        from promptartisan.agent.plan import selection_number
+        from promptartisan.agent.planning.plan import selection_number
 
         canvas = self._canvases.get(self._live.get(session.id, ""))
         plan = result.plan
@@ -447,7 +447,7 @@ class SelectionDesk:
         mask = read_mask(upload, picture.size)
         token = secrets.token_urlsafe(16)
         self._offers[token] = MaskOffer(photo.id, into.id, version, text, mask)
-        from promptartisan.ui.handlers import ActionButton
+        from promptartisan.ui.shown import ActionButton
 
         share = mask.mean()
         self._controller.emitter.text(

@@ -1,0 +1,133 @@
+"""Which images a batch reads: files, folders (every image beneath them), globs, and text or
+CSV lists of any of these, each a local path or a URI. Only names, sizes and modification
+times are read here; the pictures themselves are read one at a time by whoever edits them."""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import glob
+import os
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+from promptartisan.agent.batch.files import Location, location
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+"""What a folder or a glob contributes; a file named on its own is taken whatever its name."""
+
+GLOB_CHARACTERS = "*?["
+PATH_COLUMNS = ("path", "uri", "image", "file")
+"""A CSV list's column of inputs: the first of these in its header, else its first column."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input image: how it is named, and its size and modification time, which say
+    whether it changed since an earlier run."""
+
+    uri: str
+    size: int
+    mtime_ns: int
+
+    @property
+    def name(self) -> str:
+        """The file's name without its suffix."""
+        return posixpath.splitext(posixpath.basename(self.uri.rstrip("/")))[0] or "image"
+
+
+def expand(specs: list[str], lists: list[str] = (), skip: Location | None = None
+           ) -> list[Source]:
+    """Every image `specs` and the `lists` name, in their order, each once. Files under
+    `skip` (the output folder) are left out of folders and globs. A named file, folder or
+    list that is not there is an error, before any work."""
+    found: dict[str, Source] = {}
+    for spec in [*specs, *(entry for name in lists for entry in read_list(name))]:
+        sources = _expand_one(spec, skip)
+        if not sources:
+            raise ValueError(f"{spec}: no images there")
+        found.update((source.uri, source) for source in sources if source.uri not in found)
+    return list(found.values())
+
+
+def read_list(name: str) -> list[str]:
+    """The entries of a list: a .csv file's path column, else one entry a line (blank lines
+    and lines starting with # skipped). Relative local entries are read from the list's
+    folder."""
+    text = location(name).read_bytes().decode("utf-8-sig")
+    if name.lower().endswith(".csv"):
+        rows = list(csv.reader(text.splitlines()))
+        header = [cell.strip().lower() for cell in rows[0]] if rows else []
+        column = next((header.index(c) for c in PATH_COLUMNS if c in header), None)
+        body = rows[1:] if column is not None else rows
+        entries = [row[column or 0].strip() for row in body if row and row[column or 0].strip()]
+    else:
+        entries = [line.strip() for line in text.splitlines()
+                   if line.strip() and not line.lstrip().startswith("#")]
+    base = location(name).local
+    return [entry if "://" in entry or os.path.isabs(entry) or base is None
+            else str(base.parent / entry) for entry in entries]
+
+
+def _expand_one(spec: str, skip: Location | None) -> list[Source]:
+    where = location(spec)
+    if where.fs is None:
+        return _expand_local(spec, skip.local if skip is not None else None)
+    return _expand_remote(where, skip)
+
+
+def _expand_local(spec: str, skip: Path | None) -> list[Source]:
+    path = Path(location(spec).path)
+    if any(char in spec for char in GLOB_CHARACTERS) and not path.exists():
+        files = [Path(p) for p in sorted(glob.glob(str(path), recursive=True))]
+    elif path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+    elif path.is_file():
+        return [_local_source(path)]
+    else:
+        raise ValueError(f"{spec}: no such file or folder")
+    skipped = skip.resolve() if skip is not None else None
+    return [_local_source(p) for p in files
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            and (skipped is None or not p.resolve().is_relative_to(skipped))]
+
+
+def _local_source(path: Path) -> Source:
+    stat = path.stat()
+    return Source(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+def _expand_remote(where: Location, skip: Location | None) -> list[Source]:
+    from pyarrow.fs import FileSelector, FileType
+
+    pattern = None
+    if any(char in where.path for char in GLOB_CHARACTERS):
+        pattern = where.path
+        fixed = where.path[:min(where.path.find(c) for c in GLOB_CHARACTERS
+                                if c in where.path)]
+        base = fixed.rsplit("/", 1)[0]
+    else:
+        info = where.fs.get_file_info(where.path)
+        if info.type == FileType.File:
+            return [Source(where.uri, info.size, info.mtime_ns or 0)]
+        if info.type != FileType.Directory:
+            raise ValueError(f"{where.uri}: no such file or folder")
+        base = where.path
+    infos = where.fs.get_file_info(FileSelector(base, recursive=True, allow_not_found=True))
+    skipped = skip.path.rstrip("/") + "/" if skip is not None and skip.fs is not None else None
+    return [Source(_uri(where.uri, info.path), info.size, info.mtime_ns or 0)
+            for info in sorted(infos, key=lambda info: info.path)
+            if info.type == FileType.File
+            and posixpath.splitext(info.path)[1].lower() in IMAGE_SUFFIXES
+            and (pattern is None or fnmatch.fnmatchcase(info.path, pattern))
+            and (skipped is None or not info.path.startswith(skipped))]
+
+
+def _uri(near: str, path: str) -> str:
+    """The URI of `path` on the filesystem of the URI `near`: s3:// and gs:// paths begin with
+    the bucket; file:// and hdfs:// paths with a slash, after the URI's host."""
+    parts = urlsplit(near)
+    host = parts.netloc if path.startswith("/") else ""
+    return f"{parts.scheme}://{host}{quote(path)}"

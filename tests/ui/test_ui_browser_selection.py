@@ -1,0 +1,209 @@
+"""Pointing in a real browser: the selection canvas of `promptartisan chat --tiny` driven by
+Playwright through Debian's Chromium (the set-up of tests/test_ui_browser.py). Screenshots land
+in the test's folder, and in $PROMPTARTISAN_SCREENSHOTS when set (docs/screenshots/)."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pytest
+from chat_server import serve_chat
+from PIL import Image
+from test_ui_browser import PHONE, Screenshots, browser, chat_page  # noqa: F401 (a fixture)
+
+from promptartisan.agent.sessions.store import Session
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Locator, Page
+
+pytestmark = pytest.mark.browser
+
+THREE = "make 1 red, 2 gold and 3 a cheetah"
+# Where the gestures go, as shares of the picture (the astronaut, 512×512): the flag, the
+# rocket, and a box around the badge on the suit.
+CLICKS = [(0.08, 0.2), (0.8, 0.3)]
+BOX = ((0.25, 0.65), (0.45, 0.85))
+
+
+def _upload_and_open_canvas(page: Page, upload: Path) -> Locator:
+    """Attach the photo without a request, then open the canvas under it; ready to point."""
+    from playwright.sync_api import expect
+
+    expect(page.get_by_text("Welcome to PromptArtisan")).to_be_visible()
+    page.set_input_files("#upload-button-input", str(upload))
+    expect(page.locator("#message-composer img")).to_have_count(1)
+    page.click("#chat-submit")
+    expect(page.get_by_text("What should I change?")).to_be_visible()
+    page.get_by_role("button", name="Select on the picture").last.click()
+    canvas = page.locator('.pa-select[data-mode="select"]').last
+    expect(canvas).to_be_visible()
+    expect(canvas).to_have_attribute("data-preparing", "false")  # SAM has the picture
+    return canvas
+
+
+def _point(page: Page, canvas: Locator, share: tuple[float, float]) -> tuple[float, float]:
+    """Where `share` of the picture is on the screen, the picture scrolled into view first."""
+    picture = canvas.locator(".pa-select-box")
+    picture.evaluate("element => element.scrollIntoView({block: 'center'})")
+    page.wait_for_timeout(200)
+    area = picture.bounding_box()
+    assert area is not None
+    return area["x"] + share[0] * area["width"], area["y"] + share[1] * area["height"]
+
+
+def _gesture_done(canvas: Locator, count: int) -> None:
+    from playwright.sync_api import expect
+
+    expect(canvas).to_have_attribute("data-count", str(count))
+    expect(canvas).to_have_attribute("data-busy", "false")
+
+
+def _shown_masks(canvas: Locator) -> dict[int, np.ndarray]:
+    """Each overlay the canvas shows, as the mask of its opaque pixels."""
+    masks = {}
+    for overlay in canvas.locator("img.pa-select-mask").all():
+        head, data = (overlay.get_attribute("src") or ",").split(",", 1)
+        assert head == "data:image/png;base64", head
+        with Image.open(io.BytesIO(base64.b64decode(data))) as picture:
+            masks[int(overlay.get_attribute("data-number") or 0)] = \
+                np.asarray(picture.getchannel("A")) > 0
+    return masks
+
+
+def test_two_clicks_and_a_box_make_one_edit_with_three_regions(
+        browser, tmp_path: Path, tiny_dir: Path, photo: Image.Image) -> None:  # noqa: F811
+    from playwright.sync_api import expect
+
+    upload = tmp_path / "astronaut.png"
+    photo.save(upload)
+    shots = Screenshots(tmp_path)
+    state = tmp_path / "state"
+    with serve_chat(state, tiny_dir, "--tiny") as url, chat_page(browser, url, shots) as page:
+        canvas = _upload_and_open_canvas(page, upload)
+        for count, share in enumerate(CLICKS, start=1):
+            page.mouse.click(*_point(page, canvas, share))
+            _gesture_done(canvas, count)
+        start, end = (_point(page, canvas, corner) for corner in BOX)
+        page.mouse.move(*start)
+        page.mouse.down()
+        page.mouse.move(*end, steps=8)
+        page.mouse.up()
+        _gesture_done(canvas, 3)
+
+        # Three numbered, coloured overlays, one row (number, instruction field) each.
+        expect(canvas.locator("img.pa-select-mask")).to_have_count(3)
+        expect(canvas.locator(".pa-select-row")).to_have_count(3)
+        badges = canvas.locator(".pa-select-box .pa-select-number")
+        expect(badges).to_have_count(3)
+        assert badges.all_inner_texts() == ["1", "2", "3"]
+        colours = {badge.evaluate("e => getComputedStyle(e).backgroundColor")
+                   for badge in badges.all()}
+        assert len(colours) == 3, colours
+        shown = _shown_masks(canvas)
+        assert sorted(shown) == [1, 2, 3]
+        assert all(mask.shape == (photo.height, photo.width) and mask.any()
+                   for mask in shown.values())
+        shots.take(page, "selection-canvas", docs=True, top=canvas)
+
+        # One message refers to them by number: ONE engine call, three regions, the masks shown.
+        page.fill("#chat-input", THREE)
+        page.click("#chat-submit")
+        expect(page.get_by_text("Done in one pass")).to_have_count(1)
+        plan = page.locator('[data-step-type="tool"]', has_text="Plan").last
+        expect(plan).to_contain_text("selection 1 → make it red")
+        expect(plan).to_contain_text("selection 3 → make it a cheetah")
+        sessions = Session.list(state / "sessions")
+        assert len(sessions) == 1
+        session = Session.open(sessions[0].id, state / "sessions")
+        assert [v.id for v in session.versions()] == [0, 1], "more than one engine call"
+        regions = session.regions(1)
+        assert [r["target"] for r in regions] == ["selection 1", "selection 2", "selection 3"]
+        for number, region in enumerate(regions, start=1):
+            assert np.array_equal(session.mask(1, region["k"]), shown[number]), number
+        shots.take(page, "selection-edit", docs=True, top=plan)
+
+        # The canvas's selections are used: a click there says so, and changes nothing.
+        canvas.scroll_into_view_if_needed()
+        page.mouse.click(*_point(page, canvas, CLICKS[0]))
+        expect(canvas.locator(".pa-select-message")).to_contain_text("already made version 1")
+
+        page.get_by_role("button", name="Undo").last.click()
+        expect(page.get_by_text("Undone: back to version 0")).to_be_visible()
+
+
+def test_the_canvas_on_a_phone(browser, tmp_path: Path, tiny_dir: Path,  # noqa: F811
+                               photo: Image.Image) -> None:
+    """390 px wide: the canvas spans the column, a tap selects, the toolbar wraps, and the
+    brush paints a second selection."""
+
+    upload = tmp_path / "astronaut.png"
+    photo.save(upload)
+    shots = Screenshots(tmp_path)
+    with (serve_chat(tmp_path / "state", tiny_dir, "--tiny") as url,
+          chat_page(browser, url, shots, PHONE) as page):
+        canvas = _upload_and_open_canvas(page, upload)
+        box = canvas.locator(".pa-select-box").bounding_box()
+        assert box is not None and box["width"] >= 0.75 * PHONE["width"], box
+        assert canvas.bounding_box()["width"] <= PHONE["width"]
+        canvas.scroll_into_view_if_needed()
+        page.mouse.click(*_point(page, canvas, CLICKS[0]))
+        _gesture_done(canvas, 1)
+        canvas.get_by_role("button", name="Brush").click()
+        start, end = _point(page, canvas, (0.3, 0.9)), _point(page, canvas, (0.7, 0.9))
+        page.mouse.move(*start)
+        page.mouse.down()
+        page.mouse.move(*end, steps=8)
+        page.mouse.up()
+        _gesture_done(canvas, 2)
+        painted = _shown_masks(canvas)[2]
+        assert painted[int(0.9 * photo.height), int(0.5 * photo.width)]
+        canvas.get_by_role("button", name="Grow selection 2").click()
+        _gesture_done(canvas, 2)
+        assert _shown_masks(canvas)[2].sum() > painted.sum()
+        shots.take(page, "selection-phone", docs=True, top=canvas)
+
+
+def test_a_click_on_a_numbered_box_answers_which_one(browser, tmp_path: Path,  # noqa: F811
+                                                     tiny_dir: Path, photo: Image.Image) -> None:
+    """The tiny GroundingDINO finds several faces on the astronaut: the question shows them as
+    numbered boxes, and a click on a number chooses that one."""
+    from playwright.sync_api import expect
+
+    upload = tmp_path / "astronaut.png"
+    photo.save(upload)
+    shots = Screenshots(tmp_path)
+    state = tmp_path / "state"
+    with (serve_chat(state, tiny_dir, "--tiny",
+                     env_extra={"PROMPTARTISAN_GROUNDING_BACKEND": "grounded-sam"}) as url,
+          chat_page(browser, url, shots) as page):
+        expect(page.get_by_text("Welcome to PromptArtisan")).to_be_visible()
+        page.set_input_files("#upload-button-input", str(upload))
+        expect(page.locator("#message-composer img")).to_have_count(1)
+        page.fill("#chat-input", "make the face blue")
+        page.click("#chat-submit")
+        expect(page.get_by_text("Which one should I change?")).to_be_visible()
+        choose = page.locator('.pa-select[data-mode="choose"]').last
+        numbers = choose.locator(".pa-select-pick")
+        expect(numbers.first).to_be_visible()
+        count = numbers.count()
+        assert count >= 2, count
+        assert numbers.all_inner_texts() == [str(n) for n in range(1, count + 1)]
+        shots.take(page, "selection-which", docs=True, top=choose)
+        # The number on top where it sits (boxes may overlap; numbers stay above them).
+        pick = next(n for n in range(count, 0, -1) if numbers.nth(n - 1).evaluate(
+            """e => { const r = e.getBoundingClientRect();
+                      return document.elementFromPoint(r.x + r.width / 2,
+                                                       r.y + r.height / 2) === e; }"""))
+        label = numbers.nth(pick - 1).get_attribute("aria-label") or ""
+        choice = label.split(": ", 1)[1]
+        numbers.nth(pick - 1).click()
+        expect(page.get_by_text(f"Your answer: {choice}")).to_be_visible()
+        expect(page.get_by_text("Done in one pass")).to_have_count(1)
+        session = Session.open(Session.list(state / "sessions")[0].id, state / "sessions")
+        region = session.regions(1)[0]
+        assert region["source"] == "choice"
+        shots.take(page, "selection-which-answered")
