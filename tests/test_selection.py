@@ -194,6 +194,27 @@ def test_a_selection_keeps_a_bounded_number_of_steps(book: SelectionBook) -> Non
     book.refine(number, "grow", 2)  # room again
 
 
+def test_a_selection_is_drawn_once_per_change(book: SelectionBook,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every canvas call shows every selection: an unchanged one is not drawn again."""
+    from promptartisan.tools import selection
+
+    drawn = []
+    stroke = selection._stroke
+    monkeypatch.setattr(selection, "_stroke", lambda *a: drawn.append(a) or stroke(*a))
+    first = book.gesture(Gesture(kind="brush", points=[(10, 10), (30, 10)], radius=2))
+    second = book.gesture(Gesture(kind="brush", points=[(10, 40), (30, 40)], radius=2))
+    assert len(drawn) == 2
+    for _ in range(3):
+        book.masks()
+    assert len(drawn) == 2
+    book.gesture(Gesture(kind="erase", points=[(20, 40)], radius=3), second)
+    assert len(drawn) == 4 and not book.mask(second)[40, 20]  # its brush and eraser again
+    book.refine(second, "undo")
+    assert book.mask(second)[40, 20] and len(drawn) == 5
+    assert book.mask(first)[10, 20] and len(drawn) == 5
+
+
 def test_refinements_grow_shrink_invert_clear_undo_remove(book: SelectionBook) -> None:
     number = book.gesture(box(20, 20, 40, 30))  # 20 × 10 pixels
     square = book.mask(number)

@@ -89,6 +89,15 @@ class _Selection:
     def __init__(self) -> None:
         self.steps: list[Step] = []
         self.segments: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.rendered: np.ndarray | None = None  # the mask of `steps`, until they change
+
+    def push(self, step: Step) -> None:
+        self.steps.append(step)
+        self.rendered = None
+
+    def pop(self) -> None:
+        self.steps.pop()
+        self.rendered = None
 
     def live(self) -> list[Step]:
         """The steps after the last clear: the ones the mask is made of."""
@@ -244,11 +253,11 @@ class SelectionBook:
                     raise SelectionError(f"A shift-click takes away from what a click or a box "
                                          f"found; selection {number} has neither yet.")
                 _check_room(number, selection)
-            selection.steps.append(gesture)
+            selection.push(gesture)
             try:
                 self._render(selection)
             except Exception:
-                selection.steps.pop()
+                selection.pop()
                 if created:
                     self._forget(number)
                 raise
@@ -264,7 +273,7 @@ class SelectionBook:
             elif op == "undo":
                 if not selection.steps:
                     raise SelectionError(f"Selection {number} has nothing to undo.")
-                selection.steps.pop()
+                selection.pop()
             elif op in ("grow", "shrink", "invert", "clear"):
                 if op in ("grow", "shrink") and (
                         isinstance(pixels, bool) or not isinstance(pixels, int)
@@ -272,7 +281,7 @@ class SelectionBook:
                     raise SelectionError(f"Grow or shrink by 1 to {MAX_REFINE_PIXELS} pixels, "
                                          f"not {pixels!r}.")
                 _check_room(number, selection)
-                selection.steps.append(RefineStep(kind=op, pixels=pixels if op in (
+                selection.push(RefineStep(kind=op, pixels=pixels if op in (
                     "grow", "shrink") else 0))
             else:
                 raise SelectionError(f"unknown refinement {op!r}: grow, shrink, invert, clear, "
@@ -452,7 +461,13 @@ class SelectionBook:
         return selection.segments[key]
 
     def _render(self, selection: _Selection) -> np.ndarray:
-        """The selection's mask, replayed from its live steps."""
+        """The selection's mask, replayed from its live steps once after each change (a call
+        on the canvas shows every selection: none is drawn again unless it changed)."""
+        if selection.rendered is None:
+            selection.rendered = self._replay(selection)
+        return selection.rendered.copy()
+
+    def _replay(self, selection: _Selection) -> np.ndarray:
         steps = selection.live()
         width, height = self.size
         base = self._sam_mask(selection, steps)
