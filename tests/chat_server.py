@@ -32,10 +32,11 @@ def promptartisan_command() -> list[str]:
 
 @contextmanager
 def serve_chat(state: Path, tiny_dir: Path, *flags: str,
-               env_extra: dict[str, str] | None = None) -> Iterator[str]:
+               env_extra: dict[str, str] | None = None,
+               log_name: str = "server.log") -> Iterator[str]:
     """`promptartisan chat --headless FLAGS` on a free port, with its sessions, Chainlit state
-    and Hugging Face cache in `state` (and `env_extra` in its environment); stopped (with its
-    Chainlit server) at the end."""
+    and Hugging Face cache in `state` (and `env_extra` in its environment), its output in
+    `state/log_name`; stopped (with its Chainlit server) at the end."""
     state.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {key: value for key, value in os.environ.items()
@@ -44,7 +45,7 @@ def serve_chat(state: Path, tiny_dir: Path, *flags: str,
                PROMPTARTISAN_SESSION_DIR=str(state / "sessions"),
                PROMPTARTISAN_TINY_DIR=str(tiny_dir), PROMPTARTISAN_STEPS="4",
                PROMPTARTISAN_WORKING_SIZE="256", PROMPTARTISAN_DEVICE="cpu", **(env_extra or {}))
-    log_path = state / "server.log"
+    log_path = state / log_name
     with open(log_path, "wb") as log:
         server = subprocess.Popen(
             [*promptartisan_command(), "chat", "--headless", "--port", str(port), *flags],

@@ -36,6 +36,13 @@ RefineOp = Literal["grow", "shrink", "invert", "clear", "undo", "remove"]
 MAX_STROKE_POINTS = 10_000
 """Points in one brush or eraser stroke: a long drag sampled at 60 Hz for a minute and more."""
 
+MAX_STROKE_SIDES = 500
+"""A brush or eraser stroke's length, at most, in the picture's long sides: painting the whole
+picture over at the canvas's brush size takes some 20."""
+
+MAX_SELECTION_STEPS = 200
+"""Gestures and refinements one selection keeps: its mask is replayed from them at each call."""
+
 MAX_REFINE_PIXELS = 256
 """Grow / shrink step limit: beyond it a person means another selection, not a refinement."""
 
@@ -82,6 +89,15 @@ class _Selection:
     def __init__(self) -> None:
         self.steps: list[Step] = []
         self.segments: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.rendered: np.ndarray | None = None  # the mask of `steps`, until they change
+
+    def push(self, step: Step) -> None:
+        self.steps.append(step)
+        self.rendered = None
+
+    def pop(self) -> None:
+        self.steps.pop()
+        self.rendered = None
 
     def live(self) -> list[Step]:
         """The steps after the last clear: the ones the mask is made of."""
@@ -102,23 +118,61 @@ def _prompts(steps: Sequence[Step]) -> tuple[list[list[float]], list[int], list[
     return points, labels, box
 
 
+def _segments(points: Sequence[tuple[float, float]]) -> np.ndarray:
+    """The stroke through `points` as segments (n, 2 ends, xy); one point is one dot."""
+    xy = np.asarray(points, dtype=np.float64)
+    return np.stack([xy[:-1], xy[1:]], axis=1) if len(xy) > 1 else xy[None].repeat(2, axis=1)
+
+
+def _clipped(segments: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    """The parts of `segments` inside `box` (x0, y0, x1, y1), by Liang–Barsky clipping;
+    segments that miss it are dropped. A far-off point then costs nothing to draw."""
+    start, delta = segments[:, 0], segments[:, 1] - segments[:, 0]
+    enter, leave = np.zeros(len(segments)), np.ones(len(segments))
+    keep = np.ones(len(segments), dtype=bool)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for axis, low, high in ((0, box[0], box[2]), (1, box[1], box[3])):
+            # Inside is p * t <= q for both sides of this axis.
+            for p, q in ((-delta[:, axis], start[:, axis] - low),
+                         (delta[:, axis], high - start[:, axis])):
+                keep &= (p != 0) | (q >= 0)
+                t = q / p
+                enter = np.where(p < 0, np.maximum(enter, t), enter)
+                leave = np.where(p > 0, np.minimum(leave, t), leave)
+    keep &= enter <= leave
+    start, delta = start[keep], delta[keep]
+    return np.stack([start + enter[keep, None] * delta, start + leave[keep, None] * delta],
+                    axis=1)
+
+
+def _stroke_reach(size: tuple[int, int], radius: float) -> tuple[float, float, float, float]:
+    """The picture widened by the brush: a stroke's points beyond it paint no pixel."""
+    reach = math.ceil(radius) + 1
+    return (-reach, -reach, size[0] + reach, size[1] + reach)
+
+
 def _stroke(size: tuple[int, int], points: Sequence[tuple[float, float]],
             radius: float) -> np.ndarray:
-    """The pixels within `radius` of the stroke through `points`: the thin line Pillow draws,
-    widened by its distance transform, over the stroke's box only."""
+    """The pixels within `radius` of the stroke through `points`: its segments clipped to the
+    picture, the thin lines Pillow draws of them widened by their distance transform, over
+    the stroke's box only (so the cost is bounded by the picture's size)."""
     from scipy import ndimage
 
     width, height = size
-    xy = np.asarray(points, dtype=np.float64)
-    reach = math.ceil(radius) + 1
-    x0, y0 = np.maximum(np.floor(xy.min(axis=0)).astype(int) - reach, 0)
-    x1, y1 = np.minimum(np.ceil(xy.max(axis=0)).astype(int) + reach + 1, [width, height])
     mask = np.zeros((height, width), dtype=bool)
+    segments = _clipped(_segments(points), _stroke_reach(size, radius))
+    if not len(segments):
+        return mask
+    reach = math.ceil(radius) + 1
+    ends = segments.reshape(-1, 2)
+    x0, y0 = np.maximum(np.floor(ends.min(axis=0)).astype(int) - reach, 0)
+    x1, y1 = np.minimum(np.ceil(ends.max(axis=0)).astype(int) + reach + 1, [width, height])
     if x1 <= x0 or y1 <= y0:
         return mask
     line = Image.new("1", (int(x1 - x0), int(y1 - y0)), 0)
-    local = [(x - x0, y - y0) for x, y in xy.tolist()]
-    ImageDraw.Draw(line).line(local if len(local) > 1 else local * 2, fill=1, width=1)
+    draw = ImageDraw.Draw(line)
+    for (ax, ay), (bx, by) in (segments - [x0, y0]).tolist():
+        draw.line([(ax, ay), (bx, by)], fill=1, width=1)
     mask[y0:y1, x0:x1] = ndimage.distance_transform_edt(~np.array(line, dtype=bool)) <= radius
     return mask
 
@@ -198,11 +252,12 @@ class SelectionBook:
                         s.kind in ("include", "box") for s in selection.live()):
                     raise SelectionError(f"A shift-click takes away from what a click or a box "
                                          f"found; selection {number} has neither yet.")
-            selection.steps.append(gesture)
+                _check_room(number, selection)
+            selection.push(gesture)
             try:
                 self._render(selection)
             except Exception:
-                selection.steps.pop()
+                selection.pop()
                 if created:
                     self._forget(number)
                 raise
@@ -218,14 +273,15 @@ class SelectionBook:
             elif op == "undo":
                 if not selection.steps:
                     raise SelectionError(f"Selection {number} has nothing to undo.")
-                selection.steps.pop()
+                selection.pop()
             elif op in ("grow", "shrink", "invert", "clear"):
                 if op in ("grow", "shrink") and (
                         isinstance(pixels, bool) or not isinstance(pixels, int)
                         or not 1 <= pixels <= MAX_REFINE_PIXELS):
                     raise SelectionError(f"Grow or shrink by 1 to {MAX_REFINE_PIXELS} pixels, "
                                          f"not {pixels!r}.")
-                selection.steps.append(RefineStep(kind=op, pixels=pixels if op in (
+                _check_room(number, selection)
+                selection.push(RefineStep(kind=op, pixels=pixels if op in (
                     "grow", "shrink") else 0))
             else:
                 raise SelectionError(f"unknown refinement {op!r}: grow, shrink, invert, clear, "
@@ -297,6 +353,9 @@ class SelectionBook:
                 number = int(entry["number"])
                 selection = _Selection()
                 selection.steps = [_step(step) for step in entry["steps"]]
+                if len(selection.steps) > MAX_SELECTION_STEPS:
+                    raise SelectionError(f"saved selections that can't be read: selection "
+                                         f"{number} has more than {MAX_SELECTION_STEPS} steps")
                 for step in selection.steps:
                     if isinstance(step, Gesture):
                         book._valid(step)
@@ -359,9 +418,15 @@ class SelectionBook:
             if not (math.isfinite(gesture.radius) and 0 < gesture.radius <= max(width, height)):
                 raise SelectionError(f"A brush radius must be above 0 and at most "
                                      f"{max(width, height)} pixels, not {gesture.radius:g}.")
-            reach = gesture.radius
-            if ((points[:, 0] < -reach) | (points[:, 0] > width + reach) | (points[:, 1] < -reach)
-                    | (points[:, 1] > height + reach)).all():
+            segments = _segments(gesture.points)
+            length = float(np.hypot(*(segments[:, 1] - segments[:, 0]).T).sum())
+            limit = MAX_STROKE_SIDES * max(width, height)
+            if not length <= limit:  # an overflow to infinity too
+                raise SelectionError(
+                    f"That stroke is {length:,.0f} pixels long; one stroke on this picture may "
+                    f"be {limit:,} pixels long at most ({MAX_STROKE_SIDES} times its long side)"
+                    ": paint in shorter strokes.")
+            if not len(_clipped(segments, _stroke_reach(self.size, gesture.radius))):
                 raise SelectionError(f"That stroke is outside the {width}×{height} picture.")
         return gesture
 
@@ -396,7 +461,13 @@ class SelectionBook:
         return selection.segments[key]
 
     def _render(self, selection: _Selection) -> np.ndarray:
-        """The selection's mask, replayed from its live steps."""
+        """The selection's mask, replayed from its live steps once after each change (a call
+        on the canvas shows every selection: none is drawn again unless it changed)."""
+        if selection.rendered is None:
+            selection.rendered = self._replay(selection)
+        return selection.rendered.copy()
+
+    def _replay(self, selection: _Selection) -> np.ndarray:
         steps = selection.live()
         width, height = self.size
         base = self._sam_mask(selection, steps)
@@ -413,6 +484,13 @@ class SelectionBook:
             elif step.kind == "invert":
                 mask = ~mask
         return mask
+
+
+def _check_room(number: int, selection: _Selection) -> None:
+    """Refuse a step beyond `MAX_SELECTION_STEPS`: every call replays a selection's steps."""
+    if len(selection.steps) >= MAX_SELECTION_STEPS:
+        raise SelectionError(f"Selection {number} has {MAX_SELECTION_STEPS} steps, as many as "
+                             "one selection keeps: undo some, or start another selection.")
 
 
 def _listed(numbers: Sequence[int]) -> str:

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import chainlit as cl
+import chainlit.config
+import chainlit.server
 from chainlit.auth import get_current_user
 from chainlit.config import APP_ROOT
 from chainlit.config import config as chainlit_config
@@ -45,6 +47,7 @@ from promptartisan.ui.data_layer import (
     chat_data_layer,
     element_path,
 )
+from promptartisan.ui.files_folder import own_files_folder
 from promptartisan.ui.handlers import ChatController
 from promptartisan.ui.origin import SameOriginOnly, is_loopback, served_hosts
 from promptartisan.ui.render import png_bytes
@@ -69,12 +72,20 @@ VIEW = "view"  # in the thread's metadata: the chat's own place in each session'
 CHAT_SETTINGS = "chat_settings"  # Chainlit's key for the settings panel's values
 WRITTEN = "metadata_written"  # what `_remember` last wrote, so it writes only changes
 
+UPLOADS_WITHOUT_CONFIG = 10  # config.toml's `max_files`, should a config lack it
+TOO_MANY_UPLOADS = ("**Sorry —** one message takes at most {limit} pictures, and this one has "
+                    "{count}: nothing was done. Send them in groups of {limit} or fewer.")
+
 STATE = Path(APP_ROOT)  # the state folder `promptartisan chat` starts the server in
 LOOPBACK = is_loopback(chainlit_config.run.host)
 SECRET = chat_secret()
 check_secret(chainlit_config.run.host, SECRET, LOOPBACK)  # a server beyond loopback needs one
 OWNERS = SessionOwners(STATE)
 ELEMENTS = LocalStorage(STATE / ELEMENTS_DIR)
+# Uploads go to this server's own folder, which Chainlit deletes when it stops (it deleted the
+# whole `.files` folder, under every other chat on this state folder).
+chainlit.config.FILES_DIRECTORY = chainlit.server.FILES_DIRECTORY = own_files_folder(
+    STATE / ".files")
 
 chainlit_server.add_middleware(
     SameOriginOnly, hosts=served_hosts(chainlit_config.run.host, chainlit_config.run.port))
@@ -247,6 +258,12 @@ def settings_panel(settings: Settings, planners: Sequence[str]) -> cl.ChatSettin
     ])
 
 
+def upload_limit() -> int:
+    """Files one message may bring: the page's own limit (config.toml's `max_files`)."""
+    spec = chainlit_config.features.spontaneous_file_upload
+    return spec.max_files if spec is not None and spec.max_files else UPLOADS_WITHOUT_CONFIG
+
+
 def _sessions() -> Any:
     """The sessions this chat's user may see: all of them for the local user, else theirs."""
     if LOOPBACK:
@@ -331,6 +348,10 @@ async def on_message(message: cl.Message) -> None:
     controller = _controller()
     uploads = [Upload(element.name, path=Path(element.path))
                for element in message.elements or [] if getattr(element, "path", None)]
+    limit = upload_limit()
+    if len(uploads) > limit:  # the page stops at the limit; a client of its own may not
+        await cl.Message(content=TOO_MANY_UPLOADS.format(count=len(uploads), limit=limit)).send()
+        return
     await cl.make_async(controller.message)(message.content or "", uploads)
     await _remember(controller)
 

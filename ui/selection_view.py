@@ -20,6 +20,7 @@ picture is still at their version.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import logging
@@ -82,6 +83,8 @@ class Canvas:
     answering: bool = False  # opened by a "where is it?" question
     closed: str = ""  # why no gesture counts any more
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Each selection as last shown: its mask's digest and its overlay, drawn once per change.
+    shown: dict[int, tuple[bytes, dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -289,8 +292,7 @@ class SelectionDesk:
         """What the canvas shows now: each selection as it goes to the engine (overlaps
         resolved, the later one winning), whether SAM is still preparing, and a message."""
         masks = canvas.book.masks()
-        selections = [{"number": n, "colour": hex_colour(n), "mask": mask_overlay(masks[n], n),
-                       "anchor": anchor(masks[n])} for n in canvas.book.numbers]
+        selections = [_shown(canvas, n, masks[n]) for n in canvas.book.numbers]
         preparing = not canvas.closed and not self._ready(canvas)
         return {"selections": selections, "preparing": preparing,
                 "message": canvas.closed or message, "closed": bool(canvas.closed)}
@@ -478,6 +480,21 @@ class SelectionDesk:
             return
         chat.session_ids = [offer.into]
         chat.selection_turn(offer.into, offer.text, mask=offer.mask)
+
+
+def _shown(canvas: Canvas, number: int, mask: np.ndarray) -> dict[str, Any]:
+    """Selection `number` as the canvas shows it: its overlay and the place of its number,
+    drawn again only when its mask changed (every call shows every selection)."""
+    digest = hashlib.blake2b(np.packbits(mask).tobytes(), digest_size=16).digest() \
+        + repr(mask.shape).encode()
+    earlier = canvas.shown.get(number)
+    if earlier is not None and earlier[0] == digest:
+        return earlier[1]
+    entry = {"number": number, "colour": hex_colour(number), "mask": mask_overlay(mask, number),
+             "anchor": anchor(mask)}
+    canvas.shown = {n: shown for n, shown in canvas.shown.items() if n in canvas.book.numbers}
+    canvas.shown[number] = (digest, entry)
+    return entry
 
 
 def _number(value: Any) -> int | None:

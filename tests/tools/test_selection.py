@@ -20,10 +20,13 @@ from promptartisan.settings import Settings
 from promptartisan.shared import DEVICE_LOCK
 from promptartisan.tools.sam import SamSegmenter, load_segmenter
 from promptartisan.tools.selection import (
+    MAX_SELECTION_STEPS,
+    MAX_STROKE_SIDES,
     Gesture,
     SelectionBook,
     SelectionError,
     Selector,
+    _clipped,
 )
 
 SIZE = (80, 60)
@@ -123,6 +126,93 @@ def test_brush_and_eraser_paint_on_top_of_sam(book: SelectionBook) -> None:
     assert not mask[10:30, 19:22].any() and mask[10:30, 12].all()
     painted = book.gesture(Gesture(kind="brush", points=[(5, 50)], radius=4))
     assert book.mask(painted).sum() == pytest.approx(np.pi * 16, rel=0.3)  # a dot, no SAM
+
+
+def distance_to_stroke(size: tuple[int, int], points: list[tuple[float, float]]) -> np.ndarray:
+    """Each pixel's exact distance to the polyline through `points` (the brush's geometry)."""
+    ys, xs = np.mgrid[:size[1], :size[0]].astype(np.float64)
+    best = np.full(xs.shape, np.inf)
+    for (ax, ay), (bx, by) in zip(points, points[1:], strict=False):
+        dx, dy = bx - ax, by - ay
+        t = np.clip(((xs - ax) * dx + (ys - ay) * dy) / (dx * dx + dy * dy), 0, 1)
+        best = np.minimum(best, np.hypot(xs - (ax + t * dx), ys - (ay + t * dy)))
+    return best
+
+
+def test_clipping_keeps_the_part_of_each_segment_inside_the_box() -> None:
+    segments = np.array([[[10, 10], [-1e12, 5]],  # leaves on the left
+                         [[-5, -5], [85, 85]],  # crosses the box
+                         [[20, 20], [30, 40]],  # inside: unchanged
+                         [[-9, 70], [100, 90]],  # misses it
+                         [[90, 5], [90, 50]],  # parallel to a side, outside
+                         [[7, 7], [7, 7]]], dtype=np.float64)  # a dot inside
+    clipped = _clipped(segments, (0, 0, 80, 60))
+    assert len(clipped) == 4
+    left, across, inside, dot = clipped
+    assert left[0].tolist() == [10, 10] and left[1][0] == 0
+    assert left[1][1] == pytest.approx(10 - 5 * 10 / (10 + 1e12))
+    assert across.tolist() == [[0, 0], [60, 60]]
+    assert inside.tolist() == [[20, 20], [30, 40]] and dot.tolist() == [[7, 7], [7, 7]]
+
+
+def test_a_stroke_far_beyond_the_picture_paints_what_lies_within_its_radius(
+        book: SelectionBook) -> None:
+    """Its far-off points are clipped away, not drawn: the mask is the stroke's own geometry."""
+    points = [(10.0, 10.0), (-9_000.0, 5.0), (40.0, 50.0), (40.0, 9_000.0)]
+    number = book.gesture(Gesture(kind="brush", points=points, radius=3))
+    distance = distance_to_stroke(SIZE, points)
+    mask = book.mask(number)
+    assert mask[distance <= 2].all() and not mask[distance > 4.5].any()
+
+
+def test_a_stroke_across_the_picture_from_outside_to_outside_paints(book: SelectionBook) -> None:
+    number = book.gesture(Gesture(kind="brush", points=[(-20, 30), (100, 30)], radius=2))
+    assert book.mask(number)[30].all()
+
+
+def test_an_overlong_stroke_is_refused_with_its_length(book: SelectionBook) -> None:
+    """The probe's stroke: finite points, one inside, the others a trillion pixels away."""
+    far = Gesture(kind="brush", points=[(10, 10), (-1e12, 5), (10, 10), (-1e12, 5)], radius=3)
+    limit = f"{MAX_STROKE_SIDES * max(SIZE):,}"
+    with pytest.raises(SelectionError, match=rf"3,000,000,000,030 pixels long.* {limit} pixels"):
+        book.gesture(far)
+    with pytest.raises(SelectionError, match="pixels long"):
+        book.gesture(Gesture(kind="erase", points=[(10, 10), (1e308, 5), (-1e308, 5)]))
+    assert book.numbers == []
+
+
+def test_a_selection_keeps_a_bounded_number_of_steps(book: SelectionBook) -> None:
+    number = book.gesture(Gesture(kind="brush", points=[(5, 5)], radius=1))
+    for _ in range(MAX_SELECTION_STEPS - 2):
+        book.refine(number, "invert")
+    book.gesture(Gesture(kind="brush", points=[(9, 9)], radius=1), number)
+    with pytest.raises(SelectionError, match=f"{MAX_SELECTION_STEPS} steps"):
+        book.gesture(Gesture(kind="brush", points=[(20, 20)], radius=1), number)
+    with pytest.raises(SelectionError, match=f"{MAX_SELECTION_STEPS} steps"):
+        book.refine(number, "grow", 2)
+    book.refine(number, "undo")
+    book.refine(number, "grow", 2)  # room again
+
+
+def test_a_selection_is_drawn_once_per_change(book: SelectionBook,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every canvas call shows every selection: an unchanged one is not drawn again."""
+    from promptartisan.tools import selection
+
+    drawn = []
+    stroke = selection._stroke
+    monkeypatch.setattr(selection, "_stroke", lambda *a: drawn.append(a) or stroke(*a))
+    first = book.gesture(Gesture(kind="brush", points=[(10, 10), (30, 10)], radius=2))
+    second = book.gesture(Gesture(kind="brush", points=[(10, 40), (30, 40)], radius=2))
+    assert len(drawn) == 2
+    for _ in range(3):
+        book.masks()
+    assert len(drawn) == 2
+    book.gesture(Gesture(kind="erase", points=[(20, 40)], radius=3), second)
+    assert len(drawn) == 4 and not book.mask(second)[40, 20]  # its brush and eraser again
+    book.refine(second, "undo")
+    assert book.mask(second)[40, 20] and len(drawn) == 5
+    assert book.mask(first)[10, 20] and len(drawn) == 5
 
 
 def test_refinements_grow_shrink_invert_clear_undo_remove(book: SelectionBook) -> None:

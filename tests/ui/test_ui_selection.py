@@ -183,6 +183,23 @@ def test_two_clicks_and_a_box_are_three_numbered_selections_and_one_engine_call(
     assert not after["ok"] and "already made version 1" in after["state"]["message"]
 
 
+def test_an_unchanged_selection_is_not_drawn_again(chat: Pointing,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    drawn = []
+    overlay = selection_view.mask_overlay
+    monkeypatch.setattr(selection_view, "mask_overlay",
+                        lambda mask, number: drawn.append(number) or overlay(mask, number))
+    canvas = chat.open_canvas()
+    first = chat.gesture(canvas, "include", [[10, 10]])
+    chat.gesture(canvas, "box", [[30, 20], [60, 45]])
+    chat.gesture(canvas, "brush", [[5, 40], [20, 40]], number=2)  # changes 2 only
+    assert drawn == [1, 2, 2]
+    shown = chat.controller.selection.act({"canvas": canvas, "op": "status"})["state"]
+    chat.gesture(canvas, "brush", [[40, 30], [45, 30]], number=2)  # inside its box: no change
+    assert drawn == [1, 2, 2]
+    assert shown["selections"][0] == first["state"]["selections"][0]
+
+
 def test_a_canvas_on_a_version_the_chat_left_says_so(chat: Pointing) -> None:
     canvas = chat.open_canvas()
     chat.controller.message("make the sky a sunset")  # no selection yet: grounded as usual
