@@ -101,15 +101,22 @@ def plan_request(planner: Any, request: str) -> Plan:
 
 
 def items_of(sources: list[Source], plan: Plan, settings: Settings) -> list[Item]:
-    """An item per source, keyed by (input, the plan's instructions and targets, result
-    settings): not the request's words, which a planner may read the same way twice."""
+    """An item per source, keyed by (the input, whatever names it; the plan's instructions and
+    targets; result settings): not the request's words, which a planner may read the same way
+    twice."""
     instructions = [i.model_dump(mode="json") for i in plan.instructions]  # not its notes
     basis = json.dumps({"instructions": instructions,
                         "settings": settings.model_dump(mode="json", include=set(RESULT_SETTINGS))},
                        sort_keys=True)
     return [Item(source.uri, source.name, hashlib.sha256(
-        f"{basis}\0{source.uri}\0{source.size}\0{source.mtime_ns}".encode()).hexdigest())
-        for source in sources]
+        f"{basis}\0{_identity(source.uri)}\0{source.size}\0{source.mtime_ns}".encode()
+    ).hexdigest()) for source in sources]
+
+
+def _identity(uri: str) -> str:
+    """What the input is, however it is named (a path, a file:// URI, a link)."""
+    kind, path = location(uri).identity
+    return f"{kind}:{path}"
 
 
 def edit_item(editor: Editor, job: Job, item: Item) -> dict[str, Any]:
@@ -220,16 +227,17 @@ def run_batch(settings: Settings, request: str, inputs: list[str], out: str,
         finished = [item for item in items
                     if edited_name(item.stem) in present and record_name(item.stem) in present]
         job = Job(settings, request, plan.model_dump(mode="json"), out, threads)
+        done = {item.key for item in finished}
+        pending = [item for item in items if item.key not in done]
+        run = runner or (lambda job, items: run_in_process(editor, job, items))
+        entries = run(job, pending)  # a runner that refuses does it here, before the report
         report = Report(folder, request, job.plan, len(items), progress, len(left_out))
         with report:
             for item in finished:
                 report.add({"input": item.input, "key": item.key, "status": "skipped",
                             "output": folder.child(edited_name(item.stem)).uri,
                             "record": folder.child(record_name(item.stem)).uri})
-            done = {item.key for item in finished}
-            pending = [item for item in items if item.key not in done]
-            run = runner or (lambda job, items: run_in_process(editor, job, items))
-            for entry in run(job, pending):
+            for entry in entries:
                 report.add(entry)
         return report.summary()
 

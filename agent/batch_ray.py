@@ -59,26 +59,36 @@ class RayRunner:
     image: str | None = None
 
     def __call__(self, job: Job, items: list[Item]) -> Iterator[dict[str, Any]]:
-        ray = require_ray()
+        """Join or start the cluster and check its nodes now (a refusal comes before any
+        report is written); the entries come from the returned iterator, which leaves the
+        cluster when it ends."""
         if not items:
-            return
+            return iter(())
+        ray = require_ray()
         started_here = not ray.is_initialized()
-        with tempfile.TemporaryDirectory(prefix="promptartisan-code-") as staging:
-            if started_here:
+        staging = Path(tempfile.mkdtemp(prefix="promptartisan-code-"))
+        try:
+            if started_here:  # else the caller's cluster, with the caller's runtime_env
                 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
                 if self.address is None:  # private: never whatever cluster is found
                     ray.init(address="local", include_dashboard=False,
-                             logging_level="warning", log_to_driver=False)
+                             logging_level="warning", log_to_driver=False,
+                             runtime_env=self._runtime_env(staging))
                 else:
-                    ray.init(address=self.address, logging_level="warning")
-            try:
-                runtime_env = self._runtime_env(Path(staging))
-                check_nodes(ray, job, [item.input for item in items], self.shared_fs,
-                            runtime_env)
-                yield from self._run(ray, job, items, runtime_env)
-            finally:
-                if started_here:
-                    ray.shutdown()
+                    ray.init(address=self.address, logging_level="warning",
+                             runtime_env=self._runtime_env(staging))
+            check_nodes(ray, job, [item.input for item in items], self.shared_fs)
+        except BaseException:
+            _leave(ray, started_here, staging)
+            raise
+        return self._entries(ray, job, items, started_here, staging)
+
+    def _entries(self, ray: Any, job: Job, items: list[Item], started_here: bool,
+                 staging: Path) -> Iterator[dict[str, Any]]:
+        try:
+            yield from self._run(ray, job, items)
+        finally:
+            _leave(ray, started_here, staging)
 
     def _runtime_env(self, staging: Path) -> dict[str, Any] | None:
         """What the workers run: a named image, this driver's code on a joined cluster, or
@@ -89,8 +99,7 @@ class RayRunner:
             return None
         return {"py_modules": [str(stage_code(staging))]}
 
-    def _run(self, ray: Any, job: Job, items: list[Item], runtime_env: dict[str, Any] | None
-             ) -> Iterator[dict[str, Any]]:
+    def _run(self, ray: Any, job: Job, items: list[Item]) -> Iterator[dict[str, Any]]:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the driver's own bar counts images
         logging.getLogger("ray.data").setLevel(logging.WARNING)
@@ -99,18 +108,27 @@ class RayRunner:
                                       override_num_blocks=blocks).map_batches(
             Worker, fn_constructor_kwargs={"job": job, "make_editor": self.make_editor},
             batch_size=self.batch_size, compute=ray.data.ActorPoolStrategy(size=self.workers),
-            num_cpus=job.threads or 1, num_gpus=self.gpus_per_worker or None,
-            runtime_env=runtime_env)
+            num_cpus=job.threads or 1, num_gpus=self.gpus_per_worker or None)
         for row in dataset.iter_rows():
             yield json.loads(row["entry"])
 
 
+def _leave(ray: Any, started_here: bool, staging: Path) -> None:
+    """Shut down what this run started, and drop its staged code."""
+    if started_here:
+        ray.shutdown()
+    shutil.rmtree(staging, ignore_errors=True)
+
+
 class Worker:
     """One actor: the models loaded once (its first entry says how long that took), then image
-    after image."""
+    after image; each entry names the node that made it."""
 
     def __init__(self, job: Job, make_editor: MakeEditor) -> None:
+        import ray
         import torch
+
+        self.node = ray.get_runtime_context().get_node_id()
 
         torch.set_num_threads(job.threads or 1)  # the CPUs Ray gave this actor
         quiet_loading()
@@ -121,14 +139,14 @@ class Worker:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[str]]:
         items = [Item(str(i), str(n), str(k))
                  for i, n, k in zip(batch["input"], batch["name"], batch["key"], strict=True)]
-        entries = [edit_item(self.editor, self.job, item) for item in items]
+        entries = [{**edit_item(self.editor, self.job, item), "node": self.node}
+                   for item in items]
         if self.loaded is not None and entries:
             entries[0]["load_seconds"], self.loaded = self.loaded, None
         return {"entry": [json.dumps(entry) for entry in entries]}
 
 
-def check_nodes(ray: Any, job: Job, inputs: list[str], shared_fs: bool,
-                runtime_env: dict[str, Any] | None) -> None:
+def check_nodes(ray: Any, job: Job, inputs: list[str], shared_fs: bool) -> None:
     """Refuse, before any image, a cluster whose nodes can't all do the job: local paths on
     a cluster of several nodes (unless `shared_fs`), or a node whose promptartisan differs
     from this driver's."""
@@ -143,7 +161,7 @@ def check_nodes(ray: Any, job: Job, inputs: list[str], shared_fs: bool,
                 f"nodes that may not see it: give URIs ({URI_SCHEMES} for a folder every "
                 "node mounts at the same path), or, if every node mounts it there, say so "
                 "with --shared-fs")
-    probe = ray.remote(num_cpus=0, runtime_env=runtime_env)(code_fingerprint)
+    probe = ray.remote(num_cpus=0)(code_fingerprint)
     here = code_fingerprint()
     answers = ray.get([probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
         node["NodeID"], soft=False)).remote() for node in nodes])
