@@ -66,6 +66,9 @@ class Location:
         """What this names, however it was named: (filesystem type, path), local paths
         absolute with their links resolved."""
         if self.on_this_disk:
+            folder, name = os.path.split(os.path.abspath(self.path))
+            if name and not os.path.islink(self.path):  # a folder's files share its real path
+                return "local", os.path.join(_real_folder(folder), name)
             return "local", os.path.realpath(self.path)
         return self.fs.type_name, self.path.rstrip("/")
 
@@ -182,6 +185,11 @@ class Location:
                          f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
             handle.flush()
             yield True
+
+
+@lru_cache(maxsize=4096)
+def _real_folder(folder: str) -> str:
+    return os.path.realpath(folder)
 
 
 def _stale(mtime: float) -> bool:

@@ -102,13 +102,14 @@ def _expand_local(spec: str) -> list[Source]:
     path = Path(absolute(spec))
     if any(char in spec for char in GLOB_CHARACTERS) and not path.exists():
         files = [Path(p) for p in sorted(glob.glob(str(path), recursive=True))]
-    elif path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file())
+    elif path.is_dir():  # the names first, one stat per image only
+        files = sorted(Path(folder) / name for folder, _, names in os.walk(path)
+                       for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES)
     elif path.is_file():
         return [_local_source(path)]
     else:
         raise ValueError(f"{spec}: no such file or folder")
-    return [_local_source(p) for p in files if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    return [_local_source(p) for p in files if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
 
 
 def _local_source(path: Path) -> Source:
