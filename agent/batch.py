@@ -27,7 +27,7 @@ from promptartisan.agent.batch_files import Location, absolute, location
 from promptartisan.agent.batch_inputs import Source, expand
 from promptartisan.agent.batch_report import REPORT, SUMMARY, Report, keep_cut_runs
 from promptartisan.agent.editor import Editor
-from promptartisan.agent.image_edit import NotLocated, edit_image, edited_name, mask_name
+from promptartisan.agent.image_edit import NotLocated, edit_image, edited_name
 from promptartisan.agent.plan import Plan
 from promptartisan.settings import Settings
 
@@ -79,10 +79,6 @@ class Item:
     def seed(self) -> int:
         """The image's seed, from its key (which holds the settings' seed)."""
         return int(self.key[:8], 16) & 0x7FFFFFFF
-
-    def names(self, regions: int) -> list[str]:
-        return [edited_name(self.stem), *(mask_name(self.stem, k) for k in range(regions)),
-                record_name(self.stem)]
 
 
 def record_name(stem: str) -> str:
