@@ -58,7 +58,7 @@ def test_each_image_is_edited_or_failed_with_its_reason_and_its_record_remakes_i
     lines = [json.loads(line) for line in (out / "report.jsonl").read_text().splitlines()]
     assert summary["seconds_per_image"] == round(
         sum(line["seconds"] for line in lines if line["status"] == "done") / 2, 3)
-    assert [line.get("load_seconds", 0) > 0 for line in lines].count(True) == 1
+    assert ["load_seconds" in line for line in lines].count(True) == 1  # cached: maybe 0 s
     assert sorted(line["status"] for line in lines) == ["done", "done", "failed", "failed"]
     assert json.loads((out / "summary.json").read_text())["done"] == 2
 

@@ -108,7 +108,7 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluste
         os.chdir(here)
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, logging_level="warning")
-        where = ray.remote(num_cpus=0)(os.getcwd)
+        where = ray.remote(num_cpus=0)(lambda: os.getcwd())  # by value: tests/ isn't there
         folders = ray.get([where.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
             node.node_id, soft=False)).remote() for node in cluster.list_all_nodes()])
         ray.shutdown()
