@@ -19,33 +19,36 @@ class InvalidImageError(ValueError):
 
 
 def load_image(
-    source: str | Path | bytes | Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS
+    source: str | Path | bytes | Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS,
+    name: str | None = None,
 ) -> Image.Image:
     """Open `source` (a path, bytes or PIL image) as an RGB image with EXIF orientation applied.
 
     Refuses empty, truncated and non-image data, decompression bombs and images over
-    `max_pixels`, each with an `InvalidImageError`.
+    `max_pixels`, each with an `InvalidImageError` that starts with `name` (default: the
+    file's name, or "image" for bytes: pass the name bytes were read from).
     """
-    image = open_image(source, max_pixels)
+    image = open_image(source, max_pixels, name)
     try:
         return _to_rgb(image)
     except (OSError, ValueError, SyntaxError) as exc:
-        name = Path(source).name if isinstance(source, (str, Path)) else "image"
+        name = name or (Path(source).name if isinstance(source, (str, Path)) else "image")
         raise InvalidImageError(f"{name}: the image data is damaged ({exc})") from exc
 
 
 def open_image(
-    source: str | Path | bytes | Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS
+    source: str | Path | bytes | Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS,
+    name: str | None = None,
 ) -> Image.Image:
     """`source` decoded in its own mode (alpha, bit depth and palette kept: a mask reader needs
     them), EXIF orientation applied, with `load_image`'s checks."""
-    name = "image"
+    given, name = name, name or "image"
     if isinstance(source, Image.Image):
         image = source
     else:
         if isinstance(source, (str, Path)):
             path = Path(source)
-            name = path.name
+            name = given or path.name
             if not path.is_file():
                 raise InvalidImageError(f"{name}: no such file")
             data = path.read_bytes()

@@ -32,11 +32,21 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="folder or URI for the results and the report")
     parser.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                        help="run on Ray: the cluster at ADDRESS (auto, HOST:PORT, "
-                             "ray://HOST:PORT), else (or with local) a local one")
+                        help="run on Ray: join the cluster at ADDRESS (auto, HOST:PORT, "
+                             "ray://HOST:PORT), else (or with local) start a private one "
+                             "for this run")
     parser.add_argument("--workers", type=int, default=1, metavar="N",
                         help="Ray actors, each holding the models once (default 1: in this "
-                             "process unless --ray)")
+                             "process unless --ray; above 1 without --ray: a private local "
+                             "cluster, never one that is running)")
+    parser.add_argument("--shared-fs", action="store_true",
+                        help="local paths (inputs, --out) are on a filesystem every node of "
+                             "the cluster mounts at the same place (NFS, a cluster volume); "
+                             "without it a cluster of several nodes takes only URIs")
+    parser.add_argument("--ray-image", metavar="IMAGE",
+                        help="a container image with this version installed, for the "
+                             "workers (default: the driver's code is shipped to a joined "
+                             "cluster as a runtime_env package)")
     parser.add_argument("--gpus-per-worker", type=float, default=0, metavar="G",
                         help="GPUs per Ray actor (e.g. 1; 0.5 puts two actors on a GPU)")
     parser.add_argument("--threads", type=int, metavar="N",
@@ -77,11 +87,13 @@ def _batch(args: argparse.Namespace) -> int:
         else:
             runner = RayRunner(address=None if args.ray in (None, "local") else args.ray,
                                workers=args.workers, gpus_per_worker=args.gpus_per_worker,
-                               batch_size=args.batch_size)
+                               batch_size=args.batch_size, shared_fs=args.shared_fs,
+                               image=args.ray_image)
     summary = run_batch(settings, args.request, args.inputs, args.out, args.lists,
                         runner=runner, threads=args.threads, progress=not args.quiet)
     print(f"{summary['done']} done, {summary['skipped']} skipped (done before), "
           f"{summary['failed']} failed of {summary['total']}; "
-          f"{summary['seconds_per_image'] or 0:.2f} s per image, "
+          f"{summary['seconds_per_image'] or 0:.2f} s per image "
+          f"(+{summary['model_load_seconds']:.1f} s loading models, {summary['model_loads']}×), "
           f"{summary['images_per_second'] or 0:.3f} images/s; report: {args.out}")
     return 0 if summary["failed"] == 0 and summary["unfinished"] == 0 else 1

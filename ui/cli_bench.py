@@ -44,6 +44,8 @@ BENCHMARKS = {
     "auto": ("promptartisan.agent.planning.bench_auto", "what planner = auto costs to choose"),
     "batch": ("promptartisan.agent.batch.bench_batch",
               "batch throughput in process against a local Ray cluster"),
+    "batch-io": ("promptartisan.agent.batch.bench_batch_io",
+                 "the batch report's flush cost as it grows, and listing many files"),
 }
 """`promptartisan bench NAME` → (the benchmark's module, what it measures)."""
 

@@ -1,6 +1,8 @@
 """Which images a batch reads: files, folders (every image beneath them), globs, and text or
 CSV lists of any of these, each a local path or a URI. Only names, sizes and modification
-times are read here; the pictures themselves are read one at a time by whoever edits them."""
+times are read here; the pictures themselves are read one at a time by whoever edits them.
+Local paths come out absolute: a worker on another node, in another folder, reads the same
+file. Nothing inside the output folder is an input, whatever scheme names either."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-from promptartisan.agent.batch.files import Location, location
+from promptartisan.agent.batch.files import Location, absolute, location
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 """What a folder or a glob contributes; a file named on its own is taken whatever its name."""
@@ -38,18 +40,36 @@ class Source:
         return posixpath.splitext(posixpath.basename(self.uri.rstrip("/")))[0] or "image"
 
 
-def expand(specs: list[str], lists: list[str] = (), skip: Location | None = None
-           ) -> list[Source]:
-    """Every image `specs` and the `lists` name, in their order, each once. Files under
-    `skip` (the output folder) are left out of folders and globs. A named file, folder or
-    list that is not there is an error, before any work."""
+def expand(specs: list[str], lists: list[str] = (), skip: Location | None = None,
+           left_out: list[str] | None = None) -> list[Source]:
+    """Every image `specs` and the `lists` name, in their order, each once. Images inside
+    `skip` (the output folder) are never inputs: those a folder or glob finds go to
+    `left_out`; a file named inside it is refused (the run would write over it). A named
+    file, folder or list that is not there, or that holds no image outside `skip`, is an
+    error, before any work."""
     found: dict[str, Source] = {}
     for spec in [*specs, *(entry for name in lists for entry in read_list(name))]:
-        sources = _expand_one(spec, skip)
+        sources = _expand_one(spec)
         if not sources:
             raise ValueError(f"{spec}: no images there")
-        found.update((source.uri, source) for source in sources if source.uri not in found)
+        inside = {s.uri for s in sources if skip is not None and skip.contains(location(s.uri))}
+        if inside and _named_file(spec):
+            raise ValueError(f"{spec} is inside the output folder {skip.uri}, where this run "
+                             "writes its results and report; a batch never reads its own "
+                             "output: copy it out, or choose another --out")
+        if len(inside) == len(sources):
+            raise ValueError(f"{spec}: no images outside the output folder {skip.uri} (its "
+                             f"{len(sources)} are inside it, and a batch never reads its own "
+                             "output); choose an --out outside the inputs")
+        if left_out is not None:
+            left_out.extend(sorted(inside))
+        found.update((s.uri, s) for s in sources if s.uri not in found and s.uri not in inside)
     return list(found.values())
+
+
+def _named_file(spec: str) -> bool:
+    """Whether `spec` names one file, rather than a folder or a glob."""
+    return not any(char in spec for char in GLOB_CHARACTERS) and not location(spec).is_dir()
 
 
 def read_list(name: str) -> list[str]:
@@ -71,27 +91,25 @@ def read_list(name: str) -> list[str]:
             else str(base.parent / entry) for entry in entries]
 
 
-def _expand_one(spec: str, skip: Location | None) -> list[Source]:
+def _expand_one(spec: str) -> list[Source]:
     where = location(spec)
     if where.fs is None:
-        return _expand_local(spec, skip.local if skip is not None else None)
-    return _expand_remote(where, skip)
+        return _expand_local(spec)
+    return _expand_remote(where)
 
 
-def _expand_local(spec: str, skip: Path | None) -> list[Source]:
-    path = Path(location(spec).path)
+def _expand_local(spec: str) -> list[Source]:
+    path = Path(absolute(spec))
     if any(char in spec for char in GLOB_CHARACTERS) and not path.exists():
         files = [Path(p) for p in sorted(glob.glob(str(path), recursive=True))]
-    elif path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file())
+    elif path.is_dir():  # the names first, one stat per image only
+        files = sorted(Path(folder) / name for folder, _, names in os.walk(path)
+                       for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES)
     elif path.is_file():
         return [_local_source(path)]
     else:
         raise ValueError(f"{spec}: no such file or folder")
-    skipped = skip.resolve() if skip is not None else None
-    return [_local_source(p) for p in files
-            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-            and (skipped is None or not p.resolve().is_relative_to(skipped))]
+    return [_local_source(p) for p in files if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
 
 
 def _local_source(path: Path) -> Source:
@@ -99,7 +117,7 @@ def _local_source(path: Path) -> Source:
     return Source(str(path), stat.st_size, stat.st_mtime_ns)
 
 
-def _expand_remote(where: Location, skip: Location | None) -> list[Source]:
+def _expand_remote(where: Location) -> list[Source]:
     from pyarrow.fs import FileSelector, FileType
 
     pattern = None
@@ -116,13 +134,11 @@ def _expand_remote(where: Location, skip: Location | None) -> list[Source]:
             raise ValueError(f"{where.uri}: no such file or folder")
         base = where.path
     infos = where.fs.get_file_info(FileSelector(base, recursive=True, allow_not_found=True))
-    skipped = skip.path.rstrip("/") + "/" if skip is not None and skip.fs is not None else None
     return [Source(_uri(where.uri, info.path), info.size, info.mtime_ns or 0)
             for info in sorted(infos, key=lambda info: info.path)
             if info.type == FileType.File
             and posixpath.splitext(info.path)[1].lower() in IMAGE_SUFFIXES
-            and (pattern is None or fnmatch.fnmatchcase(info.path, pattern))
-            and (skipped is None or not info.path.startswith(skipped))]
+            and (pattern is None or fnmatch.fnmatchcase(info.path, pattern))]
 
 
 def _uri(near: str, path: str) -> str:

@@ -1,10 +1,12 @@
 """One request over many images, resumable: `promptartisan batch`.
 
 The request is planned once; a request that would need a question is refused before any image
-is read. Each image is keyed by a hash of (input, request and plan, the settings that shape a
-result); its result, masks and record (the provenance, written last) are named by that key, so
-an image is done when its result and its record are there, and a rerun skips it. Each image's
-seed comes from its key, so where and in what order an image is edited doesn't change it.
+is read. Each image is keyed by a hash of (input, plan, the settings that shape a result): the
+plan, not the request's words, so rewording that plans the same edit redoes nothing. Its
+result, masks and record (the provenance, written last) are named by that key, so an image is
+done when its result and its record are there, and a rerun skips it. Each image's seed comes
+from its key, so where and in what order an image is edited doesn't change it. One run at a
+time writes to an output folder (`Location.lock`).
 
 The images run in this process (`run_in_process`) or on a Ray cluster
 (`promptartisan.agent.batch.ray_runner`); both call `edit_item` per image.
@@ -14,18 +16,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from promptartisan.agent.batch.files import Location, location
+from promptartisan.agent.batch.files import Location, absolute, location
 from promptartisan.agent.batch.inputs import Source, expand
-from promptartisan.agent.batch.report import Report
+from promptartisan.agent.batch.report import REPORT, SUMMARY, Report, keep_cut_runs
 from promptartisan.agent.editor import Editor
-from promptartisan.agent.image_edit import NotLocated, edit_image, edited_name, mask_name
+from promptartisan.agent.image_edit import NotLocated, edit_image, edited_name
 from promptartisan.agent.planning.plan import Plan
 from promptartisan.settings import Settings
 
@@ -78,10 +80,6 @@ class Item:
         """The image's seed, from its key (which holds the settings' seed)."""
         return int(self.key[:8], 16) & 0x7FFFFFFF
 
-    def names(self, regions: int) -> list[str]:
-        return [edited_name(self.stem), *(mask_name(self.stem, k) for k in range(regions)),
-                record_name(self.stem)]
-
 
 def record_name(stem: str) -> str:
     return f"{stem}.json"
@@ -98,17 +96,23 @@ def plan_request(planner: Any, request: str) -> Plan:
     return plan
 
 
-def items_of(sources: list[Source], request: str, plan: Plan, settings: Settings
-             ) -> list[Item]:
-    """An item per source, keyed by (input, request, the plan's instructions, result
-    settings)."""
+def items_of(sources: list[Source], plan: Plan, settings: Settings) -> list[Item]:
+    """An item per source, keyed by (the input, whatever names it; the plan's instructions and
+    targets; result settings): not the request's words, which a planner may read the same way
+    twice."""
     instructions = [i.model_dump(mode="json") for i in plan.instructions]  # not its notes
-    basis = json.dumps({"request": request, "instructions": instructions,
+    basis = json.dumps({"instructions": instructions,
                         "settings": settings.model_dump(mode="json", include=set(RESULT_SETTINGS))},
                        sort_keys=True)
     return [Item(source.uri, source.name, hashlib.sha256(
-        f"{basis}\0{source.uri}\0{source.size}\0{source.mtime_ns}".encode()).hexdigest())
-        for source in sources]
+        f"{basis}\0{_identity(source.uri)}\0{source.size}\0{source.mtime_ns}".encode()
+    ).hexdigest()) for source in sources]
+
+
+def _identity(uri: str) -> str:
+    """What the input is, however it is named (a path, a file:// URI, a link)."""
+    kind, path = location(uri).identity
+    return f"{kind}:{path}"
 
 
 def edit_item(editor: Editor, job: Job, item: Item) -> dict[str, Any]:
@@ -123,7 +127,7 @@ def edit_item(editor: Editor, job: Job, item: Item) -> dict[str, Any]:
     out = location(job.out)
     try:
         data = location(item.input).read_bytes()
-        image = load_image(data, job.settings.max_pixels)
+        image = load_image(data, job.settings.max_pixels, name=item.input)
         plan = Plan.model_validate(job.plan)
         edited = edit_image(editor, image, item.stem,
                             lambda name, fill: out.child(name).write(fill),
@@ -148,8 +152,21 @@ def run_in_process(editor: Editor, job: Job, items: list[Item]) -> Iterator[dict
     """Every item, one after another, with `editor`'s models."""
     quiet_loading()
     with torch_threads(job.threads):
+        loaded = load_models(editor) if items else None
         for item in items:
-            yield edit_item(editor, job, item)
+            entry = edit_item(editor, job, item)
+            if loaded is not None:
+                entry["load_seconds"], loaded = loaded, None
+            yield entry
+
+
+def load_models(editor: Editor) -> float:
+    """Load the editor's models now, so that no image's seconds hold them; the seconds it
+    took (a worker's first entry carries them as `load_seconds`)."""
+    started = time.monotonic()
+    editor.grounder  # noqa: B018 - loads on first use
+    editor.pipeline  # noqa: B018
+    return round(time.monotonic() - started, 3)
 
 
 def quiet_loading() -> None:
@@ -183,45 +200,49 @@ def run_batch(settings: Settings, request: str, inputs: list[str], out: str,
     """Plan `request`, find the inputs, skip what an earlier run did, run the rest with
     `runner` (default: in this process), and write report.jsonl and summary.json into `out`.
     Returns the summary. Without a seed in the settings the base seed is 0: a batch is
-    reproducible, and resumable, by default."""
+    reproducible, and resumable, by default. Local paths are made absolute here, so workers
+    anywhere read and write the same files."""
     if settings.seed is None:
         settings = settings.model_copy(update={"seed": 0})
     editor = make_editor(settings)
     plan = plan_request(editor.planner, request)
+    out = absolute(out)
     folder = location(out)
-    items = items_of(expand(inputs, list(lists), skip=folder), request, plan, settings)
-    _refuse_overwrites(items, len(plan.instructions), folder)
+    lists = [absolute(name) for name in lists]
+    _refuse_overwrites(lists, folder)
+    left_out: list[str] = []
+    items = items_of(expand(inputs, lists, skip=folder, left_out=left_out), plan, settings)
+    if left_out and progress:
+        print(f"{len(left_out)} image(s) inside the output folder {out} left out: a batch "
+              "never reads its own output", file=sys.stderr)
     folder.make_folder()
-    folder.sweep_temporaries()
-    present = folder.names()
-    finished = [item for item in items
-                if edited_name(item.stem) in present and record_name(item.stem) in present]
-    job = Job(settings, request, plan.model_dump(mode="json"), out, threads)
-    report = Report(folder, request, job.plan, len(items), progress)
-    for item in finished:
-        report.add({"input": item.input, "key": item.key, "status": "skipped",
-                    "output": folder.child(edited_name(item.stem)).uri,
-                    "record": folder.child(record_name(item.stem)).uri})
-    done = {item.key for item in finished}
-    pending = [item for item in items if item.key not in done]
-    run = runner or (lambda job, items: run_in_process(editor, job, items))
-    with report:
-        for entry in run(job, pending):
-            report.add(entry)
-    return report.summary()
+    with folder.lock() as locked:
+        folder.sweep_temporaries(locked)
+        keep_cut_runs(folder)
+        present = folder.names()
+        finished = [item for item in items
+                    if edited_name(item.stem) in present and record_name(item.stem) in present]
+        job = Job(settings, request, plan.model_dump(mode="json"), out, threads)
+        done = {item.key for item in finished}
+        pending = [item for item in items if item.key not in done]
+        run = runner or (lambda job, items: run_in_process(editor, job, items))
+        entries = run(job, pending)  # a runner that refuses does it here, before the report
+        report = Report(folder, request, job.plan, len(items), progress, len(left_out))
+        with report:
+            for item in finished:
+                report.add({"input": item.input, "key": item.key, "status": "skipped",
+                            "output": folder.child(edited_name(item.stem)).uri,
+                            "record": folder.child(record_name(item.stem)).uri})
+            for entry in entries:
+                report.add(entry)
+        return report.summary()
 
 
-def _refuse_overwrites(items: list[Item], regions: int, folder: Location) -> None:
-    """No output may be an input of this run, whatever path leads to it."""
-    if folder.fs is None:
-        inputs = {os.path.realpath(item.input) for item in items if "://" not in item.input}
-        clash = next(((item, name) for item in items for name in item.names(regions)
-                      if os.path.realpath(folder.child(name).path) in inputs), None)
-    else:
-        inputs = {item.input for item in items}
-        clash = next(((item, name) for item in items for name in item.names(regions)
-                      if folder.child(name).uri in inputs), None)
+def _refuse_overwrites(lists: list[str], folder: Location) -> None:
+    """No list may be a file the report writes (inputs inside the output folder are never
+    inputs: `expand`)."""
+    written = {folder.child(name).identity for name in (REPORT, SUMMARY)}
+    clash = next((name for name in lists if location(name).identity in written), None)
     if clash is not None:
-        item, name = clash
-        raise ValueError(f"{folder.child(name).uri} is an input of this run and the edit of "
-                         f"{item.input} would be written over it; choose another --out")
+        raise ValueError(f"{clash} is a list of this run's inputs and its report would be "
+                         "written over it; choose another --out")

@@ -53,9 +53,13 @@ def test_each_image_is_edited_or_failed_with_its_reason_and_its_record_remakes_i
                         make_editor=red_box_editor, progress=False)
     assert (summary["total"], summary["done"], summary["failed"]) == (4, 2, 2)
     reasons = {Path(f["input"]).name: f["reason"] for f in summary["failures"]}
-    assert "InvalidImageError" in reasons["broken.png"]
+    assert f"InvalidImageError: {tmp_path}/in/broken.png: not an image" in reasons["broken.png"]
     assert "couldn't find" in reasons["no-box.png"]
+    assert (summary["model_loads"], summary["seconds_per_image"] > 0) == (1, True)
     lines = [json.loads(line) for line in (out / "report.jsonl").read_text().splitlines()]
+    assert summary["seconds_per_image"] == round(
+        sum(line["seconds"] for line in lines if line["status"] == "done") / 2, 3)
+    assert ["load_seconds" in line for line in lines].count(True) == 1  # cached: maybe 0 s
     assert sorted(line["status"] for line in lines) == ["done", "done", "failed", "failed"]
     assert json.loads((out / "summary.json").read_text())["done"] == 2
 
@@ -120,16 +124,24 @@ def test_an_output_never_replaces_an_input(settings: Settings, tmp_path: Path,
                                            photo: Image.Image) -> None:
     (source,) = write_photos(tmp_path / "in", photo, 1)
     plan = plan_request(RulesPlanner(), REQUEST)
-    (item,) = items_of(expand([str(source)]), REQUEST, plan,
-                       settings.model_copy(update={"seed": 0}))
+    (item,) = items_of(expand([str(source)]), plan, settings.model_copy(update={"seed": 0}))
     out = tmp_path / "out"
     out.mkdir()
     victim = out / f"{item.stem}.edited.png"
     victim.write_bytes(source.read_bytes())  # an input that has the name of an output
-    with pytest.raises(ValueError, match="is an input of this run"):
-        run_batch(settings, REQUEST, [str(source), str(victim)], str(out), progress=False,
-                  make_editor=red_box_editor)
-    assert victim.read_bytes() == source.read_bytes()
+    summary = out / "summary.json"
+    summary.write_bytes(source.read_bytes())  # ... and one the report would write over
+    (out / "report.jsonl").write_text(f"{source}\n")  # a list the report would write over
+    for inputs, lists in (([str(source), str(victim)], []), ([str(summary)], []),
+                          ([f"file://{out}/./summary.json"], []),
+                          ([], [str(out / "report.jsonl")])):
+        with pytest.raises(ValueError, match="inside the output folder|report would be written"):
+            run_batch(settings, REQUEST, inputs, str(out), lists, progress=False,
+                      make_editor=red_box_editor)
+    assert victim.read_bytes() == source.read_bytes() == summary.read_bytes()
+    assert (out / "report.jsonl").read_text() == f"{source}\n"
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [victim.name, "summary.json", "report.jsonl"])
 
 
 @pytest.mark.slow
@@ -179,16 +191,16 @@ def test_settings_that_shape_a_result_change_its_key_and_seed(settings: Settings
                                                               photo: Image.Image) -> None:
     sources = expand([str(p) for p in write_photos(tmp_path / "in", photo, 2)])
     plan = plan_request(RulesPlanner(), REQUEST)
-    base = items_of(sources, REQUEST, plan, settings)
-    assert items_of(sources, REQUEST, plan, settings) == base
+    base = items_of(sources, plan, settings)
+    assert items_of(sources, plan, settings) == base
     assert base[0].seed != base[1].seed
     for changed in ({"steps": 3}, {"seed": 9}, {"working_size": 128}):
-        other = items_of(sources, REQUEST, plan, settings.model_copy(update=changed))
+        other = items_of(sources, plan, settings.model_copy(update=changed))
         assert {i.key for i in other}.isdisjoint(i.key for i in base), changed
-    assert items_of(sources, REQUEST, plan, settings.model_copy(
+    assert items_of(sources, plan, settings.model_copy(
         update={"planner_read_timeout": 5.0}))[0].key == base[0].key
     noted = plan.model_copy(update={"note": "the language model timed out; rules planned"})
-    assert items_of(sources, REQUEST, noted, settings) == base
+    assert items_of(sources, noted, settings) == base
 
 
 def test_a_result_without_its_record_or_a_leftover_temporary_is_not_done(
@@ -235,3 +247,42 @@ def test_without_ray_workers_run_in_this_process_and_say_so(
     captured = capsys.readouterr()
     assert code == 0 and "Ray is not installed: running in this process" in captured.err
     assert "1 done, 0 skipped" in captured.out
+
+
+def test_an_output_folder_around_the_inputs_is_named_and_relative_paths_made_absolute(
+        cli_env: None, tmp_path: Path, photo: Image.Image,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    write_photos(tmp_path / "photos", photo, 1)
+    code = main(["batch", "photos", "--request", "make the dog red", "--out", ".", "--tiny"])
+    err = capsys.readouterr().err
+    assert code == 2 and "photos: no images outside the output folder" in err
+    assert "its 1 are inside it" in err and not (tmp_path / "report.jsonl").exists()
+
+    code = main(["batch", "photos", "--request", "make the dog red", "--out", "photos/out",
+                 "--tiny", "--steps", "2", "--quiet"])
+    assert code == 0
+    (line,) = [json.loads(line) for line in
+               (tmp_path / "photos/out/report.jsonl").read_text().splitlines()]
+    assert line["input"] == str(tmp_path / "photos/photo-0.png")
+    assert Path(line["output"]).parent == tmp_path / "photos/out"
+    code = main(["batch", "photos", "--request", "make the dog red", "--out", "photos/out",
+                 "--tiny", "--steps", "2"])
+    captured = capsys.readouterr()
+    assert code == 0 and "0 done, 1 skipped" in captured.out
+    assert "2 image(s) inside the output folder" in captured.err  # its result and mask
+
+
+def test_a_rewording_that_plans_the_same_edit_keeps_every_key(
+        settings: Settings, tmp_path: Path, photo: Image.Image) -> None:
+    sources = expand([str(p) for p in write_photos(tmp_path / "in", photo, 2)])
+    planner = RulesPlanner()
+    plans = [plan_request(planner, text) for text in
+             (REQUEST, f"{REQUEST}!!", f"  {REQUEST.capitalize()}.", "turn the red box green")]
+    keys = [[item.key for item in items_of(sources, plan, settings)] for plan in plans]
+    assert plans[0].instructions == plans[1].instructions == plans[2].instructions
+    assert keys[0] == keys[1] == keys[2] and set(keys[3]).isdisjoint(keys[0])
+    run_batch(settings, REQUEST, [str(tmp_path / "in")], str(tmp_path / "out"),
+              make_editor=red_box_editor, progress=False)
+    again = run_batch(settings, f"{REQUEST}!!", [str(tmp_path / "in")], str(tmp_path / "out"),
+                      make_editor=red_box_editor, progress=False)
+    assert (again["skipped"], again["done"]) == (2, 0)

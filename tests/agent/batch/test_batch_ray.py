@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import ray
 from batch_fakes import REQUEST, red_box_editor, write_photos
 from PIL import Image
 
-from promptartisan.agent.batch.ray_runner import RayRunner
+from promptartisan.agent.batch.ray_runner import RayRunner, code_fingerprint, stage_code
 from promptartisan.agent.batch.run import run_batch
 from promptartisan.settings import Settings
 
@@ -69,3 +71,36 @@ def test_two_ray_workers_give_the_in_process_bits_and_name_the_failures(
     again = run_batch(settings, REQUEST, [str(inputs)], str(tmp_path / "ray"), runner=runner,
                       make_editor=red_box_editor, threads=1, progress=False)
     assert (again["skipped"], again["done"], again["failed"]) == (6, 0, 2)
+
+
+def test_a_node_that_runs_another_version_is_refused_before_any_image(
+        cluster: None, settings: Settings, tmp_path: Path, photo: Image.Image,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import promptartisan
+
+    write_photos(tmp_path / "in", photo, 1)
+    monkeypatch.setattr(promptartisan, "__version__", "0.0.9")  # this driver only
+    with pytest.raises(ValueError, match=r"runs promptartisan 0\.1\.0 \(\w+\), this driver "
+                                         r"0\.0\.9 .*install the same version on every node"):
+        run_batch(settings, REQUEST, [str(tmp_path / "in")], str(tmp_path / "out"),
+                  runner=RayRunner(workers=1, make_editor=red_box_editor),
+                  make_editor=red_box_editor, progress=False)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["batch.lock"]
+
+
+def test_the_code_shipped_to_a_cluster_is_this_driver_s(tmp_path: Path) -> None:
+    folder = stage_code(tmp_path)
+    there = subprocess.run(
+        [sys.executable, "-c", "import promptartisan\n"
+         "from promptartisan.agent.batch.ray_runner import code_fingerprint\n"
+         "print(promptartisan.__file__); print(code_fingerprint())"],
+        env={**os.environ, "PYTHONPATH": str(tmp_path)}, cwd="/", capture_output=True,
+        text=True, check=True).stdout.splitlines()
+    assert there == [str(folder / "__init__.py"), code_fingerprint()]
+    with open(folder / "agent" / "batch.py", "a", encoding="utf-8") as handle:
+        handle.write("# one line more\n")
+    changed = subprocess.run(
+        [sys.executable, "-c", "from promptartisan.agent.batch.ray_runner import code_fingerprint\n"
+         "print(code_fingerprint())"], env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        cwd="/", capture_output=True, text=True, check=True).stdout.strip()
+    assert changed.startswith("0.1.0 (") and changed != code_fingerprint()
