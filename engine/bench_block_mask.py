@@ -4,7 +4,7 @@ which evaluates the rule over every (query, key) pair, for SD1.5's largest atten
 resolution and FLUX.1 Kontext's joint sequence at 512, 1024 and 2048 px. Each build runs in a
 process of its own, so its peak RSS is its own.
 
-    python -m promptartisan.engine.bench_block_mask [--sizes 512 1024 2048] [--out FILE]
+    python -m promptartisan.engine.bench_block_mask [--sizes 512 1024 2048] [--json FILE]
         [--reference-up-to 16384]
 """
 
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-up-to", type=int, default=16384, metavar="TOKENS",
                         help="run create_block_mask only up to this many tokens (it needs "
                              "about 10 bytes a pair)")
-    parser.add_argument("--out", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
     context = multiprocessing.get_context("spawn")
     rows = []
@@ -106,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{family:8} {size:>5} {row['tokens']:>7} {builder[:8]:>8} "
                       f"{row['seconds']:>8.3f} {row['peak_rss_mb']:>8.1f} "
                       f"{row['sparsity_pct']:>9.1f}")
-    if args.out:
-        args.out.write_text(json.dumps(rows, indent=2) + "\n")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return 0
 
 
