@@ -17,6 +17,8 @@ from PIL import Image
 
 from promptartisan.ui.files_folder import LOCK_SUFFIX, own_files_folder, sweep_abandoned
 
+pytestmark = pytest.mark.slow  # real chat servers: seconds to start
+
 UPLOAD_LIMIT = 10  # ui/chainlit_app/config.toml's max_files
 
 
@@ -70,8 +72,6 @@ HOLD = """
 import sys, time
 from pathlib import Path
 from promptartisan.ui.files_folder import own_files_folder
-
-pytestmark = pytest.mark.slow  # real chat servers: seconds to start
 print(own_files_folder(Path(sys.argv[1])), flush=True)
 time.sleep(60)
 """
