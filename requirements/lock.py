@@ -24,8 +24,9 @@ VIA_MANY = re.compile(r"^\s+#\s+(\S+)$")
 HEADER = "# Written by `make lock` (requirements/lock.py); installed by requirements/install.sh.\n"
 
 
-def compile_lock(uv: str, out: Path, extras: list[str], extra_args: list[str]) -> str:
-    cmd = [uv, "pip", "compile", "pyproject.toml", "--universal", "--python-version", "3.11",
+def compile_lock(uv: str, out: Path, extras: list[str], extra_args: list[str],
+                 source: str = "pyproject.toml") -> str:
+    cmd = [uv, "pip", "compile", source, "--universal", "--python-version", "3.11",
            "--quiet", "--no-header", "-o", str(out), *extra_args]
     for extra in extras:
         cmd += ["--extra", extra]
@@ -68,10 +69,8 @@ def main(argv: list[str]) -> None:
     # The chat's own lock: the same versions, without the test tools and Ray.
     compile_lock(uv, HERE / "run.lock", [], hashed + ["-c", str(HERE / "dev.lock")])
     # What installs the locks: uv itself, and the build backend of the editable install.
-    tools = HERE / "tools.in"
-    subprocess.run([uv, "pip", "compile", str(tools), "--universal", "--python-version", "3.11",
-                    "--quiet", "--no-header", "--generate-hashes", *upgrade,
-                    "-o", str(HERE / "tools.lock")], cwd=ROOT, check=True)
+    compile_lock(uv, HERE / "tools.lock", [], upgrade + ["--generate-hashes"],
+                 source=str(HERE / "tools.in"))
     for lock in ("dev.lock", "run.lock", "tools.lock"):
         path = HERE / lock
         path.write_text(HEADER + path.read_text())

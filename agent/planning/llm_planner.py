@@ -22,7 +22,7 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import ValidationError
 
 from promptartisan.agent.planning.plan import Plan
-from promptartisan.agent.planning.planners import RULES
+from promptartisan.agent.planning.planners import fallback_plan, short_error
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -154,11 +154,9 @@ class LLMPlanner:
         except Exception as exc:  # providers raise many types (httpx, openai, ollama, OSError)
             log.warning("%s failed: %r", self.name, exc)
             problem = "didn't answer in time" if _timed_out(exc) else "couldn't be reached"
-            note = (f"The language model {problem} ({self.name}: {_short(exc)}); the offline "
+            note = (f"The language model {problem} ({self.name}: {short_error(exc)}); the offline "
                     f"rules planner made this plan instead.")
-        planned = self.fallback.plan(text, context)
-        return planned.model_copy(update={"note": _join(planned.note, note),
-                                          "planner": planned.planner or RULES})
+        return fallback_plan(self.fallback, text, context, note)
 
     def messages(self, text: str, context: list[str],
                  history: list[str] | None = None) -> list[BaseMessage]:
@@ -174,13 +172,13 @@ class LLMPlanner:
         parsed, error, raw = answer.get("parsed"), answer.get("parsing_error"), answer.get("raw")
         raw = raw if isinstance(raw, BaseMessage) else None
         if error is not None:
-            return _short(error), raw
+            return short_error(error), raw
         if parsed is None:
             return "the answer held no plan", raw
         try:
             plan = parsed if isinstance(parsed, Plan) else Plan.model_validate(parsed)
         except ValidationError as exc:
-            return _short(exc), raw
+            return short_error(exc), raw
         return plan.model_copy(update={"planner": self.name}), raw
 
     def _invoke(self, messages: list[BaseMessage], ends: float | None) -> dict[str, Any]:
@@ -240,11 +238,3 @@ def _timed_out(error: BaseException) -> bool:
         cause = cause.__cause__ or cause.__context__
     return False
 
-
-def _short(error: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _join(first: str | None, second: str) -> str:
-    return f"{first} {second}" if first else second

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, get_args
 from pydantic import ValidationError
 
 from promptartisan.agent.planning.plan import Action, Plan
-from promptartisan.agent.planning.planners import RULES
+from promptartisan.agent.planning.planners import fallback_plan, short_error
 from promptartisan.settings import Settings
 
 if TYPE_CHECKING:
@@ -133,14 +133,20 @@ def load_local_model(settings: Settings) -> LocalModel:
     device, dtype = settings.resolved_device(), settings.resolved_dtype()
     key = ("planner", settings.planner_model, settings.tiny, str(settings.tiny_dir), device,
            str(dtype), settings.max_regions)
-    if key not in _missing and not model_present(settings):
-        source = models.resolve("planner", settings)
-        _missing[key] = (f"no such folder {source}" if models.names_a_folder(source) else
-                         f"{source} is not downloaded (promptartisan models download planner, "
-                         f"or point PROMPTARTISAN_PLANNER_MODEL at its folder)")
     if key in _missing:
         raise models.MissingModelError(_missing[key])
-    return shared_model(key, lambda: _load(settings, device, dtype))
+
+    def load() -> LocalModel:
+        """Looked for only when not loaded yet: a plan with the model in memory stats nothing."""
+        if not model_present(settings):
+            source = models.resolve("planner", settings)
+            _missing[key] = (f"no such folder {source}" if models.names_a_folder(source) else
+                             f"{source} is not downloaded (promptartisan models download "
+                             f"planner, or point PROMPTARTISAN_PLANNER_MODEL at its folder)")
+            raise models.MissingModelError(_missing[key])
+        return _load(settings, device, dtype)
+
+    return shared_model(key, load)
 
 
 def _load(settings: Settings, device: str, dtype: Any) -> LocalModel:
@@ -213,19 +219,16 @@ class LocalPlanner:
                                        cancel or threading.Event())
         except Exception as exc:  # a missing model, out of memory, a tokenizer without a template
             log.warning("%s failed: %r", self.name, exc)
-            answer, why = None, f"couldn't run ({_short(exc)})"
+            answer, why = None, f"couldn't run ({short_error(exc)})"
         if answer is not None:
             try:
                 planned = Plan.model_validate_json(answer)
                 return planned.model_copy(update={"planner": self.name})
             except ValidationError as exc:  # the schema holds syntax; Plan's checks have the say
-                why = f"gave a plan that fails its checks ({_short(exc)})"
-        planned = self.fallback.plan(text, context)
-        note = (f"The local language model ({self.name}) {why}; the offline rules planner made "
-                f"this plan instead.")
-        return planned.model_copy(update={
-            "note": f"{planned.note} {note}" if planned.note else note,
-            "planner": planned.planner or RULES})
+                why = f"gave a plan that fails its checks ({short_error(exc)})"
+        return fallback_plan(self.fallback, text, context,
+                             f"The local language model ({self.name}) {why}; the offline rules "
+                             f"planner made this plan instead.")
 
     def messages(self, text: str, context: list[str],
                  history: list[str] | None = None) -> list[dict[str, Any]]:
@@ -274,7 +277,3 @@ class LocalPlanner:
             return None, f"didn't finish its answer in {MAX_NEW_TOKENS} tokens"
         return local.tokenizer.decode(new, skip_special_tokens=True), ""
 
-
-def _short(error: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"

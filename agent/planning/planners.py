@@ -129,12 +129,24 @@ class UnloadedPlanner:
         self.fallback = fallback
 
     def plan(self, text: str, context: list[str]) -> Plan:
-        planned = self.fallback.plan(text, context)
-        note = (f"The language model couldn't be loaded ({self.name}: {self.why}); the "
-                f"offline rules planner made this plan instead.")
-        return planned.model_copy(update={
-            "note": f"{planned.note} {note}" if planned.note else note,
-            "planner": planned.planner or RULES})
+        return fallback_plan(self.fallback, text, context,
+                             f"The language model couldn't be loaded ({self.name}: {self.why}); "
+                             f"the offline rules planner made this plan instead.")
+
+
+def fallback_plan(fallback: Planner, text: str, context: list[str], note: str) -> Plan:
+    """`fallback`'s plan of `text` in place of a model's, its note saying why (after any note of
+    its own) and named as the rules planner's unless it names its maker."""
+    planned = fallback.plan(text, context)
+    return planned.model_copy(update={
+        "note": f"{planned.note} {note}" if planned.note else note,
+        "planner": planned.planner or RULES})
+
+
+def short_error(error: BaseException, limit: int = 300) -> str:
+    """An exception in one line of at most `limit` characters, for a plan's note."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def reads_history(planner: Planner) -> bool:

@@ -54,6 +54,10 @@ class SilentServer:
                 return
             self.connections.append(connection)
             self.accepted.set()
+            self.serve(connection)
+
+    def serve(self, connection: socket.socket) -> None:
+        """What the server does with an accepted connection: nothing."""
 
     def close(self) -> None:
         for connection in [self.socket, *self.connections]:
@@ -122,15 +126,8 @@ class DrippingServer(SilentServer):
     until it is closed: each read succeeds well within any read timeout, the answer never
     ends."""
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self.socket.accept()
-            except OSError:  # closed
-                return
-            self.connections.append(connection)
-            self.accepted.set()
-            threading.Thread(target=self._drip, args=(connection,), daemon=True).start()
+    def serve(self, connection: socket.socket) -> None:
+        threading.Thread(target=self._drip, args=(connection,), daemon=True).start()
 
     @staticmethod
     def _drip(connection: socket.socket) -> None:
