@@ -68,11 +68,28 @@ def serve_chat(state: Path, tiny_dir: Path, *flags: str,
             time.sleep(0.5)
         yield url
     finally:
+        # Stopped means every process of the server's group is gone, not only the first: a
+        # child still shutting down holds what the server holds (its uploads folder's lock).
         os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(15)
         except subprocess.TimeoutExpired:
+            pass
+        if not _group_gone(server.pid, 15):
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+            _group_gone(server.pid, 15)
     assert (state / "chainlit" / ".chainlit" / "config.toml").is_file(), \
         "Chainlit's state is not in the state folder"
+
+
+def _group_gone(group: int, seconds: float) -> bool:
+    """Whether no process of process group `group` is left within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
