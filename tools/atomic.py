@@ -15,11 +15,15 @@ def temporary_path(final: Path) -> Path:
     return final.with_name(f".{final.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
 
 
-def write_atomically(final: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Call `write` on a new temporary beside `final`, sync it, then rename it to `final`."""
+def write_atomically(final: Path, write: Callable[[IO[bytes]], Any],
+                     mode: int | None = None) -> None:
+    """Call `write` on a new temporary beside `final`, sync it, then rename it to `final`.
+    With `mode`, the file has exactly that mode whatever the umask (0o600: the owner's only)."""
     temporary = temporary_path(final)
     try:
         with open(temporary, "xb") as handle:
+            if mode is not None:
+                os.fchmod(handle.fileno(), mode)
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())

@@ -54,7 +54,10 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     print(f"{'session':<24} {'created':<19} {'versions':>8} {'current':>7} {'turns':>5}")
     for info in infos:
-        if info.damaged:
+        if info.in_use:
+            print(f"{info.id:<24} {_when(info.created):<19} in use by another program "
+                  "(try again when it is done)")
+        elif info.damaged:
             print(f"{info.id:<24} {_when(info.created):<19} damaged: {info.damaged}")
         else:
             print(f"{info.id:<24} {_when(info.created):<19} {info.versions:>8} "

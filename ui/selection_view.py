@@ -403,8 +403,13 @@ class SelectionDesk:
                                 for n in canvas.book.numbers if n in texts]
             except ValueError as exc:  # a validation error of an instruction too
                 return {"ok": False, "state": self.state(canvas, _sentence(exc))}
-            plan = Plan(action="edit", instructions=instructions)
             request = "; ".join(f"{i.target}: {i.instruction}" for i in instructions)
+            limit = chat.settings.max_message_chars
+            if len(request) > limit:  # the same limit as a typed message's
+                return {"ok": False, "state": self.state(canvas, (
+                    f"Those instructions are {len(request):,} characters long; I read requests "
+                    f"of up to {limit:,}. Shorten them: a sentence or two for each selection."))}
+            plan = Plan(action="edit", instructions=instructions)
             chat.emitter.text(f"*Your request: {md(request)}*")
             done = chat.selection_turn(canvas.session_id, request, plan=plan)
         return {"ok": done is not None, "state": self.state(canvas)}

@@ -58,7 +58,7 @@ def export_session(session: Session, out: str | Path, force: bool = False) -> Pa
                 archive.write(path, name)
 
     try:
-        write_atomically(target, write)
+        write_atomically(target, write, mode=0o600)  # a session's pictures are private
     except OSError as exc:
         raise SessionError(f"can't write the export to {target}: {exc}") from exc
     return target

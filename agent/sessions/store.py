@@ -60,6 +60,10 @@ from promptartisan.agent.sessions.files import (
 from promptartisan.tools.images import DEFAULT_MAX_PIXELS, load_image
 
 ABANDONED_AFTER_S = 600
+# How long a read waits for another process's write: a turn's transaction is short, so 30 s
+# is only ever reached by a stuck writer; a listing waits a moment and says "in use".
+BUSY_WAIT_S = 30.0
+LISTING_BUSY_WAIT_S = 0.5
 ORIGINAL = 0
 
 Direction = Literal["undo", "redo", "reset"]
@@ -169,7 +173,8 @@ class Moved:
 @dataclass(frozen=True)
 class SessionInfo:
     """One line of `Session.list`. `damaged`: why the session can't be read (then the counts
-    are 0 and `created` is its folder's time), None when it can."""
+    are 0 and `created` is its folder's time), None when it can. `in_use`: another process
+    held its database longer than a listing waits (the counts are 0 then too)."""
 
     id: str
     folder: Path
@@ -178,6 +183,7 @@ class SessionInfo:
     current: int
     turns: int
     damaged: str | None = None
+    in_use: bool = False
 
 
 def _sweep_abandoned(staging: Path) -> None:
@@ -205,7 +211,8 @@ class Session:
     """One picture's history, as one view (a chat window) sees it; `view` None is the
     session's own pointer. Safe to use from several threads; each write is one transaction."""
 
-    def __init__(self, folder: Path, view: str | None = None) -> None:
+    def __init__(self, folder: Path, view: str | None = None,
+                 busy_wait_s: float = BUSY_WAIT_S) -> None:
         if view is not None and not VIEW_ID.fullmatch(view):
             raise SessionError(f"{view!r} is not a view id (letters, digits, - and _, at most "
                                "64)")
@@ -214,6 +221,7 @@ class Session:
         self.view = view
         self._db = self.folder / DB_NAME
         self._lock = threading.RLock()
+        self._busy_wait_s = busy_wait_s
 
     def in_view(self, view: str | None) -> Session:
         """This session as `view` sees it: its own position, pending question and redo trail.
@@ -290,7 +298,7 @@ class Session:
             if folder.name.startswith(STAGING_PREFIX):
                 _sweep_abandoned(folder)
             elif not folder.name.startswith(".") and os.path.isfile(folder / DB_NAME):
-                infos.append(Session(folder)._listing())
+                infos.append(Session(folder, busy_wait_s=LISTING_BUSY_WAIT_S)._listing())
         return sorted(infos, key=lambda info: (info.created, info.id))
 
     def info(self) -> SessionInfo:
@@ -511,10 +519,14 @@ class Session:
     # ----- internals ----------------------------------------------------------------------
 
     def _listing(self) -> SessionInfo:
-        """`info()`, or a damaged entry saying why it can't be read."""
+        """`info()`, or an entry saying it is in use or why it can't be read."""
         try:
             return self.info()
         except (SessionError, OSError) as exc:
+            cause = exc.__cause__
+            if isinstance(cause, sqlite3.Error) and cause.sqlite_errorcode == sqlite3.SQLITE_BUSY:
+                return SessionInfo(self.id, self.folder, _modified(self.folder), 0, 0, 0,
+                                   in_use=True)
             return SessionInfo(self.id, self.folder, _modified(self.folder), 0, 0, 0,
                                damaged=str(exc.__cause__ or exc))
 
@@ -529,7 +541,8 @@ class Session:
 
     def _connect(self, **options: Any) -> sqlite3.Connection:
         """A connection to the session's database; it is never created here."""
-        conn = sqlite3.connect(f"{self._db.resolve().as_uri()}?mode=rw", uri=True, timeout=30,
+        conn = sqlite3.connect(f"{self._db.resolve().as_uri()}?mode=rw", uri=True,
+                               timeout=self._busy_wait_s,
                                **options)
         conn.row_factory = sqlite3.Row
         return conn

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -46,6 +50,18 @@ def test_export_writes_a_zip_with_every_version(session: Session, tmp_path: Path
                 "masks/0001-0.png", "session.json"} <= set(archive.namelist())
 
 
+def test_an_export_is_the_owners_only_whatever_the_umask(session: Session,
+                                                         tmp_path: Path) -> None:
+    out = tmp_path / "export.zip"
+    previous = os.umask(0o022)
+    try:
+        assert main(["sessions", "export", session.id, "--dir", str(tmp_path / "sessions"),
+                     "--out", str(out), "--tiny"]) == 0
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
 def test_an_unknown_session_is_a_clear_error(tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sessions", "show", "nope", "--dir", str(tmp_path), "--tiny"]) == 2
@@ -66,6 +82,33 @@ def test_list_shows_a_damaged_session_beside_the_others(
     assert main(["sessions", "show", damaged.id, "--dir", root, "--tiny"]) == 2
     assert f"session {damaged.id} can't be read: file is not a database" in \
         capsys.readouterr().err
+
+
+HOLD_THE_DATABASE = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN EXCLUSIVE")
+print("held", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_list_says_in_use_at_once_for_a_session_another_process_holds(
+        session: Session, tmp_path: Path, small_photo: Image.Image,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    held = Session.create(tmp_path / "sessions", small_photo)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_DATABASE,
+                               str(held.folder / "session.sqlite")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        assert main(["sessions", "list", "--dir", str(tmp_path / "sessions"), "--tiny"]) == 0
+    finally:
+        holder.communicate("done\n", timeout=30)
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert "in use by another program" in lines[held.id] and "damaged" not in lines[held.id]
+    assert lines[session.id].split()[-3:] == ["2", "1", "1"]
+    assert Session.list(tmp_path / "sessions")[-1].versions == 1  # released: read as usual
 
 
 def test_export_replaces_an_existing_file_only_with_force(

@@ -291,6 +291,22 @@ def test_the_instruction_fields_make_one_edit(chat: Pointing) -> None:
                                                                 "turn it into a cheetah"]
 
 
+def test_instruction_fields_longer_than_a_message_may_be_are_refused(chat: Pointing) -> None:
+    canvas = chat.open_canvas()
+    chat.gesture(canvas, "include", [[10, 10]])
+    said = len(chat.emitter.of("text"))
+    limit = chat.controller.settings.max_message_chars
+    refused = chat.controller.selection.act({"canvas": canvas, "op": "apply",
+                                             "instructions": {"1": "make it red " * 2000}})
+    assert not refused["ok"] and f"up to {limit:,}" in refused["state"]["message"]
+    assert not refused["state"]["closed"] and not chat.engine.calls
+    assert len(chat.emitter.of("text")) == said  # the long request isn't echoed either
+    fits = "make it red".ljust(limit - len("selection 1: "), "!")
+    done = chat.controller.selection.act({"canvas": canvas, "op": "apply",
+                                          "instructions": {"1": fits}})
+    assert done["ok"] and len(chat.engine.calls) == 1
+
+
 def test_a_forged_canvas_or_session_is_refused(settings: Settings, chat: Pointing,
                                                small_photo: Image.Image) -> None:
     other = Pointing(settings)
