@@ -1,6 +1,9 @@
 """Which images a batch reads: files, folders (every image beneath them), globs, and text or
 CSV lists of any of these, each a local path or a URI. Only names, sizes and modification
 times are read here; the pictures themselves are read one at a time by whoever edits them.
+A folder is listed one subfolder a thread (`LISTING_THREADS`): an object store answers a
+listing a page of 1,000 names a round trip, so a bucket of a million objects listed as one
+prefix is a thousand round trips in a row, and split by its subfolders they overlap.
 Local paths come out absolute: a worker on another node, in another folder, reads the same
 file. Nothing inside the output folder is an input, whatever scheme names either."""
 
@@ -11,6 +14,8 @@ import fnmatch
 import glob
 import os
 import posixpath
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -21,6 +26,8 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".
 """What a folder or a glob contributes; a file named on its own is taken whatever its name."""
 
 GLOB_CHARACTERS = "*?["
+LISTING_THREADS = 16
+"""Subfolders listed at once: enough to overlap an object store's round trips."""
 PATH_COLUMNS = ("path", "uri", "image", "file")
 """A CSV list's column of inputs: the first of these in its header, else its first column."""
 
@@ -102,14 +109,36 @@ def _expand_local(spec: str) -> list[Source]:
     path = Path(absolute(spec))
     if any(char in spec for char in GLOB_CHARACTERS) and not path.exists():
         files = [Path(p) for p in sorted(glob.glob(str(path), recursive=True))]
-    elif path.is_dir():  # the names first, one stat per image only
-        files = sorted(Path(folder) / name for folder, _, names in os.walk(path)
-                       for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES)
+    elif path.is_dir():
+        return _by_subfolder(path, [entry.path for entry in os.scandir(path) if entry.is_dir()],
+                             _local_tree)
     elif path.is_file():
         return [_local_source(path)]
     else:
         raise ValueError(f"{spec}: no such file or folder")
     return [_local_source(p) for p in files if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+
+
+def _by_subfolder(top: object, subfolders: Iterable[str],
+                  tree: Callable[[object, bool], list[Source]]) -> list[Source]:
+    """The images of folder `top`, in path order: its own files (`tree(top, False)`) and
+    each subfolder's whole tree (`tree(sub, True)`), the subfolders listed in threads."""
+    with ThreadPoolExecutor(LISTING_THREADS) as pool:
+        parts = list(pool.map(lambda sub: tree(sub, True), subfolders))
+    return sorted([*tree(top, False), *(s for part in parts for s in part)],
+                  key=lambda source: source.uri)
+
+
+def _local_tree(folder: object, recursive: bool) -> list[Source]:
+    """The images in `folder` (beneath it too when `recursive`): the names first, one stat
+    per image only."""
+    if recursive:
+        names = (os.path.join(place, name) for place, _, names in os.walk(str(folder))
+                 for name in names)
+    else:
+        names = (entry.path for entry in os.scandir(str(folder)) if not entry.is_dir())
+    return [_local_source(Path(name)) for name in names
+            if os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES and os.path.isfile(name)]
 
 
 def _local_source(path: Path) -> Source:
@@ -133,12 +162,18 @@ def _expand_remote(where: Location) -> list[Source]:
         if info.type != FileType.Directory:
             raise ValueError(f"{where.uri}: no such file or folder")
         base = where.path
-    infos = where.fs.get_file_info(FileSelector(base, recursive=True, allow_not_found=True))
-    return [Source(_uri(where.uri, info.path), info.size, info.mtime_ns or 0)
-            for info in sorted(infos, key=lambda info: info.path)
-            if info.type == FileType.File
-            and posixpath.splitext(info.path)[1].lower() in IMAGE_SUFFIXES
-            and (pattern is None or fnmatch.fnmatchcase(info.path, pattern))]
+
+    def tree(folder: object, recursive: bool) -> list[Source]:
+        infos = where.fs.get_file_info(FileSelector(str(folder), recursive=recursive,
+                                                    allow_not_found=True))
+        return [Source(_uri(where.uri, info.path), info.size, info.mtime_ns or 0)
+                for info in infos if info.type == FileType.File
+                and posixpath.splitext(info.path)[1].lower() in IMAGE_SUFFIXES
+                and (pattern is None or fnmatch.fnmatchcase(info.path, pattern))]
+
+    top = where.fs.get_file_info(FileSelector(base, allow_not_found=True))
+    return _by_subfolder(base, [info.path for info in top if info.type == FileType.Directory],
+                         tree)
 
 
 def _uri(near: str, path: str) -> str:

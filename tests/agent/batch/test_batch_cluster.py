@@ -105,9 +105,14 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluste
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     root = tmp_path_factory.mktemp("nodes")
     here = os.getcwd()
+    ray_tmp = tempfile.mkdtemp(prefix="pa-ray-", dir="/tmp")  # short: sockets
+    # The cluster's address file goes there too, not into a machine-wide /tmp/ray that a
+    # fresh machine may not have (and another run of Ray may be using).
+    previous_tmp = os.environ.get("RAY_TMPDIR")
+    os.environ["RAY_TMPDIR"] = ray_tmp
+    os.makedirs(os.path.join(ray_tmp, "ray"))  # Ray writes the file there, making no folder
     cluster = Cluster()
-    head = {"include_dashboard": False,
-            "temp_dir": tempfile.mkdtemp(prefix="pa-ray-", dir="/tmp")}  # short: sockets
+    head = {"include_dashboard": False, "temp_dir": ray_tmp}
     try:
         for n in range(2):
             (root / f"node-{n}").mkdir()
@@ -127,6 +132,10 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluste
         if ray.is_initialized():
             ray.shutdown()
         cluster.shutdown()
+        if previous_tmp is None:
+            os.environ.pop("RAY_TMPDIR", None)
+        else:
+            os.environ["RAY_TMPDIR"] = previous_tmp
 
 
 @pytest.fixture
