@@ -309,17 +309,16 @@ class SelectionBook:
         with self._lock:
             return self._render(self._get(number))
 
+    def own_masks(self) -> dict[int, np.ndarray]:
+        """Every selection's own mask, in the current order, overlaps not resolved: what a
+        request takes, so only the selections it names are layered (`layered`)."""
+        with self._lock:
+            return {n: self._render(self._selections[n]) for n in self.numbers}
+
     def masks(self) -> dict[int, np.ndarray]:
         """Every selection's mask in the current order, a later one winning where they
         overlap (so they don't overlap)."""
-        with self._lock:
-            own = {n: self._render(self._selections[n]) for n in self.numbers}
-        taken = np.zeros((self.size[1], self.size[0]), dtype=bool)
-        resolved: dict[int, np.ndarray] = {}
-        for number in reversed(self.numbers):
-            resolved[number] = own[number] & ~taken
-            taken |= own[number]
-        return {n: resolved[n] for n in self.numbers}
+        return layered(self.own_masks())
 
     # ----- saving -------------------------------------------------------------------------
 
@@ -484,6 +483,21 @@ class SelectionBook:
             elif step.kind == "invert":
                 mask = ~mask
         return mask
+
+
+def layered(masks: dict[int, np.ndarray],
+            numbers: Sequence[int] | None = None) -> dict[int, np.ndarray]:
+    """The masks of `numbers` (default: all), in `masks`' order, a later one winning where
+    they overlap; the others take no part, so a selection a request doesn't name never
+    takes pixels from one it does."""
+    chosen = [n for n in masks if numbers is None or n in numbers]
+    taken: np.ndarray | None = None
+    resolved: dict[int, np.ndarray] = {}
+    for number in reversed(chosen):
+        own = np.asarray(masks[number], dtype=bool)
+        resolved[number] = own if taken is None else own & ~taken
+        taken = own.copy() if taken is None else taken | own
+    return {n: resolved[n] for n in chosen}
 
 
 def _check_room(number: int, selection: _Selection) -> None:

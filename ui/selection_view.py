@@ -143,12 +143,14 @@ def hex_colour(number: int) -> str:
 
 
 def candidate_props(picture: Any, boxes: Sequence[Sequence[float]],
-                    choices: Sequence[str]) -> dict[str, Any]:
+                    choices: Sequence[str], key: str = "") -> dict[str, Any]:
     """A "which one?" question's picture with its candidates as numbered boxes (choose mode);
-    box k answers `choices[k]`."""
+    box k answers `choices[k]`, naming the question by `key`. `closed` (set once it is
+    answered) disables the boxes."""
     image = picture.image
     # The choices end with "all of them", which no box stands for.
     return {"mode": "choose", "name": picture.name, "src": data_url(image, CANVAS_LONG_SIDE),
+            "question": key, "closed": False,
             "width": image.width, "height": image.height,
             "candidates": [{"number": k, "box": [float(v) for v in box], "choice": choice,
                             "colour": hex_colour(k)}
@@ -418,12 +420,13 @@ class SelectionDesk:
 
     def masks(self, session: Any) -> dict[int, np.ndarray]:
         """The selections that go with a request on `session`: those of its newest canvas,
-        if that canvas shows the version the chat is on."""
+        if that canvas shows the version the chat is on, each its own mask (the Editor
+        layers the ones the request names)."""
         canvas = self._canvases.get(self._live.get(session.id, ""))
         if canvas is None or canvas.closed or canvas.version != session.current:
             return {}
         with canvas.lock:
-            return canvas.book.masks() if canvas.book.numbers else {}
+            return canvas.book.own_masks() if canvas.book.numbers else {}
 
     def used(self, session: Any, result: Any) -> None:
         """A turn's `result` on `session` with its canvas's selections: when an edit used

@@ -340,7 +340,8 @@ def test_the_which_question_shows_numbered_boxes_a_click_answers(
         x0, y0 = (int(v) for v in box[:2])
         assert tuple(drawn[y0 + 1, x0 + 1]) == tuple(
             int(candidate["colour"][i:i + 2], 16) for i in (1, 3, 5))
-    chat.controller.action("answer", {"text": props["candidates"][1]["choice"]})  # box 2
+    chat.controller.action("answer", {"text": props["candidates"][1]["choice"],  # box 2
+                                      "question": question.key})
     region = chat.session().regions(1)[0]
     assert region["source"] == "choice" and region["boxes"][0][0] > small_photo.width / 2
 
@@ -482,4 +483,4 @@ def test_damaged_saved_selections_lose_only_themselves(chat: Pointing, settings:
     again.controller.session_ids = [session.id]
     again.controller.reopen()
     assert "couldn't be read" in again.emitter.last("text").text
-    assert "Continuing session" in again.emitter.last("pictures").text
+    assert "Continuing session" in again.emitter.last("history").text
