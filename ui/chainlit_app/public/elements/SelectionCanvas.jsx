@@ -96,6 +96,9 @@ function Candidates() {
                   onClick={() => answer(c.choice)}>{c.number}</button>
         ))}
       </div>
+      {props.closed && (
+        <div className="pa-select-message">Answered: these boxes no longer choose.</div>
+      )}
     </div>
   );
 }
