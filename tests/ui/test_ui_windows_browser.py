@@ -113,3 +113,52 @@ def test_windows_from_the_sidebar_keep_their_own_places_and_reloads_keep_every_p
             if b is not None:
                 b.close()
     assert not external, f"the page loaded from outside the server: {external}"
+
+
+def test_taking_back_one_edit_that_meets_a_kept_one_asks_first_and_says_so(
+        browser: Browser, tmp_path: Path, tiny_dir: Path,  # noqa: F811
+        photo: Image.Image) -> None:
+    """The suit and the whole picture in one edit; "undo the suit but keep the painting": the
+    painting covers the suit's area, so the chat asks first, and after "yes" says the
+    painting is taken back there too (not "everything else is as it was"). A second window
+    on the chat sees the answered question without its buttons."""
+    from playwright.sync_api import expect
+    from test_ui_resume_browser import _wait_for_edit
+
+    upload = tmp_path / "astronaut.png"
+    photo.save(upload)
+    shots = Screenshots(tmp_path)
+    external: list[str] = []
+    with serve_chat(tmp_path / "state", tiny_dir, "--tiny") as url:
+        page = open_chat(browser, url, external)
+        other = None
+        try:
+            expect(page.get_by_text("Welcome to PromptArtisan")).to_be_visible()
+            _send(page, "make the suit gold and make the whole picture look like a painting",
+                  upload)
+            _wait_for_edit(page, 1)
+            _send(page, "undo the suit but keep the painting")
+            asked = page.get_by_text(re.compile(
+                r"image edit in version 1 also changed part of that area.*anyway\?"))
+            expect(asked).to_be_visible()
+            expect(page.get_by_text("Took back")).to_have_count(0)  # nothing done yet
+            shots.take(page, "forget-asks-first", docs=True)
+            page.get_by_role("button", name="yes", exact=True).click()
+            done = page.get_by_text(re.compile(r"^Took back .* Where they overlap, the image "
+                                               r"edit in version 1 is taken back too\."))
+            expect(done).to_be_visible()
+            expect(page.get_by_role("button", name="yes", exact=True)).to_have_count(0)
+            shots.take(page, "forget-says-so")
+            thread = page.url.rsplit("/", 1)[1]
+            other = open_chat(browser, url, external)
+            other.locator(f'a[href$="/thread/{thread}"]').first.click()
+            expect(other.get_by_text(asked.inner_text())).to_be_visible()
+            expect(other.get_by_role("button", name="yes", exact=True)).to_have_count(0)
+        except Exception:
+            shots.take(page, "failure")
+            raise
+        finally:
+            page.close()
+            if other is not None:
+                other.close()
+    assert not external, f"the page loaded from outside the server: {external}"
