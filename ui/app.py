@@ -75,6 +75,7 @@ QUESTION = "question"  # in the thread's metadata: the key of the question await
 CHAT_SETTINGS = "chat_settings"  # Chainlit's key for the settings panel's values
 WRITTEN = "metadata_written"  # what `_remember` last wrote, so it writes only changes
 
+CHAINLIT_STOPPED = "Task manually stopped."  # what Chainlit posts when the stop button is pressed
 UPLOADS_WITHOUT_CONFIG = 10  # config.toml's `max_files`, should a config lack it
 TOO_MANY_UPLOADS = ("**Sorry —** one message takes at most {limit} pictures, and this one has "
                     "{count}: nothing was done. Send them in groups of {limit} or fewer.")
@@ -450,6 +451,12 @@ async def on_message(message: cl.Message) -> None:
 
 @cl.on_stop
 async def on_stop() -> None:
+    """The stop button. Chainlit posts a note of its own first; the turn says what a stop
+    did ("Stopped. Nothing was changed…"), so the note goes: one message per stop."""
+    for message in reversed(cl.chat_context.get()):
+        if message.content == CHAINLIT_STOPPED:
+            await message.remove()
+            break
     _controller().stop()
 
 
@@ -462,7 +469,14 @@ async def on_settings_update(values: dict[str, Any]) -> None:
 
 async def on_action(action: cl.Action) -> None:
     controller = _controller()
+    fresh = not controller.session_ids
     await cl.make_async(controller.action)(action.name, action.payload or {})
+    session = cl.context.session
+    layer = get_data_layer()
+    if action.name == "resume" and fresh and controller.session_ids and layer is not None \
+            and session.thread_id:
+        # Chainlit names a thread after its first action ("resume"): name it after the picture.
+        await layer.update_thread(session.thread_id, name=controller.offers.title)
     await _remember(controller)
 
 

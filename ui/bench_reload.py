@@ -50,6 +50,7 @@ def _free_port() -> int:
 @contextmanager
 def _chat_server(state: Path) -> Iterator[str]:
     """`promptartisan chat --tiny --headless` with its state in `state`, stopped after."""
+    state.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("PROMPTARTISAN_", "HF_"))}

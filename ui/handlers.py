@@ -112,6 +112,18 @@ def default_sessions() -> Any:
     return Session
 
 
+def settings_text(settings: Settings) -> str:
+    """The panel's settings as a person reads them: "steps 4, text guidance 7.5, …, seed
+    random, keep the background on, …"."""
+    guidance = models.engine_guidance_scale(settings)
+    return ", ".join([
+        f"steps {settings.steps}", f"text guidance {guidance:g}",
+        f"image guidance {settings.image_guidance_scale:g}",
+        f"seed {'random' if settings.seed is None else settings.seed}",
+        f"keep the background {'on' if settings.preserve_background else 'off'}",
+        f"planner {settings.planner}", f"grounding {settings.grounding_backend}"])
+
+
 def panel_planners(settings: Settings) -> list[str]:
     """The planners the settings panel offers: the one the server was started with, the
     offline rules planner, and the in-process language model when its files are on this
@@ -304,8 +316,7 @@ class ChatController:
             self.settings = updated
             self._editor = None
             if announce:
-                shown = ", ".join(f"{name} = {getattr(updated, name)}" for name in PANEL_SETTINGS)
-                self.emitter.text(f"Settings updated: {shown}.")
+                self.emitter.text(f"Settings updated: {settings_text(updated)}.")
 
     def use_tiny(self) -> None:
         """Go on with the tiny demo models (when the real ones are missing)."""

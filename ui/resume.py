@@ -24,6 +24,7 @@ class Offers:
     def __init__(self, chat: ChatController) -> None:
         self._chat = chat
         self._tokens: dict[str, str] = {}  # resume token -> the earlier session it continues
+        self.title = ""  # the chat's name in the sidebar once it continues a session
 
     @property
     def emitter(self) -> Emitter:
@@ -83,6 +84,8 @@ class Offers:
 
     def resume(self, session: Any) -> None:
         """Continue `session` (an offer taken, or a reopened chat): it shows where it is."""
+        first = next((turn.text for turn in session.turns() if turn.text.strip()), "")
+        self.title = f"Continued: {first[:60]}" if first else f"Continued: photo {session.id}"
         self._chat.session_ids = [session.id]
         self._chat.own.add(session.id)
         self._chat.versions.show_version(session, continuing(session))

@@ -57,11 +57,12 @@ SELECTION = "selection"  # every gesture and button of a canvas
 USE_MASK, USE_PICTURE = "use_mask", "use_picture"  # an upload that looks like a mask
 ACTIONS = (SELECT, SELECTION, USE_MASK, USE_PICTURE)
 
+# The canvas shows its messages as plain text (no Markdown): buttons are named in quotes.
 NOT_THIS_CANVAS = ("This selection canvas isn't open in this chat (it may be from before the page "
-                   "was reloaded), so nothing was done. Use **Select on the picture** under the "
+                   "was reloaded), so nothing was done. Use “Select on the picture” under the "
                    "version to point at.")
 CANVAS_CLOSED = ("This canvas's selections already made version {version}; nothing more goes "
-                 "from here. Use **Select on the picture** under the version you want to edit.")
+                 "from here. Use “Select on the picture” under the version you want to edit.")
 CANVAS_REPLACED = "A newer canvas replaced this one for this picture; point there instead."
 NO_OFFER = "That choice isn't one this chat offered, so nothing was done."
 OPEN_TEXT = ("Point at what to change: **click** to select a thing (shift-click or **Exclude** "
@@ -354,7 +355,7 @@ class SelectionDesk:
             return "This picture's history can't be opened any more."
         if session.current != canvas.version:
             return (f"This canvas shows version {canvas.version}, but the chat is now on version "
-                    f"{session.current}: nothing was changed. Use **Select on the picture** under "
+                    f"{session.current}: nothing was changed. Use “Select on the picture” under "
                     f"version {session.current} to point at it.")
         return ""
 

@@ -501,10 +501,12 @@ def test_history_buttons(chat: Chat, small_photo: Image.Image) -> None:
     session = Session.open(session_id, chat.controller.settings.session_dir)
     edited = np.asarray(session.image(1))
 
+    assert "masks" in buttons(chat.emitter.last("pictures"))
     chat.controller.action("undo", payload)
     assert session.current == 0
     shown = chat.emitter.last("history")
     assert "Undone" in shown.text
+    assert "masks" not in buttons(shown) and "retry" not in buttons(shown)  # the upload's
     assert np.array_equal(np.asarray(shown.pictures[0].image), np.asarray(session.image(0)))
 
     chat.controller.action("redo", payload)
@@ -1104,8 +1106,12 @@ def test_bad_settings_are_refused_and_good_ones_apply(chat: Chat) -> None:
     updated = chat.controller.settings
     assert (updated.steps, updated.guidance_scale, updated.seed, updated.preserve_background,
             updated.grounding_backend) == (12, 5.0, 42, False, "clipseg")
+    assert chat.emitter.last("text").text == (
+        "Settings updated: steps 12, text guidance 5, image guidance 1.2, seed 42, keep the "
+        "background off, planner rules, grounding clipseg.")
     chat.controller.update_settings({"seed": ""})
     assert chat.controller.settings.seed is None
+    assert "seed random," in chat.emitter.last("text").text  # not Python's None
     shown = len(chat.emitter.shown)
     chat.controller.update_settings({"seed": "7"}, announce=False)  # a reopened chat's own
     assert chat.controller.settings.seed == 7 and len(chat.emitter.shown) == shown
@@ -1169,3 +1175,15 @@ def test_the_panel_offers_the_local_model_when_its_files_are_here(
         {"name": "planner", "present": False}])
     assert handlers.panel_planners(settings.model_copy(update={"planner": "auto"})) == [
         "auto", "rules"]
+
+
+@pytest.mark.parametrize(("score", "shown"), [
+    (-0.0001, "a weak guess (match 0%)"), (0.1, "a weak guess (match 10%)"),
+    (0.874, "found (match 87%)"), (1.0, "found (match 100%)"), (None, "found")])
+def test_a_grounding_score_reads_as_a_share_not_a_signed_number(score: float | None,
+                                                                shown: str) -> None:
+    from types import SimpleNamespace
+
+    from promptartisan.ui.turn_steps import found_text
+
+    assert found_text(SimpleNamespace(score=score)) == shown
