@@ -90,7 +90,7 @@ def changed_regions(session: Session, number: int) -> list[tuple[str, np.ndarray
     if version.provenance.get("kind") == "forget":
         return [(f"earlier take-back of {f['target']}", session.mask(f["version"], f["k"]))
                 for f in version.provenance.get("forgot") or []]
-    return [(f"{_bare(r['target'])} edit", session.mask(number, r["k"]))
+    return [(_edit_name(r["target"]), session.mask(number, r["k"]))
             for r in session.regions(number)]
 
 
@@ -154,7 +154,7 @@ def _overlaps(session: Session, named: list[Named], lineage: list[int]
     found: list[tuple[str, int]] = []
     for item in named:
         area = reach(session.mask(item.version, item.k), item.radius)
-        same = [(f"{_bare(r['target'])} edit", session.mask(item.version, r["k"]))
+        same = [(_edit_name(r["target"]), session.mask(item.version, r["k"]))
                 for r in session.regions(item.version) if (item.version, r["k"]) not in taken]
         later = [(what, number, mask)
                  for number in reversed(lineage[:lineage.index(item.version)])
@@ -170,6 +170,13 @@ def _listed(clashes: list[tuple[str, int]]) -> str:
     """ "car edit in version 1 and hat edit in version 2"."""
     parts = [f"{what} in version {number}" for what, number in clashes]
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def _edit_name(target: str) -> str:
+    """ "hat edit", "whole-picture edit": an edit named by its target."""
+    from promptartisan.tools.phrases import parse
+
+    return "whole-picture edit" if parse(target).whole else f"{_bare(target)} edit"
 
 
 def _bare(target: str) -> str:

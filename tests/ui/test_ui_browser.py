@@ -337,8 +337,9 @@ def test_two_windows_on_one_session_and_a_new_photo(browser: Browser, tmp_path: 
             b = open_chat(browser, url, external)
             b.get_by_role("button", name=re.compile("^Continue ")).first.click()
             expect(b.get_by_text("at version 1")).to_be_visible()
-            # The chat is named after the picture's first request, not after the button.
-            assert _thread_names(tmp_path / "state").count(f"Continued: {ANSWER}") == 1
+            # The chat is named after the picture's first request, not after the button
+            # (renamed once the Continue is done: looked for until then).
+            _wait_for_thread_name(tmp_path / "state", f"Continued: {ANSWER}")
             # The resume ends with the history element; a click before it is answered "busy".
             expect(b.get_by_role("group", name="Versions of this picture")).to_be_visible()
             b.get_by_role("button", name="Undo").last.click()
@@ -368,13 +369,20 @@ def test_two_windows_on_one_session_and_a_new_photo(browser: Browser, tmp_path: 
     assert not external, f"the page loaded from outside the server: {external}"
 
 
-def _thread_names(state: Path) -> list[str]:
-    """The names of the chats in the sidebar, from the chat's own database."""
+def _wait_for_thread_name(state: Path, name: str) -> None:
+    """Until a chat in the chat's own database has `name` (and none is named "resume")."""
     import sqlite3
+    import time
     from contextlib import closing
 
-    with closing(sqlite3.connect(state / "chainlit" / "chat.sqlite")) as conn:
-        return [row[0] for row in conn.execute('SELECT "name" FROM threads')]
+    deadline = time.monotonic() + TURN_S
+    while True:
+        with closing(sqlite3.connect(state / "chainlit" / "chat.sqlite")) as conn:
+            names = [row[0] for row in conn.execute('SELECT "name" FROM threads')]
+        if name in names and "resume" not in names:
+            return
+        assert time.monotonic() < deadline, f"no chat named {name!r}: {names}"
+        time.sleep(0.5)
 
 
 def test_a_stop_says_so_once(browser: Browser, tmp_path: Path, tiny_dir: Path,

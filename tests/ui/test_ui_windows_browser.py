@@ -139,13 +139,14 @@ def test_taking_back_one_edit_that_meets_a_kept_one_asks_first_and_says_so(
             _wait_for_edit(page, 1)
             _send(page, "undo the suit but keep the painting")
             asked = page.get_by_text(re.compile(
-                r"image edit in version 1 also changed part of that area.*anyway\?"))
+                r"whole-picture edit in version 1 also changed part of that area.*anyway\?"))
             expect(asked).to_be_visible()
             expect(page.get_by_text("Took back")).to_have_count(0)  # nothing done yet
             shots.take(page, "forget-asks-first", docs=True)
             page.get_by_role("button", name="yes", exact=True).click()
-            done = page.get_by_text(re.compile(r"^Took back .* Where they overlap, the image "
-                                               r"edit in version 1 is taken back too\."))
+            done = page.get_by_text(re.compile(r"^Took back .* Where they overlap, the "
+                                               r"whole-picture edit in version 1 is taken "
+                                               r"back too\."))
             expect(done).to_be_visible()
             expect(page.get_by_role("button", name="yes", exact=True)).to_have_count(0)
             shots.take(page, "forget-says-so")
