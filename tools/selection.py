@@ -230,14 +230,15 @@ class SelectionBook:
 
     def gesture(self, gesture: Gesture | dict[str, Any], number: int | None = None) -> int:
         """Apply `gesture` to selection `number`, or to a new selection when None; its number.
-        Clicks and a box go to SAM together with the selection's earlier ones."""
+        Clicks and a box go to SAM together with the selection's earlier ones. A shift-click
+        with no number takes away from the selection under it (the topmost), else the one on
+        top: it never starts a selection."""
         gesture = self._valid(gesture)
         with self._lock:
+            if number is None and gesture.kind == "exclude":
+                number = self._under(gesture.points[0])
             created = number is None
             if number is None:
-                if gesture.kind == "exclude":
-                    raise SelectionError("A shift-click takes away from a selection: start one "
-                                         "with a click or a box first.")
                 if len(self.numbers) >= self.max_regions:
                     raise SelectionError(
                         f"One edit takes at most {self.max_regions} selections; remove one, or "
@@ -308,6 +309,15 @@ class SelectionBook:
         """Selection `number`'s own mask: bool (height, width), overlaps not resolved."""
         with self._lock:
             return self._render(self._get(number))
+
+    def _under(self, point: tuple[float, float]) -> int:
+        """The topmost selection whose mask holds `point`, else the top one (the lock held)."""
+        if not self.numbers:
+            raise SelectionError("A shift-click takes away from a selection: start one with a "
+                                 "click or a box first.")
+        x, y = (min(max(int(v), 0), side - 1) for v, side in zip(point, self.size, strict=True))
+        return next((n for n in reversed(self.numbers)
+                     if self._render(self._selections[n])[y, x]), self.numbers[-1])
 
     def own_masks(self) -> dict[int, np.ndarray]:
         """Every selection's own mask, in the current order, overlaps not resolved: what a

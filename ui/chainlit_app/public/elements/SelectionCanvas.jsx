@@ -181,8 +181,7 @@ function Selecting() {
       points = [p.points[0], at(event)];
     } else {
       kind = p.shift || exclude ? "exclude" : "include";
-      points = [p.points[0]];
-      if (kind === "exclude") number = focus;
+      points = [p.points[0]];  // an exclude without a chosen selection: the one under it
     }
     send("gesture", { kind, points, number, radius: props.brush });
   };
