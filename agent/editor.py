@@ -15,7 +15,7 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from functools import partial
@@ -350,7 +350,7 @@ class Editor:
         provenance = {"kind": "edit", "request": request.text,
                       "plan": plan.model_dump(mode="json"), **rendered.parameters}
         message = _edit_message(plan, located.regions, ignored_mask=mask is not None
-                                and not masks)
+                                and not masks, left_out=_left_out(plan, selections or {}))
         number = session.add_version(rendered.image, located.regions, provenance,
                                      text=request.text, message=message,
                                      plan=plan.model_dump(mode="json"), parent=parent,
@@ -445,7 +445,9 @@ class Editor:
         from promptartisan.tools.phrases import parse
         from promptartisan.tools.placement import parse_placement, place
 
-        chosen, masks, selections = chosen or {}, masks or {}, selections or {}
+        chosen, masks = chosen or {}, masks or {}
+        selections = _named_selections(image, instructions, selections or {},
+                                       self.settings.max_pixels)
         found: dict[int, tuple[Grounding, str]] = {}
         # "next to the dog": ground the anchor, then place the region by the relation.
         placed = {i: p for i, ins in enumerate(instructions)
@@ -593,6 +595,26 @@ def _grounding_of(mask: np.ndarray, label: str) -> Grounding:
     return Grounding(mask=mask, score=1.0, boxes=box_of(mask)[None], label=label)
 
 
+def _named_selections(image: Image.Image, instructions: list[Instruction],
+                      selections: dict[int, Any], max_pixels: int) -> dict[int, Any]:
+    """The selections the instructions name, read at the image's size and layered among
+    themselves only (a later one in the selections' order wins where two overlap): one the
+    message doesn't name takes no pixels from one it does. The others stay as they are, for
+    `_selection_grounding` to name."""
+    from promptartisan.tools.selection import layered
+
+    named = [n for i in instructions if (n := selection_number(i.target)) in selections]
+    read = {n: read_mask(mask, image.size, max_pixels) for n, mask in selections.items()
+            if n in named}
+    return {**selections, **layered(read)}
+
+
+def _left_out(plan: Plan, selections: dict[int, Any]) -> list[int]:
+    """The selections on the picture that the plan doesn't use."""
+    named = {selection_number(i.target) for i in plan.instructions}
+    return [n for n in selections if n not in named]
+
+
 def _selection_grounding(image: Image.Image, number: int, selections: dict[int, Any],
                          max_pixels: int) -> Grounding:
     """Selection `number`'s mask as a grounding, or a ValueError the person can act on."""
@@ -602,7 +624,8 @@ def _selection_grounding(image: Image.Image, number: int, selections: dict[int, 
             f"; the selections are {have}" if have else "; select a part of the picture first"))
     mask = read_mask(selections[number], image.size, max_pixels)
     if not mask.any():
-        raise ValueError(f"selection {number} is empty; select something in it or remove it")
+        raise ValueError(f"selection {number} is empty, or wholly under a later selection this "
+                         "request names; select something in it, remove it or reorder them")
     return _grounding_of(mask, selection_target(number))
 
 
@@ -622,12 +645,30 @@ def _retarget(plan: Plan, index: int, answer: str) -> Plan:
     return plan.model_copy(update={"instructions": instructions})
 
 
-def _edit_message(plan: Plan, regions: list[RegionRecord], ignored_mask: bool) -> str:
+def _edit_message(plan: Plan, regions: list[RegionRecord], ignored_mask: bool,
+                  left_out: Sequence[int] = ()) -> str:
     done = "; ".join(f"{r.prompt} ({r.target})" for r in regions)
     message = f"Done in one pass: {done}"
     if ignored_mask:
         message += ". Your mask was not used: it applies to a request with one instruction"
+    if left_out:
+        named = _numbers_text(left_out)
+        message += (f". Left out selection{'s' if len(left_out) > 1 else ''} {named}, which "
+                    "this request didn't name (say \"all selections\" to use every one)")
     return _with_note(message, plan)
+
+
+def _numbers_text(numbers: Sequence[int]) -> str:
+    """ "4–8", "2, 5 and 7": runs of numbers as a person writes them."""
+    runs: list[list[int]] = []
+    for n in sorted(numbers):
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    parts = [f"{run[0]}–{run[-1]}" if len(run) > 2 else ", ".join(map(str, run))
+             for run in runs]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def _with_note(message: str, plan: Plan) -> str:

@@ -44,7 +44,8 @@ def serve_chat(state: Path, tiny_dir: Path, *flags: str,
     env.update(HF_HUB_OFFLINE="1", HF_HOME=str(state / "hf"), OMP_WAIT_POLICY="PASSIVE",
                PROMPTARTISAN_SESSION_DIR=str(state / "sessions"),
                PROMPTARTISAN_TINY_DIR=str(tiny_dir), PROMPTARTISAN_STEPS="4",
-               PROMPTARTISAN_WORKING_SIZE="256", PROMPTARTISAN_DEVICE="cpu", **(env_extra or {}))
+               PROMPTARTISAN_WORKING_SIZE="256", PROMPTARTISAN_DEVICE="cpu")
+    env.update(env_extra or {})  # a test's own values win
     log_path = state / log_name
     with open(log_path, "wb") as log:
         server = subprocess.Popen(

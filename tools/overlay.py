@@ -103,8 +103,9 @@ def _outline(mask: np.ndarray, width: int) -> np.ndarray:
 
 
 def _label(grounding: Grounding) -> str:
+    """ "sky 87%": the target and how well it matched (a rounding's -0.00 is 0%)."""
     mark = "?" if grounding.ambiguous else ""
-    return f"{grounding.label}{mark} {grounding.score:.2f}"
+    return f"{grounding.label}{mark} {min(max(grounding.score, 0.0), 1.0):.0%}"
 
 
 def _ink(rgb: tuple[int, int, int]) -> tuple[int, int, int]:

@@ -230,14 +230,15 @@ class SelectionBook:
 
     def gesture(self, gesture: Gesture | dict[str, Any], number: int | None = None) -> int:
         """Apply `gesture` to selection `number`, or to a new selection when None; its number.
-        Clicks and a box go to SAM together with the selection's earlier ones."""
+        Clicks and a box go to SAM together with the selection's earlier ones. A shift-click
+        with no number takes away from the selection under it (the topmost), else the one on
+        top: it never starts a selection."""
         gesture = self._valid(gesture)
         with self._lock:
+            if number is None and gesture.kind == "exclude":
+                number = self._under(gesture.points[0])
             created = number is None
             if number is None:
-                if gesture.kind == "exclude":
-                    raise SelectionError("A shift-click takes away from a selection: start one "
-                                         "with a click or a box first.")
                 if len(self.numbers) >= self.max_regions:
                     raise SelectionError(
                         f"One edit takes at most {self.max_regions} selections; remove one, or "
@@ -309,17 +310,25 @@ class SelectionBook:
         with self._lock:
             return self._render(self._get(number))
 
+    def _under(self, point: tuple[float, float]) -> int:
+        """The topmost selection whose mask holds `point`, else the top one (the lock held)."""
+        if not self.numbers:
+            raise SelectionError("A shift-click takes away from a selection: start one with a "
+                                 "click or a box first.")
+        x, y = (min(max(int(v), 0), side - 1) for v, side in zip(point, self.size, strict=True))
+        return next((n for n in reversed(self.numbers)
+                     if self._render(self._selections[n])[y, x]), self.numbers[-1])
+
+    def own_masks(self) -> dict[int, np.ndarray]:
+        """Every selection's own mask, in the current order, overlaps not resolved: what a
+        request takes, so only the selections it names are layered (`layered`)."""
+        with self._lock:
+            return {n: self._render(self._selections[n]) for n in self.numbers}
+
     def masks(self) -> dict[int, np.ndarray]:
         """Every selection's mask in the current order, a later one winning where they
         overlap (so they don't overlap)."""
-        with self._lock:
-            own = {n: self._render(self._selections[n]) for n in self.numbers}
-        taken = np.zeros((self.size[1], self.size[0]), dtype=bool)
-        resolved: dict[int, np.ndarray] = {}
-        for number in reversed(self.numbers):
-            resolved[number] = own[number] & ~taken
-            taken |= own[number]
-        return {n: resolved[n] for n in self.numbers}
+        return layered(self.own_masks())
 
     # ----- saving -------------------------------------------------------------------------
 
@@ -484,6 +493,21 @@ class SelectionBook:
             elif step.kind == "invert":
                 mask = ~mask
         return mask
+
+
+def layered(masks: dict[int, np.ndarray],
+            numbers: Sequence[int] | None = None) -> dict[int, np.ndarray]:
+    """The masks of `numbers` (default: all), in `masks`' order, a later one winning where
+    they overlap; the others take no part, so a selection a request doesn't name never
+    takes pixels from one it does."""
+    chosen = [n for n in masks if numbers is None or n in numbers]
+    taken: np.ndarray | None = None
+    resolved: dict[int, np.ndarray] = {}
+    for number in reversed(chosen):
+        own = np.asarray(masks[number], dtype=bool)
+        resolved[number] = own if taken is None else own & ~taken
+        taken = own.copy() if taken is None else taken | own
+    return {n: resolved[n] for n in chosen}
 
 
 def _check_room(number: int, selection: _Selection) -> None:

@@ -68,10 +68,14 @@ ACTION_NAMES = ("undo", "redo", "reset", "masks", "compare", "download", "export
                 *(name for name in SELECTION_ACTIONS if name != SELECTION))
 CONTROLLER = "controller"
 SESSION_IDS = "session_ids"  # in the thread's metadata: the sessions a resumed chat reopens
-VIEW = "view"  # in the thread's metadata: the chat's own place in each session's history
+OWNED = "owned_sessions"  # in the thread's metadata: every session the chat had
+VIEW = "view"  # in the thread's metadata: where the chat left each session's history
+REOPENED = "reopened"  # in the thread's metadata: what the last reopen posted, while it is last
+QUESTION = "question"  # in the thread's metadata: the key of the question awaiting an answer
 CHAT_SETTINGS = "chat_settings"  # Chainlit's key for the settings panel's values
 WRITTEN = "metadata_written"  # what `_remember` last wrote, so it writes only changes
 
+CHAINLIT_STOPPED = "Task manually stopped."  # what Chainlit posts when the stop button is pressed
 UPLOADS_WITHOUT_CONFIG = 10  # config.toml's `max_files`, should a config lack it
 TOO_MANY_UPLOADS = ("**Sorry —** one message takes at most {limit} pictures, and this one has "
                     "{count}: nothing was done. Send them in groups of {limit} or fewer.")
@@ -132,37 +136,85 @@ class ChainlitEmitter:
     def __init__(self) -> None:
         self._steps: dict[str, cl.Step] = {}
         self._posted = 0  # messages and steps sent so far
-        # Each picture's history message and element, and `_posted` when it was last sent.
-        self._histories: dict[str, tuple[cl.Message, cl.CustomElement, int]] = {}
+        # Each picture's history message and element, and `_posted` when it was last sent
+        # (-1: one in the saved transcript, replaced by the next one shown).
+        self._histories: dict[str, tuple[cl.Message, cl.CustomElement | None, int]] = {}
+        # The messages a reopen posted, while nothing came after them: the next reopen takes
+        # them out of the transcript, so reloads don't pile them up.
+        self.reopening = False
+        self.reopened: list[str] = []
+        # The questions not yet closed: their buttons and their canvases of boxes.
+        self._questions: list[tuple[list[cl.Action], list[cl.CustomElement]]] = []
         # Run after each post: keeps the thread's metadata current while a turn runs.
         self.after_post: Callable[[], Coroutine[Any, Any, None]] | None = None
 
+    def learn(self, thread: dict[str, Any]) -> set[str]:
+        """The history elements of a saved transcript, so the chat's next one for the same
+        picture replaces them instead of adding another; and its questions' boxes still
+        open, so they close when the question is answered (their buttons weren't saved).
+        Returns the messages of older history elements of a picture that has a newer one
+        (another window on the chat posted it): stale, for the caller to take out."""
+        order = {step.get("id"): k for k, step in enumerate(thread.get("steps") or [])}
+        stale: set[str] = set()
+        for element in thread.get("elements") or []:
+            props = element.get("props")
+            if not isinstance(props, dict) or element.get("forId") not in order:
+                continue
+            if element.get("name") == "HistoryStrip":
+                session, message_id = str(props.get("session")), str(element["forId"])
+                known = self._histories.get(session)
+                if known is not None and order[known[0].id] > order[message_id]:
+                    stale.add(message_id)
+                    continue
+                if known is not None:
+                    stale.add(known[0].id)
+                self._histories[session] = (cl.Message(content="", id=message_id), None, -1)
+            elif props.get("mode") == "choose" and not props.get("closed"):
+                canvas = cl.CustomElement(name=str(element["name"]), props=props,
+                                          display="inline", id=str(element["id"]),
+                                          for_id=str(element["forId"]))
+                self._questions.append(([], [canvas]))
+        return stale
+
     def text(self, text: str, actions: Sequence[ActionButton] = ()) -> None:
-        self._send(cl.Message(content=text, actions=_actions(actions)).send())
+        self._post(cl.Message(content=text, actions=_actions(actions)))
 
     def pictures(self, text: str, pictures: Sequence[Picture],
                  actions: Sequence[ActionButton] = ()) -> None:
-        self._send(cl.Message(content=text, elements=_images(pictures),
-                              actions=_actions(actions)).send())
+        self._post(cl.Message(content=text, elements=_images(pictures),
+                              actions=_actions(actions)))
 
     def file(self, text: str, path: Path, name: str) -> None:
         element = cl.File(name=name, path=str(path), display="inline")
-        self._send(cl.Message(content=text, elements=[element]).send())
+        self._post(cl.Message(content=text, elements=[element]))
 
     def ask(self, question: str, choices: Sequence[str],
-            pictures: Sequence[Picture] = ()) -> None:
+            pictures: Sequence[Picture] = (), key: str = "") -> None:
         numbered = len(next((p.boxes for p in pictures if p.boxes), ()))
         buttons = [ActionButton("answer", f"{k}: {choice}" if k <= numbered else choice,
-                                {"text": choice}) for k, choice in enumerate(choices, start=1)]
+                                {"text": choice, "question": key})
+                   for k, choice in enumerate(choices, start=1)]
         # A picture with numbered boxes is a canvas a click on a box answers.
         elements = [cl.CustomElement(name="SelectionCanvas", display="inline",
-                                     props=candidate_props(p, p.boxes, choices))
+                                     props=candidate_props(p, p.boxes, choices, key))
                     if p.boxes else _images([p])[0] for p in pictures]
-        self._send(cl.Message(content=question, elements=elements,
-                              actions=_actions(buttons)).send())
+        message = cl.Message(content=question, elements=elements, actions=_actions(buttons))
+        self._post(message)
+        self._questions.append((message.actions, [e for e in elements
+                                                  if isinstance(e, cl.CustomElement)]))
+
+    def close_questions(self) -> None:
+        for actions, canvases in self._questions:
+            for action in actions:
+                cl.run_sync(action.remove())
+            for canvas in canvases:  # its boxes, in the page and the saved transcript
+                canvas.props = {**canvas.props, "closed": True}
+                canvas.content = json.dumps(canvas.props)
+                cl.run_sync(canvas.update())
+        self._questions = []
 
     def error(self, text: str, actions: Sequence[ActionButton] = ()) -> None:
-        self._send(cl.Message(content=f"**Sorry —** {text}", actions=_actions(actions)).send())
+        self._post(cl.Message(content=f"**Sorry —** {text}", actions=_actions(actions)))
 
     def step(self, update: StepUpdate) -> None:
         step = self._steps.get(update.key)
@@ -174,7 +226,7 @@ class ChainlitEmitter:
                            default_open=True, show_input=False)
             step.start = utc_now()
             self._steps[update.key] = step
-            self._send(step.send())
+            self._post(step)
         step.output = update.text
         step.elements = _images(update.pictures)
         step.is_error = update.failed
@@ -187,7 +239,7 @@ class ChainlitEmitter:
         """Changed in place while it is the chat's last message; else moved to the end."""
         props = history_props(view)
         shown = self._histories.get(view.session)
-        if shown is not None and shown[2] == self._posted:
+        if shown is not None and shown[1] is not None and shown[2] == self._posted:
             message, element, _ = shown
             element.props, element.content = props, json.dumps(props)
             message.content = view.caption
@@ -197,18 +249,27 @@ class ChainlitEmitter:
                 cl.run_sync(shown[0].remove())
             element = cl.CustomElement(name="HistoryStrip", props=props, display="inline")
             message = cl.Message(content=view.caption, elements=[element])
-            self._send(message.send())
+            self._post(message)
         self._histories[view.session] = (message, element, self._posted)
 
     def compare(self, text: str, before: Picture, after: Picture,
                 labels: tuple[str, str]) -> None:
         slider = cl.CustomElement(name="CompareSlider", props=compare_props(before, after, labels),
                                   display="inline")
-        self._send(cl.Message(content=text, elements=[slider]).send())
+        self._post(cl.Message(content=text, elements=[slider]))
 
     def canvas(self, text: str, props: dict[str, Any]) -> None:
         element = cl.CustomElement(name="SelectionCanvas", props=props, display="inline")
-        self._send(cl.Message(content=text, elements=[element]).send())
+        self._post(cl.Message(content=text, elements=[element]))
+
+    def _post(self, message: cl.Message | cl.Step) -> None:
+        """Send a new message or step; a reopen's are kept in `reopened`, and anything else
+        posted after them makes them part of the conversation."""
+        if not self.reopening:
+            self.reopened = []
+        elif isinstance(message, cl.Message):
+            self.reopened.append(message.id)
+        self._send(message.send())
 
     def _send(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         self._posted += 1
@@ -274,14 +335,18 @@ def _sessions() -> Any:
     return OwnedSessions(OWNERS, user.identifier)
 
 
-def _new_controller(session_ids: Sequence[str] = ()) -> ChatController:
+def _new_controller() -> ChatController:
     emitter = ChainlitEmitter()
-    controller = ChatController(load_settings(), emitter, sessions=_sessions(),
-                                session_ids=session_ids)
+    controller = ChatController(load_settings(), emitter, sessions=_sessions())
     # A page that reloads during a turn resumes with the picture the turn works on.
     emitter.after_post = lambda: _remember(controller)
     cl.user_session.set(CONTROLLER, controller)
     return controller
+
+
+def _emitter(controller: ChatController) -> ChainlitEmitter:
+    assert isinstance(controller.emitter, ChainlitEmitter)
+    return controller.emitter
 
 
 def _controller() -> ChatController:
@@ -295,7 +360,9 @@ async def _remember(controller: ChatController) -> None:
     """Write what a resumed chat needs into the thread's metadata now (Chainlit itself writes
     the user session only when the page disconnects, which a stopped server never sees)."""
     session = cl.context.session
-    metadata = {SESSION_IDS: list(controller.session_ids), VIEW: controller.view,
+    metadata = {SESSION_IDS: list(controller.session_ids), OWNED: sorted(controller.own),
+                VIEW: controller.view, REOPENED: list(_emitter(controller).reopened),
+                QUESTION: controller.question,
                 CHAT_SETTINGS: session.chat_settings}
     cl.user_session.set(SESSION_IDS, metadata[SESSION_IDS])
     cl.user_session.set(VIEW, controller.view)
@@ -317,30 +384,56 @@ async def on_chat_start() -> None:
 
 @cl.on_chat_resume
 async def on_chat_resume(thread: dict[str, Any]) -> None:
-    """A chat from Chainlit's sidebar, or reloaded: its sessions, its place in them and its
-    settings come back from the thread's metadata (Chainlit shows the transcript)."""
+    """A chat from Chainlit's sidebar, or reloaded: its sessions (every one it had), its
+    place in them and its settings come back from the thread's metadata (Chainlit shows the
+    transcript). The window gets a view of its own that starts at the saved place: a second
+    window opened on the same chat never moves this one's."""
     metadata = thread.get("metadata") or {}
     if isinstance(metadata, str):  # SQLite keeps it as JSON text
         metadata = json.loads(metadata)
-    controller = _new_controller([str(i) for i in metadata.get(SESSION_IDS) or []])
-    if isinstance(metadata.get(VIEW), str):
-        controller.view = metadata[VIEW]
+    controller = _new_controller()
+    view, question = metadata.get(VIEW), metadata.get(QUESTION)
+    controller.carry_on([str(i) for i in metadata.get(SESSION_IDS) or []],
+                        [str(i) for i in metadata.get(OWNED) or []],
+                        view if isinstance(view, str) else None,
+                        question if isinstance(question, str) else None)
     emitter = cl.context.emitter
     send_thread = emitter.resume_thread
 
     async def resume_then_reopen(thread_dict: Any) -> None:
         """Chainlit sends the saved transcript after this hook returns, and the page replaces
         whatever came before it: so the chat speaks (its settings, its picture with buttons,
-        which the transcript lacks) only after the transcript is there."""
+        which the transcript lacks) only after the transcript is there. What the last reopen
+        posted, if nothing came after it, leaves the transcript first: a reload adds nothing."""
+        shown = _emitter(controller)
+        await _drop(thread_dict, {str(i) for i in metadata.get(REOPENED) or []})
+        await _drop(thread_dict, shown.learn(thread_dict))
         await send_thread(thread_dict)
         if metadata.get(CHAT_SETTINGS):
             await cl.make_async(controller.update_settings)(metadata[CHAT_SETTINGS],
                                                             announce=False)
         await settings_panel(controller.settings, controller.planner_choices).send()
-        await cl.make_async(controller.reopen)()
+        shown.reopening = True
+        try:
+            await cl.make_async(controller.reopen)()
+        finally:
+            shown.reopening = False
         await _remember(controller)
 
     emitter.resume_thread = resume_then_reopen  # this session's emitter only
+
+
+async def _drop(thread: dict[str, Any], step_ids: set[str]) -> None:
+    """Take messages out of a saved transcript, before it is sent, and out of the database."""
+    if not step_ids:
+        return
+    thread["steps"] = [step for step in thread.get("steps") or []
+                       if step.get("id") not in step_ids]
+    thread["elements"] = [element for element in thread.get("elements") or []
+                          if element.get("forId") not in step_ids]
+    layer = get_data_layer()
+    for step_id in step_ids if layer is not None else ():
+        await layer.delete_step(step_id)
 
 
 @cl.on_message
@@ -358,6 +451,12 @@ async def on_message(message: cl.Message) -> None:
 
 @cl.on_stop
 async def on_stop() -> None:
+    """The stop button. Chainlit posts a note of its own first; the turn says what a stop
+    did ("Stopped. Nothing was changed…"), so the note goes: one message per stop."""
+    for message in reversed(cl.chat_context.get()):
+        if message.content == CHAINLIT_STOPPED:
+            await message.remove()
+            break
     _controller().stop()
 
 
@@ -370,7 +469,14 @@ async def on_settings_update(values: dict[str, Any]) -> None:
 
 async def on_action(action: cl.Action) -> None:
     controller = _controller()
+    fresh = not controller.session_ids
     await cl.make_async(controller.action)(action.name, action.payload or {})
+    session = cl.context.session
+    layer = get_data_layer()
+    if action.name == "resume" and fresh and controller.session_ids and layer is not None \
+            and session.thread_id:
+        # Chainlit names a thread after its first action ("resume"): name it after the picture.
+        await layer.update_thread(session.thread_id, name=controller.offers.title)
     await _remember(controller)
 
 

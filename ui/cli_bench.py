@@ -44,6 +44,8 @@ BENCHMARKS = {
     "auto": ("promptartisan.agent.planning.bench_auto", "what planner = auto costs to choose"),
     "batch": ("promptartisan.agent.batch.bench_batch",
               "batch throughput in process against a local Ray cluster"),
+    "reload": ("promptartisan.ui.bench_reload",
+               "a chat's reload in Chromium at 10, 50 and 200 messages"),
     "batch-io": ("promptartisan.agent.batch.bench_batch_io",
                  "the batch report's flush cost as it grows, and listing many files"),
 }

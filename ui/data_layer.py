@@ -235,12 +235,13 @@ class OwnedSessions:
         owned = self.owners.owned(self.user)
         return [info for info in self._session.list(root) if info.id in owned]
 
-    def open(self, session_id: str, root: str | Path, view: str | None = None) -> Any:
+    def open(self, session_id: str, root: str | Path, view: str | None = None,
+             like: str | None = None) -> Any:
         from promptartisan.agent.sessions.store import SessionError
 
         if session_id not in self.owners.owned(self.user):
             raise SessionError(f"session {session_id!r} is not one of yours")
-        return self._session.open(session_id, root, view=view)
+        return self._session.open(session_id, root, view=view, like=like)
 
     def create(self, root: str | Path, *args: Any, **kwargs: Any) -> Any:
         session = self._session.create(root, *args, **kwargs)

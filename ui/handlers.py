@@ -78,6 +78,8 @@ WELCOME = (
     "Attach several photos with one request to edit them all the same way. "
     "Tune steps, guidance and the seed with the settings (gear) button."
 )
+ANSWERED = ("That question was already answered (or a newer request overtook it), so nothing "
+            "was done. Say what to change, or answer the newest question.")
 BUSY = "I'm still working on the previous request: wait for it, or press the stop button."
 NOT_THIS_CHATS = (
     "That button belongs to a picture this chat didn't open, so nothing was done. Attach a "
@@ -110,6 +112,18 @@ def default_sessions() -> Any:
     return Session
 
 
+def settings_text(settings: Settings) -> str:
+    """The panel's settings as a person reads them: "steps 4, text guidance 7.5, …, seed
+    random, keep the background on, …"."""
+    guidance = models.engine_guidance_scale(settings)
+    return ", ".join([
+        f"steps {settings.steps}", f"text guidance {guidance:g}",
+        f"image guidance {settings.image_guidance_scale:g}",
+        f"seed {'random' if settings.seed is None else settings.seed}",
+        f"keep the background {'on' if settings.preserve_background else 'off'}",
+        f"planner {settings.planner}", f"grounding {settings.grounding_backend}"])
+
+
 def panel_planners(settings: Settings) -> list[str]:
     """The planners the settings panel offers: the one the server was started with, the
     offline rules planner, and the in-process language model when its files are on this
@@ -138,10 +152,12 @@ class ChatController:
         self.session_ids: list[str] = list(session_ids)  # the pictures requests go to
         self.own: set[str] = set(session_ids)  # every session this chat created or was given
         self.view = secrets.token_hex(8)  # this chat's own place in each session's history
+        self.like_view: str | None = None  # where a reopened chat's views start: see `carry_on`
         # A client picks among the planners the server was started with, never a file or URL
         # of its own (an llm: spec makes the server open a model file or contact a server).
         self.planner_choices = panel_planners(settings)
         self.cancelled = threading.Event()  # set by the stop button, cleared by the next request
+        self.question: str | None = None  # the key of the question awaiting an answer, if any
         self._busy = threading.Lock()
         self.turns = MessageTurns(self)
         self.versions = VersionButtons(self)
@@ -160,10 +176,22 @@ class ChatController:
         self.reports.models()
         self.offers.welcome()
 
+    def carry_on(self, session_ids: Sequence[str], owned: Sequence[str],
+                 view: str | None, question: str | None = None) -> None:
+        """A chat reopened from its saved thread (a reload, or the sidebar in another window):
+        the pictures requests go to, every session the chat had, the saved `view` each of
+        them starts from, and the key of the question it awaits an answer to. The chat keeps
+        a view of its own, so two windows on one thread never move each other's place."""
+        self.session_ids = list(session_ids)
+        self.own.update(self.session_ids, owned)
+        self.like_view = view
+        self.question = question
+
     def reopen(self) -> None:
-        """A chat reopened from its saved thread: show its first picture as it is now."""
+        """A chat reopened from its saved thread: its first picture as it is now, with its
+        buttons, in its history element (the transcript has the pictures, not their buttons)."""
         if self.session_ids:
-            self._on_session(self.offers.resume, self.session_ids[0])
+            self._on_session(self.offers.reopen, self.session_ids[0])
 
     def message(self, text: str, uploads: Sequence[Upload] = ()) -> None:
         """A message from the person: maybe new pictures, maybe a request, maybe both."""
@@ -177,6 +205,9 @@ class ChatController:
     def action(self, name: str, payload: dict[str, Any]) -> None:
         """A click on one of the buttons this controller made."""
         if name == "answer":
+            if self.question is None or payload.get("question") != self.question:
+                self.emitter.text(ANSWERED)
+                return
             answer = str(payload.get("text", ""))
             self.emitter.text(f"*Your answer: {answer}*")  # the click, in the conversation
             self.message(answer)
@@ -285,8 +316,7 @@ class ChatController:
             self.settings = updated
             self._editor = None
             if announce:
-                shown = ", ".join(f"{name} = {getattr(updated, name)}" for name in PANEL_SETTINGS)
-                self.emitter.text(f"Settings updated: {shown}.")
+                self.emitter.text(f"Settings updated: {settings_text(updated)}.")
 
     def use_tiny(self) -> None:
         """Go on with the tiny demo models (when the real ones are missing)."""
@@ -304,9 +334,21 @@ class ChatController:
         """One request at a time; a request right after a stop waits for the stopped one."""
         if self._busy.acquire(timeout=STOP_GRACE_S if self.cancelled.is_set() else 0):
             self.cancelled.clear()
+            self.close_question()  # whatever comes now answers or overtakes it
             return True
         self.emitter.text(BUSY)
         return False
+
+    def ask(self, question: str, choices: Sequence[str], pictures: Sequence[Any] = ()) -> None:
+        """A question whose answers name it by a new key: only the newest question answers."""
+        self.close_question()
+        self.question = secrets.token_urlsafe(8)
+        self.emitter.ask(question, choices, pictures, key=self.question)
+
+    def close_question(self) -> None:
+        if self.question is not None:
+            self.question = None
+            self.emitter.close_questions()
 
     def selection_turn(self, session_id: str, text: str, plan: Any = None,
                        mask: Any = None) -> Any:
@@ -332,7 +374,8 @@ class ChatController:
         from promptartisan.agent.sessions.store import SessionError
 
         try:
-            return self.sessions.open(session_id, self.settings.session_dir, view=self.view)
+            return self.sessions.open(session_id, self.settings.session_dir, view=self.view,
+                                      like=self.like_view)
         except SessionError as exc:
             self.emitter.error(f"That picture's history can't be opened: {md(str(exc))}. "
                                "Attach the photo again to start a new session.")

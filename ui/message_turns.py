@@ -158,7 +158,7 @@ class MessageTurns:
             # Boxes to click are drawn by the page, on the picture itself.
             shown = session.image(session.current) if boxes else result.overlay
             candidates = [Picture("candidates.png", shown, boxes)] if shown is not None else []
-            self.emitter.ask(prefix + result.message, list(result.choices or []), candidates)
+            self._chat.ask(prefix + result.message, list(result.choices or []), candidates)
             pending = session.pending
             if pending is not None and pending.kind == "locate":  # "where is it?": point at it
                 self._chat.selection.open(session, answering=True)

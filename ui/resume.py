@@ -24,6 +24,7 @@ class Offers:
     def __init__(self, chat: ChatController) -> None:
         self._chat = chat
         self._tokens: dict[str, str] = {}  # resume token -> the earlier session it continues
+        self.title = ""  # the chat's name in the sidebar once it continues a session
 
     @property
     def emitter(self) -> Emitter:
@@ -74,10 +75,22 @@ class Offers:
             into, f"Added the photo to the earlier picture's history as version {added}; Undo "
                   "steps back to the earlier picture.", version=added)
 
+    def reopen(self, session: Any) -> None:
+        """A reopened chat (a reload, the sidebar) goes on with `session`: the version it is
+        on and its buttons come in the picture's history element, which replaces the one in
+        the transcript, so a reload adds no message of its own."""
+        self._chat.versions.show_history(session, continuing(session), moved=True)
+        self._chat.selection.restore(session)
+
     def resume(self, session: Any) -> None:
         """Continue `session` (an offer taken, or a reopened chat): it shows where it is."""
+        first = next((turn.text for turn in session.turns() if turn.text.strip()), "")
+        self.title = f"Continued: {first[:60]}" if first else f"Continued: photo {session.id}"
         self._chat.session_ids = [session.id]
         self._chat.own.add(session.id)
-        self._chat.versions.show_version(session, f"Continuing session {session.id}, at "
-                                                  f"version {session.current}. What next?")
+        self._chat.versions.show_version(session, continuing(session))
         self._chat.selection.restore(session)  # selections left on the picture come back
+
+
+def continuing(session: Any) -> str:
+    return f"Continuing session {session.id}, at version {session.current}. What next?"

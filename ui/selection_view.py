@@ -57,11 +57,12 @@ SELECTION = "selection"  # every gesture and button of a canvas
 USE_MASK, USE_PICTURE = "use_mask", "use_picture"  # an upload that looks like a mask
 ACTIONS = (SELECT, SELECTION, USE_MASK, USE_PICTURE)
 
+# The canvas shows its messages as plain text (no Markdown): buttons are named in quotes.
 NOT_THIS_CANVAS = ("This selection canvas isn't open in this chat (it may be from before the page "
-                   "was reloaded), so nothing was done. Use **Select on the picture** under the "
+                   "was reloaded), so nothing was done. Use “Select on the picture” under the "
                    "version to point at.")
 CANVAS_CLOSED = ("This canvas's selections already made version {version}; nothing more goes "
-                 "from here. Use **Select on the picture** under the version you want to edit.")
+                 "from here. Use “Select on the picture” under the version you want to edit.")
 CANVAS_REPLACED = "A newer canvas replaced this one for this picture; point there instead."
 NO_OFFER = "That choice isn't one this chat offered, so nothing was done."
 OPEN_TEXT = ("Point at what to change: **click** to select a thing (shift-click or **Exclude** "
@@ -143,12 +144,14 @@ def hex_colour(number: int) -> str:
 
 
 def candidate_props(picture: Any, boxes: Sequence[Sequence[float]],
-                    choices: Sequence[str]) -> dict[str, Any]:
+                    choices: Sequence[str], key: str = "") -> dict[str, Any]:
     """A "which one?" question's picture with its candidates as numbered boxes (choose mode);
-    box k answers `choices[k]`."""
+    box k answers `choices[k]`, naming the question by `key`. `closed` (set once it is
+    answered) disables the boxes."""
     image = picture.image
     # The choices end with "all of them", which no box stands for.
     return {"mode": "choose", "name": picture.name, "src": data_url(image, CANVAS_LONG_SIDE),
+            "question": key, "closed": False,
             "width": image.width, "height": image.height,
             "candidates": [{"number": k, "box": [float(v) for v in box], "choice": choice,
                             "colour": hex_colour(k)}
@@ -352,7 +355,7 @@ class SelectionDesk:
             return "This picture's history can't be opened any more."
         if session.current != canvas.version:
             return (f"This canvas shows version {canvas.version}, but the chat is now on version "
-                    f"{session.current}: nothing was changed. Use **Select on the picture** under "
+                    f"{session.current}: nothing was changed. Use “Select on the picture” under "
                     f"version {session.current} to point at it.")
         return ""
 
@@ -418,12 +421,13 @@ class SelectionDesk:
 
     def masks(self, session: Any) -> dict[int, np.ndarray]:
         """The selections that go with a request on `session`: those of its newest canvas,
-        if that canvas shows the version the chat is on."""
+        if that canvas shows the version the chat is on, each its own mask (the Editor
+        layers the ones the request names)."""
         canvas = self._canvases.get(self._live.get(session.id, ""))
         if canvas is None or canvas.closed or canvas.version != session.current:
             return {}
         with canvas.lock:
-            return canvas.book.masks() if canvas.book.numbers else {}
+            return canvas.book.own_masks() if canvas.book.numbers else {}
 
     def used(self, session: Any, result: Any) -> None:
         """A turn's `result` on `session` with its canvas's selections: when an edit used

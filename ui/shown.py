@@ -97,7 +97,15 @@ class Emitter(Protocol):
     def file(self, text: str, path: Path, name: str) -> None: ...
 
     def ask(self, question: str, choices: Sequence[str],
-            pictures: Sequence[Picture] = ()) -> None: ...
+            pictures: Sequence[Picture] = (), key: str = "") -> None:
+        """A question with its answers as buttons (and, on a picture with boxes, the boxes to
+        click); each answer's payload carries `key`, the question it answers."""
+        ...
+
+    def close_questions(self) -> None:
+        """Every question asked so far is answered or overtaken: its buttons go and its boxes
+        stop answering, in the chat and in the saved transcript."""
+        ...
 
     def step(self, update: StepUpdate) -> None: ...
 

@@ -142,10 +142,21 @@ def grounding_text(plan: Any, groundings: Sequence[Any] | None) -> str:
         if grounding is None:
             lines.append(f"- **{instruction.target}**: nothing found")
         else:
-            score = getattr(grounding, "score", None)
-            sure = f" (score {score:.2f})" if isinstance(score, float) else ""
-            lines.append(f"- **{instruction.target}**: found{sure}")
+            lines.append(f"- **{instruction.target}**: {found_text(grounding)}")
     return "\n".join(lines)
+
+
+WEAK_MATCH = 0.25  # a grounder's score below this is a guess, and said to be one
+
+
+def found_text(grounding: Any) -> str:
+    """ "found (match 87%)", or "a weak guess (match 3%)": the grounder's score as a person
+    reads it (scores are 0–1; a tiny negative one from rounding is 0%)."""
+    score = getattr(grounding, "score", None)
+    if not isinstance(score, float):
+        return "found"
+    share = min(max(score, 0.0), 1.0)
+    return f"{'a weak guess' if share < WEAK_MATCH else 'found'} (match {share:.0%})"
 
 
 def progress_bar(step: int, total: int, width: int = 20) -> str:

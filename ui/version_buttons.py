@@ -49,7 +49,7 @@ class VersionButtons:
         image = image if image is not None else session.image(version)
         self.emitter.pictures(text, [Picture(f"{session.id}-v{version:04d}.png", image)],
                               history_buttons(session.id, version,
-                                              retry=bool(session.regions(version))))
+                                              edited=bool(session.regions(version))))
         self._chat.selection.prepare(image)
         self.show_history(session, HISTORY)
 
@@ -66,7 +66,7 @@ class VersionButtons:
         if preview is not None:
             self._chat.selection.prepare(preview.image)
         actions = tuple(history_buttons(session.id, current,
-                                        retry=bool(session.regions(current)))) if moved else ()
+                                        edited=bool(session.regions(current)))) if moved else ()
         self.emitter.history(HistoryView(session.id, current, caption, nodes, preview, actions))
 
     def _thumbnail(self, session: Any, version: int) -> str:
@@ -144,13 +144,14 @@ class VersionButtons:
                           out, out.name)
 
 
-def history_buttons(session_id: str, version: int, retry: bool = False) -> list[ActionButton]:
-    """The buttons under a version; `retry` (the same edit with a new seed) for an edit's."""
+def history_buttons(session_id: str, version: int, edited: bool = False) -> list[ActionButton]:
+    """The buttons under a version; Retry (the same edit with a new seed) and Show masks only
+    under an edit's (the upload, a take-back or an added photo have no masks)."""
     payload = {"session": session_id, "version": version}
     return [ActionButton(name, label, payload) for name, label in (
         ("undo", "Undo"), ("redo", "Redo"), ("reset", "Reset"),
-        *([("retry", "Retry")] if retry else []),
-        ("masks", "Show masks"), (SELECT, "Select on the picture"), ("compare", "Compare"),
+        *([("retry", "Retry"), ("masks", "Show masks")] if edited else []),
+        (SELECT, "Select on the picture"), ("compare", "Compare"),
         ("download", "Download PNG"),
         ("export", "Export session"))]
 

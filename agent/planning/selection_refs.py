@@ -46,7 +46,8 @@ _SEPARATOR = re.compile(r"\s*(?:[;,\n]+|\.(?:\s+|$)|\b(?:and then|then|and|also)
 _MARKER = r"\s*(?:→|->|=>|=|:|\)|\s-\s)\s*"
 _NUMBER = r"\d+|" + "|".join(NUMBER_WORDS)
 _EXPLICIT = re.compile(
-    rf"(?:\bthe\s+)?\bselections?\s*(?:number\s*)?#?\s*(?P<n>{_NUMBER})\b"
+    r"\b(?P<all>all|every|each|both)\s+(?:of\s+)?(?:the\s+|my\s+)?selections?\b"
+    rf"|(?:\bthe\s+)?\bselections?\s*(?:number\s*)?#?\s*(?P<n>{_NUMBER})\b"
     rf"|#\s*(?P<hash>\d+)\b"
     rf"|(?:\bthe\s+)?\b(?P<ord>{'|'.join(ORDINALS)}|last)\s+selection\b",
     re.IGNORECASE)
@@ -87,11 +88,14 @@ def _compose(verb: str | None, rest: str) -> str:
 
 
 def _explicit(clause: str, numbers: list[int], verb: str | None) -> Clause | None:
-    """The clause read around an explicit reference ("make selection 1 red", "#2 gold")."""
+    """The clause read around an explicit reference ("make selection 1 red", "#2 gold",
+    "make all selections gold": every one)."""
     match = _EXPLICIT.search(clause)
-    if match is None:
+    if match is None or (match.group("all") and not numbers):
         return None
-    if match.group("ord"):
+    if match.group("all"):
+        named = list(numbers)
+    elif match.group("ord"):
         word = match.group("ord").lower()
         if word == "last":
             if not numbers:
@@ -99,20 +103,21 @@ def _explicit(clause: str, numbers: list[int], verb: str | None) -> Clause | Non
             number = numbers[-1]
         else:
             number = ORDINALS[word]
+        named = [number]
     else:
-        number = _number(match.group("n") or match.group("hash"))
+        named = [_number(match.group("n") or match.group("hash"))]
     before, after = clause[:match.start()].strip(), clause[match.end():]
     marker = re.match(_MARKER, after)
     if not after.strip() and before.lower() in CHANGE_VERBS:  # "make selections 1 and 2 red"
-        return Clause(clause, [number], "", before.lower())
+        return Clause(clause, named, "", before.lower())
     if not before:
         rest = after[marker.end():] if marker else after
         if not rest.strip():
-            return Clause(clause, [number], "", verb)
-        return Clause(clause, [number], _compose(verb, rest), verb)
+            return Clause(clause, named, "", verb)
+        return Clause(clause, named, _compose(verb, rest), verb)
     own = _first_word(before)
     text = f"{before} it{after}".strip().rstrip(".!")
-    return Clause(clause, [number], text, own if own in CHANGE_VERBS else verb)
+    return Clause(clause, named, text, own if own in CHANGE_VERBS else verb)
 
 
 def _bare(clause: str, numbers: list[int], verb: str | None) -> Clause | None:
@@ -217,7 +222,8 @@ def plan_with_selections(text: str, numbers: Collection[int],
                 placed = True
             continue
         for number in clause.numbers:
-            shared = sum(c.instruction == clause.instruction for c in clauses if c.numbers) > 1
+            shared = len(clause.numbers) > 1 or sum(
+                c.instruction == clause.instruction for c in clauses if c.numbers) > 1
             if shared and clause.instruction not in by_instruction:
                 by_instruction[clause.instruction] = group
                 group += 1

@@ -5,9 +5,10 @@ The new version is the current one except on the named instruction's region, whi
 from the version before that instruction through the engine's own feathered paste-back
 (`tools.paste.paste_back`, with the radius that edit was pasted with). So every pixel farther
 than that radius from the region is the current version's, bit for bit, and the region's core
-is the earlier version's. When a later edit changed part of that area, taking it back would
-undo that edit there too, so the person is asked first. Nothing is deleted: the result is a
-new child of the current version.
+is the earlier version's. When another edit the person keeps changed part of that area (a
+later one, or another instruction of the same turn: "undo the sky but keep the car" where the
+two masks meet), taking it back would undo that edit there too, so the person is asked first,
+and the result says so. Nothing is deleted: the result is a new child of the current version.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def changed_regions(session: Session, number: int) -> list[tuple[str, np.ndarray
     if version.provenance.get("kind") == "forget":
         return [(f"earlier take-back of {f['target']}", session.mask(f["version"], f["k"]))
                 for f in version.provenance.get("forgot") or []]
-    return [(f"{_bare(r['target'])} edit", session.mask(number, r["k"]))
+    return [(_edit_name(r["target"]), session.mask(number, r["k"]))
             for r in session.regions(number)]
 
 
@@ -119,23 +120,23 @@ def forget(session: Session, text: str, plan: Plan, confirmed: bool | None = Non
                        "so it can't be taken back here. Nothing was changed.")
         named.append(found)
     named = list({(n.version, n.k): n for n in named}.values())  # named twice: once
-    if confirmed is None:
-        clash = _later_overlap(session, named, lineage)
-        if clash is not None:
-            what, number = clash
-            names = " and ".join(n.name for n in named)
-            question = (f"The {what} in version {number} also changed part of that area; take "
-                        f"{names} back anyway?")
-            session.record_turn(text, "clarify", question, plan_json, pending=PendingRequest(
-                text, question, "forget", ["yes", "no"], {"plan": plan_json}))
-            return Outcome("clarify", question, ["yes", "no"])
+    clashes = _overlaps(session, named, lineage)
+    if confirmed is None and clashes:
+        names = " and ".join(n.name for n in named)
+        question = (f"The {_listed(clashes)} also changed part of that area, and would be taken "
+                    f"back there too; take {names} back anyway?")
+        session.record_turn(text, "clarify", question, plan_json, pending=PendingRequest(
+            text, question, "forget", ["yes", "no"], {"plan": plan_json}))
+        return Outcome("clarify", question, ["yes", "no"])
     image = session.image(current)
     for item in sorted(named, key=lambda n: -n.version):  # the oldest one's "before" wins
         image = paste_back(image, session.image(item.parent), session.mask(item.version, item.k),
                            item.radius)
     done = "; ".join(f"{n.instruction} ({n.target}, version {n.version}: its area is back as in "
                      f"version {n.parent})" for n in named)
-    message = f"Took back {done}. Everything else is as in version {current}"
+    also = (f"Where they overlap, the {_listed(clashes)} {'is' if len(clashes) == 1 else 'are'}"
+            " taken back too. " if clashes else "")
+    message = f"Took back {done}. {also}Everything else is as in version {current}"
     provenance = {"kind": "forget", "request": text, "plan": plan_json, "forgot": [
         {"version": n.version, "k": n.k, "target": n.target, "instruction": n.instruction,
          "restored_from": n.parent, "feather_px": n.radius} for n in named]}
@@ -144,17 +145,38 @@ def forget(session: Session, text: str, plan: Plan, confirmed: bool | None = Non
     return Outcome("forget", f"{message} (version {number})")
 
 
-def _later_overlap(session: Session, named: list[Named], lineage: list[int]
-                   ) -> tuple[str, int] | None:
-    """(what, version) of the oldest later edit whose region meets an area being taken
-    back, if any."""
+def _overlaps(session: Session, named: list[Named], lineage: list[int]
+              ) -> list[tuple[str, int]]:
+    """(what, version) of each kept edit whose region meets an area being taken back: the
+    other instructions of the same turn (its parent, which the area comes back from, lacks
+    them), then the later edits, oldest first. Earlier edits are in that parent: kept."""
+    taken = {(n.version, n.k) for n in named}
+    found: list[tuple[str, int]] = []
     for item in named:
         area = reach(session.mask(item.version, item.k), item.radius)
-        for number in reversed(lineage[:lineage.index(item.version)]):
-            for what, mask in changed_regions(session, number):
-                if mask.shape == area.shape and (mask & area).any():
-                    return what, number
-    return None
+        same = [(_edit_name(r["target"]), session.mask(item.version, r["k"]))
+                for r in session.regions(item.version) if (item.version, r["k"]) not in taken]
+        later = [(what, number, mask)
+                 for number in reversed(lineage[:lineage.index(item.version)])
+                 for what, mask in changed_regions(session, number)]
+        for what, number, mask in [(w, item.version, m) for w, m in same] + later:
+            if mask.shape == area.shape and (mask & area).any() \
+                    and (what, number) not in found:
+                found.append((what, number))
+    return found
+
+
+def _listed(clashes: list[tuple[str, int]]) -> str:
+    """ "car edit in version 1 and hat edit in version 2"."""
+    parts = [f"{what} in version {number}" for what, number in clashes]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def _edit_name(target: str) -> str:
+    """ "hat edit", "whole-picture edit": an edit named by its target."""
+    from promptartisan.tools.phrases import parse
+
+    return "whole-picture edit" if parse(target).whole else f"{_bare(target)} edit"
 
 
 def _bare(target: str) -> str:

@@ -223,12 +223,24 @@ class Session:
         self._lock = threading.RLock()
         self._busy_wait_s = busy_wait_s
 
-    def in_view(self, view: str | None) -> Session:
+    def in_view(self, view: str | None, like: str | None = None) -> Session:
         """This session as `view` sees it: its own position, pending question and redo trail.
-        A view new to the session starts, from now on, where the session was last left."""
+        A view new to the session starts, from now on, as view `like` is (its position,
+        question and trail copied: a reloaded or reopened chat window goes on from its
+        thread's place without sharing it), or where the session was last left."""
         session = Session(self.folder, view)
         if view is not None and session._state(session._key("current"), None) is None:
             with session._lock, session._transaction() as conn:
+                if like is not None and like != view:
+                    source = Session(self.folder, like)
+                    for name in ("current", "pending"):
+                        conn.execute("INSERT OR IGNORE INTO state (key, value) SELECT ?, value "
+                                     "FROM state WHERE key = ?",
+                                     (session._key(name), source._key(name)))
+                    trail = f"came:{like}:"  # came:VIEW:PARENT, see _key
+                    conn.execute("INSERT OR IGNORE INTO state (key, value) SELECT ? || "
+                                 "substr(key, ?), value FROM state WHERE substr(key, 1, ?) = ?",
+                                 (f"came:{view}:", len(trail) + 1, len(trail), trail))
                 conn.execute("INSERT OR IGNORE INTO state (key, value) SELECT ?, value FROM "
                              "state WHERE key = 'current'", (session._key("current"),))
         return session
@@ -269,10 +281,11 @@ class Session:
         return cls(root / session_id)
 
     @classmethod
-    def open(cls, session_id: str, root: str | Path, view: str | None = None) -> Session:
-        """Reopen a session (as `view` sees it), e.g. after a crash: what a killed write left
-        is swept; every finished version is there. A damaged one is a SessionError naming it
-        and why."""
+    def open(cls, session_id: str, root: str | Path, view: str | None = None,
+             like: str | None = None) -> Session:
+        """Reopen a session (as `view` sees it; a new view starts as `like`, see `in_view`),
+        e.g. after a crash: what a killed write left is swept; every finished version is
+        there. A damaged one is a SessionError naming it and why."""
         folder = Path(root) / session_id
         if not session_id or "/" in session_id or session_id.startswith(".") \
                 or not os.path.isfile(folder / DB_NAME):
@@ -280,7 +293,7 @@ class Session:
         session = cls(folder)
         session.info()  # a damaged database fails here, naming the session and why
         session._sweep()
-        return session.in_view(view)
+        return session.in_view(view, like)
 
     @staticmethod
     def list(root: str | Path) -> list[SessionInfo]:

@@ -162,3 +162,47 @@ def test_selections_work_through_the_cli_path_too(tmp_path: Path) -> None:
                             selections={2: mask})
     assert np.array_equal(located.regions[0].mask, mask)
     assert located.regions[0].source == "user"
+
+
+def eight_selections(size: tuple[int, int]) -> dict[int, np.ndarray]:
+    """Three large selections side by side (1–3), and five small later ones (4–8) on top of
+    them: what a person has after trying a few selections out."""
+    large = {n: boxed(size, (0.05 + 0.3 * (n - 1), 0.1, 0.3 * n, 0.9)) for n in (1, 2, 3)}
+    small = {n: boxed(size, (0.18 * (n - 4) + 0.02, 0.3, 0.18 * (n - 4) + 0.2, 0.7))
+             for n in range(4, 9)}
+    return {**large, **small}
+
+
+def test_selections_a_message_does_not_name_take_no_part_and_the_reply_says_so(
+        settings: Settings, picture: Image.Image) -> None:
+    """Selections 4–8 overlap 1–3; "make 1 red, 2 gold and 3 blue" edits 1–3 whole (4–8 cut
+    nothing out of them) and the reply names what was used and what was left out."""
+    editor, engine, _ = painting_editor(settings)
+    session = Session.create(settings.session_dir, picture)
+    masks = eight_selections(picture.size)
+    result = editor.turn(session, "make 1 red, 2 gold and 3 blue", selections=masks)
+    assert result.kind == "edit", result.message
+    records = session.regions(result.version_id)
+    assert [r["target"] for r in records] == ["selection 1", "selection 2", "selection 3"]
+    for record, number in zip(records, (1, 2, 3), strict=True):
+        assert np.array_equal(session.mask(result.version_id, record["k"]), masks[number])
+    assert "(selection 1)" in result.message and "(selection 3)" in result.message
+    assert "Left out selections 4–8, which this request didn't name" in result.message
+
+
+def test_all_selections_names_every_one_and_later_ones_win_where_they_overlap(
+        settings: Settings, picture: Image.Image) -> None:
+    editor, engine, _ = painting_editor(settings)
+    session = Session.create(settings.session_dir, picture)
+    masks = eight_selections(picture.size)
+    result = editor.turn(session, "make all selections gold", selections=masks)
+    assert result.kind == "edit", result.message
+    records = session.regions(result.version_id)
+    assert [r["target"] for r in records] == [f"selection {n}" for n in range(1, 9)]
+    assert "Left out" not in result.message
+    stored = {n: session.mask(result.version_id, r["k"]) for n, r in zip(range(1, 9), records,
+                                                                          strict=True)}
+    assert np.array_equal(stored[8], masks[8])  # the last one whole …
+    assert not (stored[1] & masks[4]).any()  # … an earlier one gives way where they overlap
+    assert np.array_equal(np.logical_or.reduce(list(stored.values())),
+                          np.logical_or.reduce(list(masks.values())))

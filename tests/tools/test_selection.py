@@ -116,6 +116,22 @@ def test_clicks_of_one_selection_go_to_sam_together_and_numbers_count_up(
     assert np.array_equal(book.mask(1), expected)
 
 
+def test_a_shift_click_without_a_number_takes_from_the_selection_under_it(
+        book: SelectionBook) -> None:
+    """With "New selection" on, a shift-click inside selection 1 goes to 1, not to the newest
+    selection; outside every selection, to the one on top; with none, it is refused."""
+    with pytest.raises(SelectionError, match="start one with a click or a box"):
+        book.gesture(click(20, 20, "exclude"))
+    book.gesture(box(5, 5, 35, 35))
+    book.gesture(box(45, 5, 75, 35))
+    book.gesture(box(5, 40, 35, 55))
+    assert book.gesture(click(20, 20, "exclude")) == 1
+    assert book.numbers == [1, 2, 3]  # no new selection
+    assert book.gesture(click(60, 50, "exclude")) == 3  # under none: the top one
+    book.reorder([3, 2, 1])
+    assert book.gesture(click(60, 20, "exclude")) == 2
+
+
 def test_brush_and_eraser_paint_on_top_of_sam(book: SelectionBook) -> None:
     number = book.gesture(box(10, 10, 30, 30))
     book.gesture(Gesture(kind="brush", points=[(40, 20), (70, 20)], radius=3), number)
@@ -266,7 +282,6 @@ def test_later_selections_win_where_they_overlap_until_reordered(book: Selection
     ({"kind": "box", "points": [(90, 10), (120, 40)]}, "no area inside the picture"),
     ({"kind": "box", "points": [(10, 10)]}, "2 points"),
     ({"kind": "include", "points": [(1, 1), (2, 2)]}, "1 point"),
-    ({"kind": "exclude", "points": [(5, 5)]}, "shift-click"),
     ({"kind": "brush", "points": [(5, 5)], "radius": 0}, "radius"),
     ({"kind": "brush", "points": [(500, 500)]}, "stroke is outside"),
     ({"kind": "include", "points": [(float("nan"), 5)]}, "numbers"),

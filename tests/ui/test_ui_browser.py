@@ -337,6 +337,9 @@ def test_two_windows_on_one_session_and_a_new_photo(browser: Browser, tmp_path: 
             b = open_chat(browser, url, external)
             b.get_by_role("button", name=re.compile("^Continue ")).first.click()
             expect(b.get_by_text("at version 1")).to_be_visible()
+            # The chat is named after the picture's first request, not after the button
+            # (renamed once the Continue is done: looked for until then).
+            _wait_for_thread_name(tmp_path / "state", f"Continued: {ANSWER}")
             # The resume ends with the history element; a click before it is answered "busy".
             expect(b.get_by_role("group", name="Versions of this picture")).to_be_visible()
             b.get_by_role("button", name="Undo").last.click()
@@ -364,3 +367,44 @@ def test_two_windows_on_one_session_and_a_new_photo(browser: Browser, tmp_path: 
             if b is not None:
                 b.close()
     assert not external, f"the page loaded from outside the server: {external}"
+
+
+def _wait_for_thread_name(state: Path, name: str) -> None:
+    """Until a chat in the chat's own database has `name` (and none is named "resume")."""
+    import sqlite3
+    import time
+    from contextlib import closing
+
+    deadline = time.monotonic() + TURN_S
+    while True:
+        with closing(sqlite3.connect(state / "chainlit" / "chat.sqlite")) as conn:
+            names = [row[0] for row in conn.execute('SELECT "name" FROM threads')]
+        if name in names and "resume" not in names:
+            return
+        assert time.monotonic() < deadline, f"no chat named {name!r}: {names}"
+        time.sleep(0.5)
+
+
+def test_a_stop_says_so_once(browser: Browser, tmp_path: Path, tiny_dir: Path,
+                             photo: Image.Image) -> None:
+    """The stop button while the model runs: one message says what the stop did (Chainlit's
+    own "Task manually stopped." is taken back), and no version was made."""
+    from playwright.sync_api import expect
+
+    from promptartisan.ui.message_turns import STOPPED
+
+    upload = tmp_path / "astronaut.png"
+    photo.save(upload)
+    shots = Screenshots(tmp_path)
+    with (serve_chat(tmp_path / "state", tiny_dir, "--tiny",
+                     env_extra={"PROMPTARTISAN_STEPS": "30"}) as url,
+          chat_page(browser, url, shots) as page):
+        expect(page.get_by_text("Welcome to PromptArtisan")).to_be_visible()
+        _send(page, ANSWER, upload)
+        expect(page.get_by_text("Editing")).to_be_visible()
+        page.locator("#stop-button").click()
+        expect(page.get_by_text(STOPPED)).to_have_count(1)
+        page.wait_for_timeout(2000)  # a second message would have come by now
+        expect(page.get_by_text("Task manually stopped.")).to_have_count(0)
+        expect(page.get_by_text("Done in one pass")).to_have_count(0)
+        shots.take(page, "stopped")

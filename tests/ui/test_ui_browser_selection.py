@@ -206,4 +206,65 @@ def test_a_click_on_a_numbered_box_answers_which_one(browser, tmp_path: Path,  #
         session = Session.open(Session.list(state / "sessions")[0].id, state / "sessions")
         region = session.regions(1)[0]
         assert region["source"] == "choice"
-        shots.take(page, "selection-which-answered")
+        # Answered: its boxes no longer answer and its buttons are gone, in this window and
+        # in a second one opened on the chat from the sidebar (the saved transcript).
+        _expect_closed(page)
+        shots.take(page, "selection-which-answered", docs=True, top=choose)
+        thread = page.url.rsplit("/", 1)[1]
+        with chat_page(browser, page.url.split("/thread/")[0], shots) as other:
+            other.locator(f'a[href$="/thread/{thread}"]').first.click()
+            expect(other.get_by_text("What next?")).to_be_visible()
+            _expect_closed(other)
+        assert len(session.versions()) == 2  # nothing more was made
+
+
+def _expect_closed(page: Page) -> None:
+    """The page's "which one?" question is closed: boxes disabled, no answer buttons."""
+    from playwright.sync_api import expect
+
+    choose = page.locator('.pa-select[data-mode="choose"]').last
+    expect(choose).to_have_attribute("data-closed", "true")
+    expect(choose.get_by_text("Answered: these boxes no longer choose.")).to_be_visible()
+    for pick in choose.locator(".pa-select-pick, .pa-select-candidate").all():
+        expect(pick).to_be_disabled()
+    expect(page.get_by_role("button", name="all of them")).to_have_count(0)
+    choose.locator(".pa-select-pick").first.click(force=True)  # a click does nothing
+    page.wait_for_timeout(2000)  # an answer would echo within this
+    expect(page.get_by_text("Your answer:")).to_have_count(1)  # the one answer, no second
+
+
+def test_a_selection_the_message_does_not_name_takes_nothing_from_one_it_names(
+        browser, tmp_path: Path, tiny_dir: Path, photo: Image.Image) -> None:  # noqa: F811
+    """Two brush strokes crossing: selection 2 lies over 1 where they cross. "make 1 red"
+    edits all of 1, the crossing too, and the reply says 2 was left out."""
+    from playwright.sync_api import expect
+
+    upload = tmp_path / "astronaut.png"
+    photo.save(upload)
+    shots = Screenshots(tmp_path)
+    state = tmp_path / "state"
+    with serve_chat(state, tiny_dir, "--tiny") as url, chat_page(browser, url, shots) as page:
+        canvas = _upload_and_open_canvas(page, upload)
+        canvas.get_by_role("button", name="Brush").click()
+        for count, (start, end) in enumerate([((0.1, 0.5), (0.6, 0.5)),
+                                              ((0.35, 0.2), (0.35, 0.8))], start=1):
+            page.mouse.move(*_point(page, canvas, start))
+            page.mouse.down()
+            page.mouse.move(*_point(page, canvas, end), steps=8)
+            page.mouse.up()
+            _gesture_done(canvas, count)
+        shown = _shown_masks(canvas)
+        crossing = (int(0.5 * photo.height), int(0.35 * photo.width))
+        assert shown[2][crossing] and not shown[1][crossing]  # on the canvas, 2 is on top
+        page.fill("#chat-input", "make 1 red")
+        page.click("#chat-submit")
+        reply = page.get_by_text("Done in one pass")
+        expect(reply).to_have_count(1)
+        expect(reply).to_contain_text("(selection 1)")
+        expect(reply).to_contain_text("Left out selection 2, which this request didn't name")
+        session = Session.open(Session.list(state / "sessions")[0].id, state / "sessions")
+        (region,) = session.regions(1)
+        edited = session.mask(1, region["k"])
+        assert edited[crossing], "selection 2, not named, cut the crossing out of selection 1"
+        assert np.array_equal(edited | shown[1], edited)
+        shots.take(page, "selection-named-only", docs=True, top=reply)

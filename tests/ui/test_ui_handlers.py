@@ -32,7 +32,7 @@ from promptartisan.settings import Settings
 from promptartisan.tools.grounding import Grounding
 from promptartisan.tools.mask_io import read_mask
 from promptartisan.ui import handlers, reports, shown, turn_steps, version_buttons
-from promptartisan.ui.handlers import BUSY, NOT_THIS_CHATS, ChatController
+from promptartisan.ui.handlers import ANSWERED, BUSY, NOT_THIS_CHATS, ChatController
 from promptartisan.ui.history import tree_layout
 from promptartisan.ui.message_turns import NEED_IMAGE, NEW_SESSION, STOPPED
 from promptartisan.ui.render import escape_markdown
@@ -57,6 +57,7 @@ class Shown:
     path: Path | None = None
     step: StepUpdate | None = None
     history: HistoryView | None = None
+    key: str = ""  # a question's
 
 
 class RecordingEmitter:
@@ -81,8 +82,12 @@ class RecordingEmitter:
         self._add(Shown("file", name, path=path))
 
     def ask(self, question: str, choices: Sequence[str],
-            pictures: Sequence[Picture] = ()) -> None:
-        self._add(Shown("ask", question, pictures=list(pictures), choices=list(choices)))
+            pictures: Sequence[Picture] = (), key: str = "") -> None:
+        self._add(Shown("ask", question, pictures=list(pictures), choices=list(choices),
+                        key=key))
+
+    def close_questions(self) -> None:
+        self._add(Shown("closed", ""))
 
     def error(self, text: str, actions: Sequence[ActionButton] = ()) -> None:
         self._add(Shown("error", text, list(actions)))
@@ -442,13 +447,38 @@ def test_which_of_two_gets_choices_as_buttons_and_a_click_answers(
     question = chat.emitter.last("ask")
     assert question.choices == ["the left one", "the right one", "all of them"]
     assert len(question.pictures) == 1  # the candidates, drawn
-    chat.controller.action("answer", {"text": "the right one"})
+    chat.controller.action("answer", {"text": "the right one", "question": question.key})
     assert any("the right one" in item.text for item in chat.emitter.of("text"))
     result = chat.emitter.last("pictures")
     assert result.text.startswith("Done in one pass")
     session = Session.open(chat.controller.session_ids[0], chat.controller.settings.session_dir)
     region = session.regions(session.current)[0]
     assert region["source"] == "choice" and region["boxes"][0][0] > small_photo.width / 2
+
+
+def test_an_answered_question_is_closed_and_its_old_answers_do_nothing(
+        chat: Chat, small_photo: Image.Image) -> None:
+    """The question's buttons and boxes close when it is answered; a click on one of them
+    afterwards (a stale page) is refused, and so is an answer to an overtaken question."""
+    chat.controller.message("make the car red", [upload(small_photo)])
+    first = chat.emitter.last("ask")
+    chat.controller.action("answer", {"text": "the right one", "question": first.key})
+    kinds = [item.kind for item in chat.emitter.shown]
+    assert "closed" in kinds and kinds.index("closed") > kinds.index("ask")
+    session = Session.open(chat.controller.session_ids[0], chat.controller.settings.session_dir)
+    versions = len(session.versions())
+    chat.emitter.clear()
+    chat.controller.action("answer", {"text": "the left one", "question": first.key})
+    assert [(item.kind, item.text) for item in chat.emitter.shown] == [("text", ANSWERED)]
+    assert len(session.versions()) == versions
+    chat.controller.message("make the car red")
+    second = chat.emitter.last("ask")
+    assert second.key and second.key != first.key
+    chat.controller.message("make the car blue")  # typed instead: the question is overtaken
+    assert chat.emitter.shown[-1].kind != "ask" or chat.emitter.last("ask").key != second.key
+    chat.emitter.clear()
+    chat.controller.action("answer", {"text": "the left one", "question": second.key})
+    assert [(item.kind, item.text) for item in chat.emitter.shown] == [("text", ANSWERED)]
 
 
 def test_nothing_found_is_a_question_not_a_failure(chat: Chat, small_photo: Image.Image) -> None:
@@ -471,10 +501,12 @@ def test_history_buttons(chat: Chat, small_photo: Image.Image) -> None:
     session = Session.open(session_id, chat.controller.settings.session_dir)
     edited = np.asarray(session.image(1))
 
+    assert "masks" in buttons(chat.emitter.last("pictures"))
     chat.controller.action("undo", payload)
     assert session.current == 0
     shown = chat.emitter.last("history")
     assert "Undone" in shown.text
+    assert "masks" not in buttons(shown) and "retry" not in buttons(shown)  # the upload's
     assert np.array_equal(np.asarray(shown.pictures[0].image), np.asarray(session.image(0)))
 
     chat.controller.action("redo", payload)
@@ -532,7 +564,8 @@ def test_every_button_acts_on_the_version_it_sits_under(chat: Chat,
     assert chat.emitter.last("file").path == session.version(0).file
     chat.controller.action("compare", at_zero["compare"])
     assert "original" in chat.emitter.last("text").text
-    chat.controller.action("masks", at_zero["masks"])
+    assert "masks" not in at_zero  # the upload has none to show
+    chat.controller.action("masks", {**at_zero["download"]})  # a stale page's button
     assert "Version 0 was not made by an edit" in chat.emitter.last("text").text
 
     # The buttons under version 1 still act on version 1, though the chat is on 0.
@@ -846,10 +879,38 @@ def test_a_chat_reopened_with_its_sessions_continues_them(settings: Settings,
     emitter = RecordingEmitter()
     controller = ChatController(settings, emitter, session_ids=[earlier.id])
     controller.reopen()
-    shown = emitter.last("pictures")
-    assert "Continuing session" in shown.text
+    assert [item.kind for item in emitter.shown] == ["history"]  # no picture message of its own
+    shown = emitter.last("history")
+    assert "Continuing session" in shown.text and shown.pictures  # the version, with buttons
     controller.action("export", buttons(shown)["export"])
     assert emitter.last("file").path is not None
+
+
+def test_a_reopened_chat_owns_every_session_and_starts_from_the_saved_place_in_a_view_of_its_own(
+        settings: Settings, small_photo: Image.Image) -> None:
+    """A chat with photo 1 then photo 2, reopened twice (a reload, the sidebar in another
+    window): both windows act on photo 1's buttons, start where the chat left each picture,
+    and then keep their own places."""
+    first = make_chat(settings)
+    first.controller.message("make the sky a sunset", [upload(small_photo)])
+    photo1 = first.controller.session_ids[0]
+    first.controller.message("make the sky a sunset")  # photo 1 at version 2
+    first.controller.message("", [upload(small_photo.rotate(180))])
+    photo2 = first.controller.session_ids[0]
+    saved = (first.controller.session_ids, sorted(first.controller.own), first.controller.view)
+    assert saved[0] == [photo2] and saved[1] == sorted([photo1, photo2])
+    a, b = make_chat(settings), make_chat(settings)
+    for window in (a, b):
+        window.controller.carry_on(*saved)
+        window.controller.reopen()
+    assert a.controller.view != b.controller.view != first.controller.view
+    a.controller.action("undo", {"session": photo1})  # photo 1's button, after the reopen
+    assert "Undone: back to version 1" in a.emitter.last("history").text
+    b.controller.action("undo", {"session": photo1})  # B is where the chat was, not where A is
+    assert "Undone: back to version 1" in b.emitter.last("history").text
+    a.controller.action("undo", {"session": photo1})
+    assert "Undone: back to version 0" in a.emitter.last("history").text
+    assert not [item for item in a.emitter.shown + b.emitter.shown if item.kind == "error"]
 
 
 def test_exports_are_readable_by_this_user_only(chat: Chat, small_photo: Image.Image) -> None:
@@ -1046,8 +1107,12 @@ def test_bad_settings_are_refused_and_good_ones_apply(chat: Chat) -> None:
     updated = chat.controller.settings
     assert (updated.steps, updated.guidance_scale, updated.seed, updated.preserve_background,
             updated.grounding_backend) == (12, 5.0, 42, False, "clipseg")
+    assert chat.emitter.last("text").text == (
+        "Settings updated: steps 12, text guidance 5, image guidance 1.2, seed 42, keep the "
+        "background off, planner rules, grounding clipseg.")
     chat.controller.update_settings({"seed": ""})
     assert chat.controller.settings.seed is None
+    assert "seed random," in chat.emitter.last("text").text  # not Python's None
     shown = len(chat.emitter.shown)
     chat.controller.update_settings({"seed": "7"}, announce=False)  # a reopened chat's own
     assert chat.controller.settings.seed == 7 and len(chat.emitter.shown) == shown
@@ -1111,3 +1176,15 @@ def test_the_panel_offers_the_local_model_when_its_files_are_here(
         {"name": "planner", "present": False}])
     assert handlers.panel_planners(settings.model_copy(update={"planner": "auto"})) == [
         "auto", "rules"]
+
+
+@pytest.mark.parametrize(("score", "shown"), [
+    (-0.0001, "a weak guess (match 0%)"), (0.1, "a weak guess (match 10%)"),
+    (0.874, "found (match 87%)"), (1.0, "found (match 100%)"), (None, "found")])
+def test_a_grounding_score_reads_as_a_share_not_a_signed_number(score: float | None,
+                                                                shown: str) -> None:
+    from types import SimpleNamespace
+
+    from promptartisan.ui.turn_steps import found_text
+
+    assert found_text(SimpleNamespace(score=score)) == shown

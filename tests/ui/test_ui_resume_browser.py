@@ -89,7 +89,7 @@ def test_a_reload_and_a_restart_keep_the_chat(browser: Browser, tmp_path: Path, 
             page.click("#chat-settings-open-modal")
             page.fill("#seed", SEED)
             page.get_by_role("button", name="Confirm").click()
-            expect(page.get_by_text(f"seed = {SEED}")).to_be_visible()
+            expect(page.get_by_text(f"seed {SEED},")).to_be_visible()
 
             page.set_input_files("#upload-button-input", str(upload))
             expect(page.locator("#message-composer img")).to_have_count(1)

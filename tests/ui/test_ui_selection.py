@@ -223,6 +223,25 @@ def test_selections_a_request_left_unused_stay_for_the_next_one(chat: Pointing) 
     assert session.version(session.current).parent == 0
 
 
+def test_a_later_selection_the_request_does_not_name_cuts_nothing_from_one_it_does(
+        chat: Pointing, small_photo: Image.Image) -> None:
+    """Selection 2 (a box) lies over selection 1 (a box): "make 1 red" edits 1 whole, and
+    the reply says 2 was left out."""
+    canvas = chat.open_canvas()
+    chat.gesture(canvas, "box", [[5, 5], [40, 40]])
+    state = chat.gesture(canvas, "box", [[20, 20], [60, 45]])["state"]
+    shown = shown_masks(state, small_photo.size)
+    assert not shown[1][30, 30]  # on the canvas, the later one is on top
+    chat.controller.message("make 1 red")
+    session = chat.session()
+    (region,) = session.regions(1)
+    own = np.zeros((small_photo.height, small_photo.width), dtype=bool)
+    own[5:40, 5:40] = True
+    assert session.mask(1, region["k"])[30, 30]  # where 2 overlaps it, still selection 1
+    assert session.mask(1, region["k"]).sum() >= own.sum() * 0.9
+    assert "Left out selection 2" in chat.emitter.last("pictures").text
+
+
 def test_more_selections_than_one_edit_takes_are_refused(chat: Pointing) -> None:
     canvas = chat.open_canvas()
     for x in (5, 20, 35):
@@ -340,7 +359,8 @@ def test_the_which_question_shows_numbered_boxes_a_click_answers(
         x0, y0 = (int(v) for v in box[:2])
         assert tuple(drawn[y0 + 1, x0 + 1]) == tuple(
             int(candidate["colour"][i:i + 2], 16) for i in (1, 3, 5))
-    chat.controller.action("answer", {"text": props["candidates"][1]["choice"]})  # box 2
+    chat.controller.action("answer", {"text": props["candidates"][1]["choice"],  # box 2
+                                      "question": question.key})
     region = chat.session().regions(1)[0]
     assert region["source"] == "choice" and region["boxes"][0][0] > small_photo.width / 2
 
@@ -482,4 +502,4 @@ def test_damaged_saved_selections_lose_only_themselves(chat: Pointing, settings:
     again.controller.session_ids = [session.id]
     again.controller.reopen()
     assert "couldn't be read" in again.emitter.last("text").text
-    assert "Continuing session" in again.emitter.last("pictures").text
+    assert "Continuing session" in again.emitter.last("history").text

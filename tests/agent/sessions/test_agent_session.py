@@ -232,6 +232,31 @@ def test_each_view_has_its_own_pending_question(tmp_path: Path,
     assert a.pending is None and session.version(2).parent == 0
 
 
+def test_a_view_made_like_another_starts_from_its_place_and_then_keeps_its_own(
+        tmp_path: Path, small_photo: Image.Image) -> None:
+    """A reopened chat window (`like` its thread's saved view): it starts on that view's
+    version, with its question and redo trail, though another view left the session
+    elsewhere; after that neither moves the other."""
+    session = Session.create(tmp_path, small_photo)
+    a = session.in_view("a")
+    for seed in (10, 20, 30):
+        add(a, small_photo, seed)
+    assert moved(a, "undo") == (3, 2)
+    a.record_turn("change it", "clarify", "How?", pending=PendingRequest("change it", "How?"))
+    other = session.in_view("other")
+    assert moved(other, "reset") == (2, 0)  # the session was last left at the upload
+    b = Session.open(session.id, tmp_path, view="b", like="a")
+    assert b.current == 2 and b.pending is not None and b.pending.question == "How?"
+    assert moved(b, "redo") == (2, 3)  # A's trail: back to 3
+    assert moved(b, "reset") == (3, 0)
+    assert a.current == 2  # B's moves are B's
+    assert moved(a, "undo") == (2, 1)
+    assert b.current == 0
+    assert Session.open(session.id, tmp_path, view="b", like="other").current == 0  # kept
+    with pytest.raises(SessionError, match="not a view id"):
+        session.in_view("c", like="../x")
+
+
 @pytest.mark.parametrize("view", ["", "a:b", "../x", "x" * 65])
 def test_a_bad_view_id_is_refused(tmp_path: Path, small_photo: Image.Image, view: str) -> None:
     session = Session.create(tmp_path, small_photo)

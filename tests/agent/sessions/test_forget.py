@@ -105,8 +105,8 @@ def test_a_later_overlapping_edit_asks_first(editor: Editor, tmp_path: Path,
     editor.turn(session, "a hat", plan=edit(("the hat", "make the hat red")))  # v2
     asked = editor.turn(session, "undo the sky", plan=forget("the sky"))
     assert asked.kind == "clarify" and asked.choices == ["yes", "no"]
-    assert asked.message == ("The hat edit in version 2 also changed part of that area; take "
-                             "the sky back anyway?")
+    assert asked.message == ("The hat edit in version 2 also changed part of that area, and "
+                             "would be taken back there too; take the sky back anyway?")
     assert (session.current, len(session.versions())) == (2, 3)
 
     kept = editor.turn(session, "no")
@@ -119,6 +119,31 @@ def test_a_later_overlapping_edit_asks_first(editor: Editor, tmp_path: Path,
     sky = session.mask(1, 0)
     assert np.array_equal(pixels(session, 3)[sky], pixels(session, 0)[sky])  # hat part too
     assert editor.planner.calls == []  # the answers were not planned
+
+
+def test_a_kept_instruction_of_the_same_turn_overlapping_the_forgotten_one_asks_first(
+        editor: Editor, tmp_path: Path, photo_300: Image.Image) -> None:
+    """ "Undo the sky but keep the car", the car's mask meeting the sky's in the same turn:
+    the parent the sky comes back from has no red car, so the person is asked, and the
+    result says the car is taken back where they overlap (it isn't "as in version 1")."""
+    session = Session.create(tmp_path, photo_300)
+    editor.grounder.boxes = {**BOXES, "the car": (0.6, 0.1, 0.95, 0.6)}  # into the sky
+    editor.turn(session, "sunset and a red car", plan=edit(
+        ("the sky", "make the sky a sunset"), ("the car", "make the car red")))  # v1
+    asked = editor.turn(session, "undo the sky but keep the car", plan=forget("the sky"))
+    assert asked.kind == "clarify", asked.message
+    assert asked.message == ("The car edit in version 1 also changed part of that area, and "
+                             "would be taken back there too; take the sky back anyway?")
+    assert len(session.versions()) == 2
+    done = editor.turn(session, "yes")
+    assert done.kind == "forget", done.message
+    assert "Where they overlap, the car edit in version 1 is taken back too." in done.message
+    sky, car = session.mask(1, 0), session.mask(1, 1)
+    overlap = sky & car
+    assert overlap.any()
+    assert np.array_equal(pixels(session, 2)[overlap], pixels(session, 0)[overlap])
+    away = car & ~reach(sky, session.version(1).provenance["feather_px"])
+    assert away.any() and np.array_equal(pixels(session, 2)[away], pixels(session, 1)[away])
 
 
 def test_a_name_nothing_matches_changes_nothing(editor: Editor, tmp_path: Path,
@@ -193,11 +218,17 @@ def test_the_chat_shows_a_forget_like_an_edit_and_a_goto_like_an_undo(
     monkeypatch.setattr(chat.planner, "plan",
                         lambda text, context: plans.get(text) or scripted(text, context))
     chat.emitter.clear()
-    chat.controller.message("undo the sky but keep the hat")
-    assert [item.kind for item in chat.emitter.shown if item.kind != "step"] == [
-        "pictures", "history"]
+    chat.controller.message("undo the sky but keep the hat")  # the hat (on the man) meets it
+    assert [item.kind for item in chat.emitter.shown if item.kind != "step"] == ["ask"]
+    assert "man edit in version 1 also changed part of that area" in chat.emitter.last(
+        "ask").text
+    chat.emitter.clear()
+    chat.controller.message("yes")
+    assert [item.kind for item in chat.emitter.shown if item.kind not in ("step", "closed")] \
+        == ["pictures", "history"]
     shown = chat.emitter.last("pictures")
     assert "Took back make the sky a sunset" in shown.text and "(version 2)" in shown.text
+    assert "the man edit in version 1 is taken back too" in shown.text
     assert "retry" not in buttons(shown)  # no engine made it: nothing to try again
     assert chat.emitter.steps()["Plan"].text == turn_steps.PLANS_WITHOUT_EDITS["forget"]
     node = {n.version: n for n in chat.emitter.last("history").history.nodes}[2]

@@ -16,6 +16,8 @@ const STYLE = `
 .pa-select-box { position: relative; width: 100%; touch-action: none; user-select: none;
   cursor: crosshair; line-height: 0; }
 .pa-select-box img { display: block; width: 100%; height: auto; }
+.pa-select[data-closed="true"] .pa-select-pick,
+.pa-select[data-closed="true"] .pa-select-candidate { opacity: 0.45; cursor: default; }
 .pa-select-box .pa-select-mask { position: absolute; inset: 0; height: 100%; pointer-events: none; }
 .pa-select-number { position: absolute; transform: translate(-50%, -50%); min-width: 26px;
   height: 26px; padding: 0 6px; border-radius: 13px; border: 2px solid white;
@@ -63,7 +65,9 @@ function NumberBadge({ number, colour, x, y, label }) {
 }
 
 function Candidates() {
-  const answer = (choice) => callAction({ name: "answer", payload: { text: choice } });
+  // An answered question's boxes stay to look at, not to click (props.closed).
+  const answer = (choice) => props.closed ? null
+    : callAction({ name: "answer", payload: { text: choice, question: props.question } });
   const candidates = props.candidates || [];
   const area = (c) => (c.box[2] - c.box[0]) * (c.box[3] - c.box[1]);
   // Smaller boxes above larger ones (a box inside another stays clickable); numbers above all.
@@ -71,14 +75,14 @@ function Candidates() {
   const at = (c) => ({ left: `${(100 * c.box[0]) / props.width}%`,
                        top: `${(100 * c.box[1]) / props.height}%` });
   return (
-    <div className="pa-select" data-mode="choose">
+    <div className="pa-select" data-mode="choose" data-closed={props.closed ? "true" : "false"}>
       <style>{STYLE}</style>
       <div className="pa-select-box" style={{ ...fit(), cursor: "default" }}>
         <img src={props.src} alt={props.name} draggable={false} />
         {ranked.map((c, z) => (
           <button key={c.number} type="button" className="pa-select-candidate"
                   data-number={c.number} title={`${c.number}: ${c.choice}`}
-                  aria-label={`Candidate ${c.number}: ${c.choice}`}
+                  aria-label={`Candidate ${c.number}: ${c.choice}`} disabled={!!props.closed}
                   style={{ ...at(c), zIndex: 1 + z, borderColor: c.colour,
                            width: `${(100 * (c.box[2] - c.box[0])) / props.width}%`,
                            height: `${(100 * (c.box[3] - c.box[1])) / props.height}%` }}
@@ -87,10 +91,14 @@ function Candidates() {
         {candidates.map((c) => (
           <button key={c.number} type="button" className="pa-select-number pa-select-pick"
                   data-number={c.number} aria-label={`Choose ${c.number}: ${c.choice}`}
+                  disabled={!!props.closed}
                   style={{ ...at(c), zIndex: 1000, background: c.colour, color: ink(c.colour) }}
                   onClick={() => answer(c.choice)}>{c.number}</button>
         ))}
       </div>
+      {props.closed && (
+        <div className="pa-select-message">Answered: these boxes no longer choose.</div>
+      )}
     </div>
   );
 }
@@ -173,8 +181,7 @@ function Selecting() {
       points = [p.points[0], at(event)];
     } else {
       kind = p.shift || exclude ? "exclude" : "include";
-      points = [p.points[0]];
-      if (kind === "exclude") number = focus;
+      points = [p.points[0]];  // an exclude without a chosen selection: the one under it
     }
     send("gesture", { kind, points, number, radius: props.brush });
   };
