@@ -57,6 +57,7 @@ from promptartisan.agent.planning.rules_reader import (
     ASK_UNKNOWN,
     GLOBAL_ATTRIBUTES,
     ClauseReader,
+    name_of,
     split_location,
 )
 from promptartisan.agent.planning.rules_targets import Phrase, Reading, is_noun_phrase_start
@@ -233,7 +234,10 @@ def follow_up(message: str, memory: Memory) -> list[Reading]:
     reader = ClauseReader(memory.refs)
     for pattern in _FOLLOW_UPS:
         match = pattern.fullmatch(text)
-        if match is None or reader.read(clean_clause(match["x"]), verbless=True) is not None:
+        if match is None:
+            continue
+        own = reader.read(clean_clause(match["x"]), verbless=True)
+        if own is not None and not own.referents:  # a thing named alone is no reading of its own
             continue
         subjects = reader.phrases(match["x"])
         if any(s.kind != "thing" or s.from_pronoun for s in subjects):
@@ -275,9 +279,10 @@ class RulesPlanner:
             return Plan(action="clarify", question=ASK_LESS), []
         readings = follow_up(message, memory) or self.read_message(message, memory.refs)
         questions = [r for r in readings if r.question]
-        if questions:
-            return Plan(action="clarify", question=questions[0].question), readings
         edits = [r for r in readings if r.complete]
+        if questions:
+            return Plan(action="clarify", question=_partial_question(edits, questions[0])), \
+                readings
         unsupported = " ".join(dict.fromkeys(r.unsupported for r in readings if r.unsupported))
         if edits:
             note = " ".join(n for n in (unsupported, _pronoun_note(edits)) if n) or None
@@ -287,6 +292,9 @@ class RulesPlanner:
         reply = chat_reply(message)
         if reply:
             return Plan(action="chat", reply=reply), readings
+        described = next((r.subject for r in readings if r.subject is not None), None)
+        if described is not None:
+            return Plan(action="clarify", question=ask_about(described)), readings
         return Plan(action="clarify", question=ASK_UNKNOWN), readings
 
     def recall(self, context: list[str]) -> Memory:
@@ -312,7 +320,7 @@ class RulesPlanner:
         for sentence in split_sentences(message):
             read = self._read_sentence(sentence, refs, latest)
             readings += read
-            latest = next((r for r in reversed(read) if r.edits), latest)
+            latest = next((r for r in reversed(read) if r.mentions), latest)
         return readings
 
     def _read_sentence(self, sentence: str, refs: list[Phrase],
@@ -329,14 +337,14 @@ class RulesPlanner:
 
         def reader() -> ClauseReader:
             last = readings[-1] if readings else None
-            done = last if last is not None and last.edits else settled
-            local = [s for s, _ in done.edits] if done is not None else []
+            done = last if last is not None and last.mentions else settled
+            local = done.mentions if done is not None else []
             last_head = next((s.head for s in reversed(local) if s.head), None)
             return ClauseReader(local or refs, last_head)
 
         def start(clause: str, reading: Reading | None) -> None:
             nonlocal settled
-            if readings and readings[-1] is not None and readings[-1].edits:
+            if readings and readings[-1] is not None and readings[-1].mentions:
                 settled = readings[-1]
             clauses.append(clause)
             readings.append(reading)
@@ -428,6 +436,21 @@ def _instructions(readings: list[Reading]) -> list[Instruction]:
             instructions.append(Instruction(target=subject.target, instruction=text,
                                             group=group))
     return instructions
+
+
+def ask_about(subject: Phrase) -> str:
+    """The question for a thing described or named with no change asked of it."""
+    return f"What should {name_of(subject)} look like instead, or what should I do to it?"
+
+
+def _partial_question(edits: list[Reading], vague: Reading) -> str:
+    """The question of a message read in part: what was understood, quoted, then what is
+    missing ("I'll make the shoes red. What should the socks become …?")."""
+    question = vague.question or ASK_UNKNOWN
+    if not edits:
+        return question
+    done = "; ".join(text for reading in edits for _, text in reading.edits)
+    return f"I'll {done}. {question}"
 
 
 def _pronoun_note(readings: list[Reading]) -> str | None:

@@ -37,6 +37,8 @@ class Phrase:
     plural: bool = False
     kind: str = "thing"  # thing | image | vague (names nothing) | unresolved (pronoun)
     from_pronoun: bool = False
+    described: bool = False  # named by a sentence that describes, not by an edit
+
 
     @property
     def head(self) -> str:
@@ -61,6 +63,15 @@ class Reading:
     unsupported: str | None = None  # a clause asking for what the editor can't do: why
     verbless: bool = False  # read by a verbless pattern ("darker", "at sunset")
     subject_text: str = ""  # the subject as written, every conjunct ("the flowers, the grass")
+    #: What a describing sentence names ("my son is holding a balloon": the balloon, the son),
+    #: for "it", "him" and "them" in the clauses after it; nothing to edit.
+    referents: list[Phrase] = field(default_factory=list)
+    unread: bool = False  # a piece no pattern read, kept to ask about what it names
+
+    @property
+    def mentions(self) -> list[Phrase]:
+        """What later pronouns may refer to: the edited targets, else the referents."""
+        return [subject for subject, _ in self.edits] or self.referents
 
     @property
     def complete(self) -> bool:
