@@ -278,8 +278,8 @@ class RulesPlanner:
         if _LESS.fullmatch(message.strip(" .!?")) and memory.edits:
             return Plan(action="clarify", question=ASK_LESS), []
         readings = follow_up(message, memory) or self.read_message(message, memory.refs)
-        questions = [r for r in readings if r.question]
         edits = [r for r in readings if r.complete]
+        questions = [r for r in readings if r.question] + _left_over(readings)
         if questions:
             return Plan(action="clarify", question=_partial_question(edits, questions[0])), \
                 readings
@@ -395,6 +395,10 @@ class RulesPlanner:
             return None
         verb = "turn" if previous.verb == "change" else previous.verb
         new = reader.read(f"{verb} {piece}", verbless=False)
+        if new is not None and new.question and previous.complete and new.subject is not None \
+                and new.subject.kind == "thing" and is_noun_phrase_start(piece) \
+                and not piece.split()[0].isdigit():
+            return None, new  # "make the shoes red and the socks": ask about the socks alone
         if new is None or not new.complete:
             return None
         if previous.question and previous.subject is not None and previous.ask == "change" \
@@ -436,6 +440,37 @@ def _instructions(readings: list[Reading]) -> list[Instruction]:
             instructions.append(Instruction(target=subject.target, instruction=text,
                                             group=group))
     return instructions
+
+
+def explain(text: str, context: list[str]) -> list[str]:
+    """How the rules read a message, a line per clause: its words, then the targets and
+    instructions it gave, the referents it named for later pronouns, or its question."""
+    plan, readings = RulesPlanner().understand(text, context)
+    lines = [f"message, as read: {normalize(text)!r}"]
+    for number, reading in enumerate(readings, start=1):
+        lines.append(f"clause {number}: {reading.source!r}")
+        lines += [f"  target {subject.target!r}: {instruction}"
+                  for subject, instruction in reading.edits]
+        if reading.referents:
+            lines.append("  names, for it/him/them later: "
+                         + ", ".join(repr(r.target) for r in reading.referents))
+        if reading.question:
+            lines.append(f"  asks: {reading.question}")
+    if not readings:
+        lines.append(f"no clause read: {plan.action}")
+    return lines
+
+
+def _left_over(readings: list[Reading]) -> list[Reading]:
+    """Things named after the last edit that nothing edits ("make the shoes red, the socks
+    are weird"): read in part, so asked about rather than dropped."""
+    last = max((i for i, r in enumerate(readings) if r.complete), default=None)
+    if last is None:
+        return []
+    used = {s.target for r in readings for s, _ in r.edits}
+    return [replace(r, question=f"Did you also want something done to {name_of(r.subject)}?")
+            for r in readings[last + 1:] if r.subject is not None and r.referents
+            and len(name_of(r.subject).split()) > 1 and r.subject.target not in used]
 
 
 def ask_about(subject: Phrase) -> str:
