@@ -26,7 +26,7 @@ SHORTHAND = {
     "im": "i'm", "dont": "don't", "cant": "can't", "id": "i'd", "thats": "that's",
     "whats": "what's", "wouldnt": "wouldn't", "couldnt": "couldn't", "shouldnt": "shouldn't",
     "isnt": "isn't", "wasnt": "wasn't", "werent": "weren't", "itd": "it'd",
-    "gimme": "give me", "gotta": "have to", "hafta": "have to",
+    "gimme": "i want", "gotta": "have to", "hafta": "have to",
     "cud": "could", "cld": "could", "wd": "would", "shd": "should", "ya": "you", "yah": "yeah",
     "n": "and", "b4": "before", "abt": "about", "bc": "because", "cuz": "because",
     "coz": "because", "cos": "because", "smth": "something", "sth": "something",

@@ -19,7 +19,8 @@ LEADING_FILLER = re.compile(
     r"first off|first of all|first things first|first thing|second(?: thing)?|third(?: thing)?|"
     r"thirdly|next up|afterwards|to (?:begin|start)(?: with)?|start by|begin by|last of all|"
     r"last but not least|and finally|1st|2nd|3rd|4th|step (?:one|two|three|four|\d)|"
-    r"before anything else|sorry|so like|yo|after you|once you|when you|"
+    r"before anything else|sorry|so like|like(?= (?:make|turn|add|remove|change|put|give|can|"
+    r"could)\b)|yo|after you|once you|when you|have to|need to|must|"
     r"instead|plus|maybe|perhaps|just|thanks|thank you|hi|hello|"
     r"hey|yo|wait|oops|"
     r"please|pls|kindly|can you|could you|would you|will you|would you mind|do you mind|"
@@ -55,8 +56,10 @@ DROPPED = re.compile(
     r"last of all|finally|lastly|to finish|and then|after that|afterwards|next)$")
 #: Where an exception is said inside a clause ("all the balloons red apart from the big one"):
 #: the exception is cut from what the patterns read, and said in the plan's note.
-EXCEPTION = re.compile(r",?\s+(?:except(?: for)?|apart from|other than|save for|but not)\s+"
-                       r"(?P<x>(?:the|a|an|this|that|these|those|my|his|her|its|their|our) .+)$")
+_EXCEPTED = (r",?\s+(?:except(?: for)?|apart from|other than|save for|but not)\s+"
+             r"(?P<x>(?:the|a|an|this|that|these|those|my|his|her|its|their|our) [^,.;!?]+)")
+EXCEPTION = re.compile(_EXCEPTED + "$")
+EXCEPTION_INSIDE = re.compile(_EXCEPTED)
 _BINOMIALS = [
     "black and white", "salt and pepper", "rock and roll", "bread and butter",
     "fish and chips", "mac and cheese", "macaroni and cheese", "peanut butter and jelly",
@@ -82,8 +85,9 @@ stripped over several rounds."""
 
 
 def clean_clause(text: str) -> str:
-    """A clause without politeness, fillers and trailing "please": the part patterns read."""
-    text = text.strip(" ,.!?")
+    """A clause without politeness, fillers and trailing "please": the part patterns read; an
+    exception at its end ("… except the big one") is cut (`exceptions` names it)."""
+    text = EXCEPTION.sub("", text.strip(" ,.!?"))
     for _ in range(3):
         before = text
         text = LEADING_FILLER.sub("", text).strip(" ,")
@@ -93,6 +97,12 @@ def clean_clause(text: str) -> str:
             break
     gerund = _GERUND_START.match(text)
     return _GERUND[gerund[1]] + text[gerund.end(1):] if gerund else text
+
+
+def exceptions(message: str) -> list[str]:
+    """What a message excepts from its targets ("all the balloons red apart from the big one"):
+    said in the plan's note, since a region can't leave part of itself out."""
+    return [m["x"] for m in EXCEPTION_INSIDE.finditer(message)]
 
 
 def split_sentences(message: str) -> list[str]:

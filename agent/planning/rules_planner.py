@@ -49,6 +49,7 @@ from promptartisan.agent.planning.rules_clauses import (
     LEADING_FILLER,
     SEPARATOR,
     clean_clause,
+    exceptions,
     protect,
     split_sentences,
     unprotect,
@@ -249,6 +250,18 @@ def follow_up(message: str, memory: Memory) -> list[Reading]:
     return []
 
 
+#: A sentence that is only a verb, before a list: "Remove: the cones, the trash can"; the
+#: vague ones ("change the following:") announce the list and are dropped.
+_HEADING_VERB = re.compile(r"(?P<verb>remove|add|delete|erase|get rid of|put in|insert|change|"
+                           r"edit|fix|do|make)(?: (?:the following|these|this|these things|"
+                           r"the following (?:things|changes|edits)))?")
+_VAGUE_HEADINGS = {"change", "edit", "fix", "do", "make"}
+#: A kept part with its exception: "leave everything as is except the bench".
+_KEPT_BUT = re.compile(r"(?:leave|keep|don'?t (?:change|touch)|change|touch|edit|alter) "
+                       r"(?:everything|nothing|all)(?: else)?(?: (?:as is|as it is|alone|the same|"
+                       r"untouched))? (?:except(?: for)?|but|apart from|other than|besides|save) "
+                       r"(?P<x>.+)")
+
 MAX_CLAUSE_CHARS = 400
 """The longest clause that pieces are glued into (see `RulesPlanner._read_sentence`): several
 times the longest request a person writes as one clause."""
@@ -285,7 +298,10 @@ class RulesPlanner:
                 readings
         unsupported = " ".join(dict.fromkeys(r.unsupported for r in readings if r.unsupported))
         if edits:
-            note = " ".join(n for n in (unsupported, _pronoun_note(edits)) if n) or None
+            excepted = exceptions(message)
+            kept = ("Not left out: " + ", ".join(excepted) + " (one region can't leave part of "
+                    "itself out; select it and undo, or draw a mask).") if excepted else None
+            note = " ".join(n for n in (unsupported, _pronoun_note(edits), kept) if n) or None
             return Plan(action="edit", instructions=_instructions(edits), note=note), readings
         if unsupported:
             return Plan(action="chat", reply=unsupported), readings
@@ -317,7 +333,15 @@ class RulesPlanner:
     def read_message(self, message: str, refs: list[Phrase]) -> list[Reading]:
         readings: list[Reading] = []
         latest: Reading | None = None  # the latest reading with edits: what "it" means next
-        for sentence in split_sentences(message):
+        sentences = split_sentences(message)
+        for index, sentence in enumerate(sentences):
+            heading = _HEADING_VERB.fullmatch(clean_clause(sentence))
+            if heading and index + 1 < len(sentences):  # "Remove: the cones, the trash can"
+                verb = heading["verb"]
+                if verb not in _VAGUE_HEADINGS:
+                    items = re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+", sentences[index + 1])
+                    sentences[index + 1] = "; ".join(f"{verb} {item}" for item in items)
+                continue
             read = self._read_sentence(sentence, refs, latest)
             readings += read
             latest = next((r for r in reversed(read) if r.mentions), latest)
@@ -349,12 +373,23 @@ class RulesPlanner:
             clauses.append(clause)
             readings.append(reading)
 
+        items = self._items(parts, reader())
+        if items:
+            return items
         for index in range(0, len(parts), 2):
             piece = clean_clause(unprotect(parts[index]))
-            if not piece or DROPPED.match(piece):
+            kept = _KEPT_BUT.fullmatch(piece)
+            if kept:  # "leave everything as is except the bench": the bench is the topic
+                piece = f"only {kept['x']}"
+            elif not piece or DROPPED.match(piece):
                 continue
             first = not clauses
             reading = reader().read(piece, verbless=first)
+            if reading is None and not first and index + 2 < len(parts):
+                topic = self._topic(piece, clean_clause(unprotect(parts[index + 2])), reader())
+                if topic is not None:  # "…, and then the dog, make it a wolf"
+                    start(parts[index], topic)
+                    continue
             if reading is not None or first:
                 start(parts[index], reading)
                 continue
@@ -381,10 +416,41 @@ class RulesPlanner:
         return [r for r in readings if r is not None]
 
     @staticmethod
+    def _items(parts: list[str], reader: ClauseReader) -> list[Reading]:
+        """A sentence that is a list of items, each a thing and its change ("hat -> yellow,
+        scarf -> blue", "jacket leather, boots black"), maybe after a heading ("colors, …"):
+        one reading per item. Empty when any item is not one."""
+        pieces = [clean_clause(unprotect(parts[i])) for i in range(0, len(parts), 2)]
+        if len(pieces) < 2 or any(parts[i].strip() not in {",", ";"}
+                                  for i in range(1, len(parts), 2)):
+            return []
+        read = [reader.read(piece, verbless=True) for piece in pieces]
+        if read[0] is None or not read[0].complete:
+            read, pieces = read[1:], pieces[1:]  # a heading
+        own = [r for r in read if r is not None and r.complete and r.verbless
+               and all(s.kind == "thing" and not s.from_pronoun for s, _ in r.edits)]
+        return own if len(own) == len(read) >= 2 else []
+
+    @staticmethod
+    def _topic(piece: str, following: str, reader: ClauseReader) -> Reading | None:
+        """A thing named on its own ("the dog") when the next clause says what to do to it
+        with a pronoun ("make it a wolf")."""
+        named = reader.read(f"only {piece}", verbless=False)
+        if named is None or not named.referents:
+            return None
+        after = ClauseReader(named.referents).read(following, verbless=False)
+        if after is None or not after.complete or not all(
+                s.from_pronoun for s, _ in after.edits):
+            return None
+        return named
+
+    @staticmethod
     def _elliptic(previous: Reading | None, piece: str,
                   reader: ClauseReader) -> tuple[Reading | None, Reading] | None:
         """A piece that repeats the previous verb: "… and the right car green" (a clause of its
         own), or "turn the cat and the dog into tigers" (the change shared by both)."""
+        piece = piece.removeprefix("with ") if piece.startswith(("with a ", "with an ",
+                                                                 "with some ")) else piece
         glued = previous is not None and previous.verb == "add" and not split_location(
             previous.source)[2]  # "add a hat and a scarf to the snowman": one addition
         if piece.split()[0] in {"a", "an", "some"} and split_location(piece)[2] and not glued:

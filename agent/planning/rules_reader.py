@@ -100,7 +100,7 @@ _ADD_VERBS = (r"add|insert|write|engrave|carve|spray paint|spray-paint|scribble|
               r"include|draw|paint|put|place|stick|hang|sprinkle|scatter|throw|"
               r"plant|attach|pop|slap|overlay|create|generate|show|spawn|bring|position|lay|"
               r"set|drop|fill in|introduce|give me|i want|i'?d like|i need|we want|"
-              r"there should be|there needs to be|let there be|can there be|have")
+              r"there should be|there needs to be|let there be|can there be|have|want")
 _VAGUE_VERBS = (r"edit|fix|improve|enhance|modify|alter|adjust|tweak|change|update|retouch|"
                 r"touch up|beautify|polish|upgrade|work on|do something (?:to|with)|jazz up|"
                 r"spice up|liven up|redo|rework|refine|play with|mess with|mess around with|"
@@ -229,7 +229,7 @@ class ClauseReader:
             ref = (things or self.refs)[-1:] if self.refs else []
             return [replace(ref[0], from_pronoun=True)] if ref else [IMPLICIT_IMAGE]
         if raw in PLURAL_PRONOUNS:
-            plural = _trailing(self.refs, lambda ref: ref.plural)
+            plural = [ref for ref in self.refs if ref.plural]
             if self.refs:
                 return [replace(ref, from_pronoun=True) for ref in plural or self.refs]
             return [Phrase(raw, "", plural=True, kind="unresolved")]
@@ -456,6 +456,15 @@ class ClauseReader:
         return self._edits(subjects, lambda s: f"make {s.text} in {style} style", verb="make",
                            change=f"in {style} style")
 
+    def _item(self, match: re.Match[str]) -> Reading | None:
+        """A list item "shirt to red", "dog as a wolf": a thing and what it becomes (a change
+        or a new thing), never "back to the stormy one" or "up to 40"."""
+        words = match["y"].split()
+        if match["x"].split()[0] in _NOT_A_VERB | {"back", "up", "down", "go", "message"} or not (
+                words[0] in {"a", "an"} or is_change_phrase(words) or global_kind(match["y"])):
+            return None
+        return self._into(match)
+
     def _fill(self, match: re.Match[str]) -> Reading:
         return self._edits(self.phrases(match["x"]),
                            lambda s: f"fill {s.text} with {match['y']}", verb="fill")
@@ -633,7 +642,8 @@ class ClauseReader:
     def _add(self, match: re.Match[str]) -> Reading | None:
         verb, rest = match["verb"], match["rest"]
         thing, preposition, place = split_location(rest)
-        if verb in {"i want", "i'd like", "id like", "i need", "we want", "give me", "have"}:
+        if verb in {"i want", "i'd like", "id like", "i need", "we want", "give me", "have",
+                    "want"}:
             subject, change = split_subject_change(rest)
             if change in _REMOVED_STATES:
                 return self._edits(self.phrases(subject), lambda s: f"remove {s.text}",
@@ -956,6 +966,10 @@ class ClauseReader:
              r"holding|have|has) (?P<y>.+)$", _wear, False),
             (r"^(?:dress) (?P<x>.+?) (?:in|as|up as|up in) (?P<y>.+)$", _dress, False),
             (r"^make sure (?P<x>.+?) (?:is|are|looks?) (?P<y>.+)$", _make_xy, False),
+            (r"^(?:once|as soon as|after|when|now that) (?P<x>.+?) (?:is|are|looks?) (?P<y>.+)$",
+             _make_xy, False),  # "once the sky is purple, add stars to it"
+            (r"^(?:can|could|may) (?P<x>.+?) (?P<verb>have|wear|hold|carry) (?P<y>.+)$",
+             _should_have, False),
             (rf"^(?P<verb>{_CHANGE_VERBS}) (?P<rest>.+)$", _change_verb, False),
             (rf"^(?P<verb>{_ADD_VERBS}) (?P<rest>.+)$", _add, False),
             (r"^(?P<x>.+?) (?:should|must|needs to|need to|has to|have to|could|would|"
@@ -1025,6 +1039,8 @@ class ClauseReader:
              r"(?:style|aesthetic|look|vibe|vibes|feel|esque|inspired)$", _style, True),
             (r"^(?:a |an |some )?(?:different|other|another) (?P<x>.+)$", _unnamed_change, True),
             (r"^(?P<x>.+?) into (?P<y>.+)$", _into, True),
+            (r"^(?P<x>(?:the |my |his |her |its |their |our )?[a-z][\w']*(?: [\w']+){0,2}) "
+             r"(?:to|as) (?P<y>.+)$", _item, True),
             (r"^(?P<x>(?:the |my |his |her |its |their |our )?[a-z][\w' ]*?) (?:on|off)$",
              _as_is, True),
 
@@ -1039,16 +1055,6 @@ class ClauseReader:
 #: First words that make no verb of a particle clause ("the sky up", "it up").
 _NOT_A_VERB = DETERMINERS | SUBJECT_PRONOUNS | PREPOSITIONS | {"there", "here", "i", "we",
                                                                   "you", "and", "or", "not"}
-
-
-def _trailing(refs: list[Phrase], fits: Callable[[Phrase], bool]) -> list[Phrase]:
-    """The last run of referents that fit: "his eyes" in [uncle, his eyes] for "them"."""
-    run: list[Phrase] = []
-    for ref in reversed(refs):
-        if not fits(ref):
-            break
-        run.insert(0, ref)
-    return run
 
 
 _QUESTION_WORDS = {"what", "how", "why", "which", "who", "where", "when", "whose"}

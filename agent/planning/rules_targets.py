@@ -94,7 +94,7 @@ PREPOSITIONS = {"in", "on", "at", "with", "of", "from", "near", "next", "behind"
                  "before", "during", "like", "as", "for", "without", "except"}
 IMAGE_LOCATIVE = re.compile(
     r"\s+(?:in|from|of|on|out of|off)\s+(?:the|this|my|our)\s+(?:whole\s+|entire\s+)?"
-    r"(?:image|photo|picture|shot|scene|photograph|frame)$")
+    r"(?:image|photo|picture|shot|scene|photograph|frame|one|version)$")
 _ATTRIBUTE_OF = re.compile(r"^(?:the\s+)?(?P<attr>[a-z ]+?)\s+of\s+(?P<np>.+)$")
 _ATTRIBUTE_POSSESSIVE = re.compile(r"^(?P<np>.+?)(?:'s?)?\s+(?P<attr>[a-z]+)$")
 
