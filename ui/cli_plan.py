@@ -1,6 +1,7 @@
 """`promptartisan plan [--planner auto|rules|llm:ID] [--context TEXT]… TEXT` or `… --jsonl FILE`:
 what a planner makes of a request, as Plan JSON; `… --score [--cases FILE]`: how many of the
-phrasing corpus's cases it plans correctly. No image and no model beyond the planner's."""
+phrasing corpus's cases it plans correctly; `… --explain TEXT`: the clauses and targets the rules
+planner found. No image and no model beyond the planner's."""
 
 from __future__ import annotations
 
@@ -34,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     parser.add_argument("--jsonl", type=Path, metavar="FILE",
                         help='plan each line {"context": [...], "user": "..."} of FILE '
                              "('-' reads standard input)")
+    parser.add_argument("--explain", action="store_true",
+                        help="with TEXT: after the plan, the clauses and targets the rules "
+                             "planner found in it")
     parser.add_argument("--score", action="store_true",
                         help="plan every case of the phrasing corpus and print the misses, "
                              "the score per kind, the latency p50/p99 and 'K/N correct'")
@@ -56,8 +60,15 @@ def _plan(args: argparse.Namespace) -> int:
         raise ValueError("--context goes with TEXT; in --jsonl each line has its own context")
     settings = settings_from_args(args, planner=args.planner)
     planner = load_planner(settings.planner, settings)
+    if args.explain and args.text is None:
+        raise ValueError("--explain goes with a request TEXT")
     if args.text is not None:
         print(plan_turn(planner, args.text, args.context).model_dump_json(indent=2))
+        if args.explain:
+            from promptartisan.agent.planning.rules_planner import explain
+
+            print("\n".join(["", "the rules planner's reading:", *explain(args.text,
+                                                                           args.context)]))
         return 0
     if str(args.jsonl) == "-":
         _plan_lines(planner, sys.stdin, "-")

@@ -128,9 +128,12 @@ def plan_text(plan: Any) -> str:
 
 
 def planned_by(plan: Any) -> str:
-    """The plan step's last line: which planner made the plan ('' when the plan doesn't say)."""
+    """The plan step's last line: which planner made the plan and, when auto chose it, why
+    ('' when the plan doesn't say)."""
     name = getattr(plan, "planner", None)
-    return f"\n\n*Planned by {md(name)}.*" if name else ""
+    reason = getattr(plan, "planner_reason", None)
+    why = f" ({md(reason)})" if reason else ""
+    return f"\n\n*Planned by {md(name)}{why}.*" if name else ""
 
 
 def grounding_text(plan: Any, groundings: Sequence[Any] | None) -> str:

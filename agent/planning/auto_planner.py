@@ -181,4 +181,5 @@ class AutoPlanner:
         choice = self.choice
         planned = plan_turn(choice.planner, text, context,
                             None if history is None else lambda: history, cancel)
-        return planned if planned.planner else planned.model_copy(update={"planner": choice.name})
+        return planned.model_copy(update={"planner": planned.planner or choice.name,
+                                          "planner_reason": choice.reason})

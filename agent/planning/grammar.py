@@ -26,7 +26,27 @@ SHORTHAND = {
     "im": "i'm", "dont": "don't", "cant": "can't", "id": "i'd", "thats": "that's",
     "whats": "what's", "wouldnt": "wouldn't", "couldnt": "couldn't", "shouldnt": "shouldn't",
     "isnt": "isn't", "wasnt": "wasn't", "werent": "weren't", "itd": "it'd",
+    "gimme": "i want", "gotta": "have to", "hafta": "have to",
+    "cud": "could", "cld": "could", "wd": "would", "shd": "should", "ya": "you", "yah": "yeah",
+    "n": "and", "b4": "before", "abt": "about", "bc": "because", "cuz": "because",
+    "coz": "because", "cos": "because", "smth": "something", "sth": "something",
+    "rly": "really", "sry": "sorry", "srsly": "seriously", "prolly": "probably",
+    "kinda": "kind of", "sorta": "sort of", "outta": "out of", "w": "with",
 }
+#: Chat words that carry no request (hedges, intensifiers, "right now"): dropped wherever they
+#: stand, as whole words.
+DISCOURSE = {"rn", "tho", "ngl", "tbh", "imo", "imho", "idk", "lowkey", "highkey",
+             "fr", "af", "lol", "lmao", "omg", "literally", "basically", "y'know"}
+#: "the car's kinda dull": "'s" before a degree word is "is", not a possessive.
+_IS_CONTRACTED = re.compile(r"(?<=\w)'s (?=(?:kind of|sort of|so|really|too|very|a bit|"
+                            r"a little|pretty|quite|way|not|super|all|looking|getting)\b)")
+#: A label and its value inside a line, "hat: yellow" or "sky - dusk", between separators:
+#: read as "hat -> yellow" (a list item of its own).
+_LABEL_PAIRS = {mark: re.compile(
+    r"(?:(?<=^)|(?<=[,;:.\n])|(?<=[,;:.]\s))\s*(?P<x>[a-z][\w']*(?: [\w']+){0,2})"
+    rf"\s*{mark}\s+(?P<y>[\w'-]+(?: [\w'-]+){{0,3}})\s*(?=[,;.\n]|$)") for mark in (":", r"\s-")}
+_NO_LABEL = {"i", "we", "you", "it", "make", "turn", "add", "remove", "please", "and", "undo",
+             "redo", "go", "step", "note", "ps"}
 
 
 #: How items of a list are marked: "1)", "(2)", "3.", "4 -", "a)", "ii)", "step 5:", bullets.
@@ -68,7 +88,31 @@ def split_list(text: str) -> str:
         items += line.split(_ITEM_BREAK) if listed else [line]
     if listed:
         items = [_LABELLED.sub(r"\g<x> -> \g<y>", item) for item in items]
+    items = [_label_pairs(item) for item in items]
     return _ITEM_BREAK.join(item for item in items if item.strip())
+
+
+def _label_pairs(item: str) -> str:
+    """ "hat: yellow" → "hat -> yellow", "sky - dusk, car - blue" → "sky -> dusk, car -> blue".
+    A label has no verb of its own ("I have a request: …" stays), a value no relation of its
+    own ("edits: shirt to red" is a heading), and a dash marks pairs only when two or more
+    stand in one line ("make it pop - red" stays)."""
+    for mark, pattern in _LABEL_PAIRS.items():
+        pairs = [m for m in pattern.finditer(item) if m["x"].split()[0] not in _NO_LABEL
+                 and _is_value(m["y"].split())]
+        if mark == ":" or len(pairs) >= 2:
+            for m in reversed(pairs):
+                item = f"{item[: m.start()]} {m['x']} -> {m['y']}{item[m.end():]}"
+    return item
+
+
+def _is_value(words: list[str]) -> bool:
+    """What a label's value may be: a change ("yellow", "marble", "dusk", "on") or a new thing
+    ("a beach"), never a relation of its own ("shirt to red") or a plain noun ("tokenizer")."""
+    if {"to", "into", "as", "-", "->", "=>"} & set(words):
+        return False
+    return words[0] in {"a", "an", "on", "off", "gone", "removed"} or is_change_phrase(words) \
+        or global_kind(" ".join(words)) is not None
 
 
 def normalize(text: str) -> str:
@@ -80,7 +124,8 @@ def normalize(text: str) -> str:
     text = re.sub(r"\s*(?:->|=>)\s*", " into ", text)
     text = re.sub(r"(?<=\w)\s*&\s*(?=\w)", " and ", text)
     words = [SHORTHAND.get(word, word) for word in text.split()]
-    return " ".join(words)
+    text = " ".join(word for word in words if word.strip(",.!?") not in DISCOURSE)
+    return _IS_CONTRACTED.sub(" is ", text)
 
 
 # --- determiners and pronouns -----------------------------------------------------------
@@ -118,7 +163,14 @@ ANIMATE = {
     "teacher", "doctor", "soldier", "king", "queen", "prince", "princess", "dog", "cat",
     "horse", "puppy", "kitten", "bird", "cow", "sheep", "bear", "lion", "tiger", "monkey",
     "rabbit", "fox", "wolf", "deer", "elephant", "giraffe", "zebra", "snowman", "statue",
+    "son", "daughter", "brother", "sister", "uncle", "aunt", "friend",
+    "husband", "wife", "boyfriend", "girlfriend", "cousin", "nephew", "niece", "grandson",
+    "granddaughter", "grandmother", "grandfather", "parents", "family", "toddler",
+    "guest", "guests", "couple", "gentleman", "mate", "buddy", "colleague", "partner",
 }
+#: Animals among `ANIMATE`: "it" may mean one of these, never a person.
+ANIMALS = {"dog", "cat", "horse", "puppy", "kitten", "bird", "cow", "sheep", "bear", "lion",
+           "tiger", "monkey", "rabbit", "fox", "wolf", "deer", "elephant", "giraffe", "zebra"}
 
 # --- adjectives -------------------------------------------------------------------------
 
@@ -304,6 +356,51 @@ STYLES = {
     "line art", "doodle", "embroidery", "tapestry", "fresco", "art", "artwork", "portrait",
     "poster", "postcard", "storybook", "pixelated", "lego", "render", "artistic",
 }
+#: Verbs in -ify/-ize that are ordinary English, not a style made into a verb.
+ORDINARY_IZE_VERBS = {
+    "modify", "beautify", "simplify", "intensify", "clarify", "justify", "specify", "verify",
+    "identify", "notify", "amplify", "magnify", "purify", "solidify", "liquify", "liquefy",
+    "electrify", "glorify", "horrify", "terrify", "satisfy", "unify", "classify", "quantify",
+    "rectify", "falsify", "diversify", "exemplify", "gratify", "qualify", "certify", "mystify",
+    "resize", "realize", "realise", "organize", "organise", "optimize", "optimise", "stylize",
+    "stylise", "minimize", "maximize", "emphasize", "recognize", "sanitize", "prioritize",
+    "finalize", "apologize", "personalize", "customize", "summarize", "visualize",
+    "standardize", "equalize", "normalize", "neutralize", "harmonize", "colorize", "energize",
+    "randomize", "synchronize", "categorize", "memorize", "size", "prize", "seize", "capsize",
+    "supersize", "downsize", "upsize", "itemize", "digitize", "vectorize", "authorize",
+    "criticize", "utilize", "mobilize", "stabilize", "symbolize", "sympathize", "revitalize",
+    "rise", "raise", "praise", "advise", "revise", "devise", "surprise", "comprise", "promise",
+    "exercise", "advertise", "supervise", "improvise", "despise", "otherwise", "chastise",
+    "disguise", "bruise", "cruise", "franchise", "televise", "defy", "deify", "edify",
+}
+#: Styles whose verb is spelled apart from their name ("pixelate" → pixel art).
+STYLE_VERBS = {"pixelate": "pixel art", "pixellate": "pixel art", "zombify": "zombie",
+               "zombiefy": "zombie", "posterize": "poster", "cartoonize": "cartoon"}
+_STYLE_SUFFIX = re.compile(r"^(?P<stem>[a-z][a-z0-9-]*?)-?(?:ify|fy|ize|ise)$")
+
+
+def style_of_verb(verb: str) -> str | None:
+    """The style a verb is made of: "anime-fy" → anime, "watercolorize" → watercolor,
+    "pixelate" → pixel art, "steampunk" (a style used as a verb) → steampunk; None for
+    ordinary verbs ("modify", "realize") and words that are no style. A hyphenated coinage
+    ("minecraft-ify") is a style whatever its stem."""
+    if verb in STYLE_VERBS:
+        return STYLE_VERBS[verb]
+    if verb in STYLES and verb not in {"painting", "painted", "render", "art", "style",
+                                       "drawing", "negative", "portrait", "artistic"}:
+        return verb
+    match = _STYLE_SUFFIX.match(verb)
+    if match is None or verb in ORDINARY_IZE_VERBS:
+        return None
+    stem = match["stem"].rstrip("-")
+    if len(stem) < 3:
+        return None
+    for candidate in (stem, stem + "e", stem + "y", stem.removesuffix("i") + "y"):
+        if candidate in STYLES:
+            return candidate
+    return stem if "-" in verb or verb.endswith(("ify", "ize")) else None
+
+
 SEASONS = {"winter", "wintertime", "wintry", "wintery", "summer", "summertime", "summery",
            "autumn", "autumnal", "fall", "spring", "springtime", "christmas", "halloween"}
 TIMES_OF_DAY = {"night", "nighttime", "night-time", "midnight", "evening", "dusk", "twilight",

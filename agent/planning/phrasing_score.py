@@ -11,8 +11,9 @@ particle verbs, wishes about an unnamed quality), each with what a correct plan 
   description.
 - ``forget``: as many items as the plan's, each with its key words in a distinct one of them.
 - ``instructions`` (edit): as many as the plan's, each paired with a distinct instruction whose
-  target is the expected one once both are normalised (lower case, no articles, the whole
-  image's names read as ``image``) and whose instruction holds every key word (``a|b``: either).
+  target is the expected one (``a|b``: either) once both are normalised (lower case, no
+  articles, the whole image's names read as ``image``) and whose instruction holds every key
+  word (``a|b``: either).
 
 A case is correct when all of these hold; the score is `K/N correct`.
 """
@@ -146,7 +147,8 @@ def why_wrong(case: Case, plan: Plan) -> str | None:
         wanted = expect.get("instructions", [])
 
         def fits(want: dict[str, Any], have: Any) -> bool:
-            return normalise_target(have.target) == normalise_target(want["target"]) and \
+            return normalise_target(have.target) in {
+                normalise_target(alt) for alt in want["target"].split("|")} and \
                 _has_words(have.instruction, want.get("words", []))
 
         if not _paired(wanted, plan.instructions, fits):

@@ -97,6 +97,9 @@ class Plan(BaseModel):
     planner: SkipJsonSchema[str | None] = Field(
         default=None, description="Which planner made this plan ('rules', 'ollama:MODEL'): set "
         "by the program, never asked of a model (it is not in the JSON schema).")
+    planner_reason: SkipJsonSchema[str | None] = Field(
+        default=None, description="Why `planner = auto` chose that planner ('no GPU for the "
+        "local model; no Ollama at …'): set by the program, never asked of a model.")
 
     @model_validator(mode="after")
     def _consistent(self) -> Plan:

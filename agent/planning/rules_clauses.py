@@ -16,6 +16,11 @@ LEADING_FILLER = re.compile(
     r"^(?:(?:no|nope|right|yes|yeah|yep|sure|great|cool|nice|perfect)\s*[,!]\s*|(?:and|then|also|"
     r"now|next|finally|first|"
     r"firstly|secondly|lastly|after that|oh|ok|okay|so|well|alright|um|uh|hmm|ah|actually|"
+    r"first off|first of all|first things first|first thing|second(?: thing)?|third(?: thing)?|"
+    r"thirdly|next up|afterwards|to (?:begin|start)(?: with)?|start by|begin by|last of all|"
+    r"last but not least|and finally|1st|2nd|3rd|4th|step (?:one|two|three|four|\d)|"
+    r"before anything else|sorry|so like|like(?= (?:make|turn|add|remove|change|put|give|can|"
+    r"could)\b)|yo|after you|once you|when you|have to|need to|must|"
     r"instead|plus|maybe|perhaps|just|thanks|thank you|hi|hello|"
     r"hey|yo|wait|oops|"
     r"please|pls|kindly|can you|could you|would you|will you|would you mind|do you mind|"
@@ -26,6 +31,7 @@ LEADING_FILLER = re.compile(
     r"quickly|also please|lets|now please|i think|i guess|somehow|see if you can)\b[,\s]*)+")
 _TRAILING_FILLER = re.compile(
     r"(?:[,\s]+(?:please|for me|thanks|thank you|if you can|if possible|if you could|too|"
+    r"(?:because|since) .+|without (?:touching|changing|affecting|altering) .+|"
     r"as well|instead|now|again|real quick|quickly|ok|okay|for once|right now|thx|lol|lmao|"
     r"haha|hehe|:\)|:d|xd|asap|already|thanks in advance|ty|cheers|"
     r"in (?:the|this|my) (?:image|photo|picture|pic|shot|scene)|"
@@ -41,7 +47,19 @@ DROPPED = re.compile(
     r"^(?:(?:but |and |while |without )?(?:keep|keeping|leave|leaving|don'?t (?:change|touch"
     r"|alter|modify)|do not (?:change|touch)|without (?:changing|touching|altering)|"
     r"preserve|preserving)\b.*|thanks|thank you|please|ok|okay|great|perfect|nice|cool|"
-    r"awesome|hi|hello|hey|yes|no|now|then|also|and|wait|oops|hmm|actually)$")
+    r"awesome|hi|hello|hey|yes|no|now|then|also|and|wait|oops|hmm|actually|"
+    # what stays as it is: "not the hats", "except the big one", "the laces should stay white"
+    r"(?:but |and )?(?:not|except|except for|apart from|other than|save for|besides) .+|"
+    r".+ (?:stays?|should stay|can stay|remains?|should remain|can remain|is fine|are fine)"
+    r"(?: .+)?|nothing else|no (?:other )?changes? (?:to|on) .+|"
+    # sequencing said on its own: "last of all", "to finish"
+    r"last of all|finally|lastly|to finish|and then|after that|afterwards|next)$")
+#: Where an exception is said inside a clause ("all the balloons red apart from the big one"):
+#: the exception is cut from what the patterns read, and said in the plan's note.
+_EXCEPTED = (r",?\s+(?:except(?: for)?|apart from|other than|save for|but not)\s+"
+             r"(?P<x>(?:the|a|an|this|that|these|those|my|his|her|its|their|our) [^,.;!?]+)")
+EXCEPTION = re.compile(_EXCEPTED + "$")
+EXCEPTION_INSIDE = re.compile(_EXCEPTED)
 _BINOMIALS = [
     "black and white", "salt and pepper", "rock and roll", "bread and butter",
     "fish and chips", "mac and cheese", "macaroni and cheese", "peanut butter and jelly",
@@ -67,8 +85,9 @@ stripped over several rounds."""
 
 
 def clean_clause(text: str) -> str:
-    """A clause without politeness, fillers and trailing "please": the part patterns read."""
-    text = text.strip(" ,.!?")
+    """A clause without politeness, fillers and trailing "please": the part patterns read; an
+    exception at its end ("… except the big one") is cut (`exceptions` names it)."""
+    text = EXCEPTION.sub("", text.strip(" ,.!?"))
     for _ in range(3):
         before = text
         text = LEADING_FILLER.sub("", text).strip(" ,")
@@ -80,11 +99,24 @@ def clean_clause(text: str) -> str:
     return _GERUND[gerund[1]] + text[gerund.end(1):] if gerund else text
 
 
+def exceptions(message: str) -> list[str]:
+    """What a message excepts from its targets ("all the balloons red apart from the big one"):
+    said in the plan's note, since a region can't leave part of itself out."""
+    return [m["x"] for m in EXCEPTION_INSIDE.finditer(message)]
+
+
 def split_sentences(message: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(message) if s.strip(" ,")]
 
 
+_BUT_EXCEPT = re.compile(r"\b(everyone|everybody|everything|all|nothing|anything|no one|"
+                        r"every \w+|all the \w+) but (?=the |a |an |my |his |her |their )")
+
+
 def protect(sentence: str) -> str:
+    """Pairs that are one thing ("black and white") and "everyone but X" (an exception, not a
+    second clause) kept from the split on and/but."""
+    sentence = _BUT_EXCEPT.sub(r"\1 except ", sentence)
     for phrase in _BINOMIALS:
         sentence = sentence.replace(phrase, phrase.replace(" and ", _PROTECTED_AND))
     return sentence

@@ -49,6 +49,7 @@ from promptartisan.agent.planning.rules_clauses import (
     LEADING_FILLER,
     SEPARATOR,
     clean_clause,
+    exceptions,
     protect,
     split_sentences,
     unprotect,
@@ -57,6 +58,7 @@ from promptartisan.agent.planning.rules_reader import (
     ASK_UNKNOWN,
     GLOBAL_ATTRIBUTES,
     ClauseReader,
+    name_of,
     split_location,
 )
 from promptartisan.agent.planning.rules_targets import Phrase, Reading, is_noun_phrase_start
@@ -233,7 +235,10 @@ def follow_up(message: str, memory: Memory) -> list[Reading]:
     reader = ClauseReader(memory.refs)
     for pattern in _FOLLOW_UPS:
         match = pattern.fullmatch(text)
-        if match is None or reader.read(clean_clause(match["x"]), verbless=True) is not None:
+        if match is None:
+            continue
+        own = reader.read(clean_clause(match["x"]), verbless=True)
+        if own is not None and not own.referents:  # a thing named alone is no reading of its own
             continue
         subjects = reader.phrases(match["x"])
         if any(s.kind != "thing" or s.from_pronoun for s in subjects):
@@ -244,6 +249,18 @@ def follow_up(message: str, memory: Memory) -> list[Reading]:
             return [Reading(text, edits=edits, verb="make", shared=len(subjects) > 1)]
     return []
 
+
+#: A sentence that is only a verb, before a list: "Remove: the cones, the trash can"; the
+#: vague ones ("change the following:") announce the list and are dropped.
+_HEADING_VERB = re.compile(r"(?P<verb>remove|add|delete|erase|get rid of|put in|insert|change|"
+                           r"edit|fix|do|make)(?: (?:the following|these|this|these things|"
+                           r"the following (?:things|changes|edits)))?")
+_VAGUE_HEADINGS = {"change", "edit", "fix", "do", "make"}
+#: A kept part with its exception: "leave everything as is except the bench".
+_KEPT_BUT = re.compile(r"(?:leave|keep|don'?t (?:change|touch)|change|touch|edit|alter) "
+                       r"(?:everything|nothing|all)(?: else)?(?: (?:as is|as it is|alone|the same|"
+                       r"untouched))? (?:except(?: for)?|but|apart from|other than|besides|save) "
+                       r"(?P<x>.+)")
 
 MAX_CLAUSE_CHARS = 400
 """The longest clause that pieces are glued into (see `RulesPlanner._read_sentence`): several
@@ -274,19 +291,26 @@ class RulesPlanner:
         if _LESS.fullmatch(message.strip(" .!?")) and memory.edits:
             return Plan(action="clarify", question=ASK_LESS), []
         readings = follow_up(message, memory) or self.read_message(message, memory.refs)
-        questions = [r for r in readings if r.question]
-        if questions:
-            return Plan(action="clarify", question=questions[0].question), readings
         edits = [r for r in readings if r.complete]
+        questions = [r for r in readings if r.question] + _left_over(readings)
+        if questions:
+            return Plan(action="clarify", question=_partial_question(edits, questions[0])), \
+                readings
         unsupported = " ".join(dict.fromkeys(r.unsupported for r in readings if r.unsupported))
         if edits:
-            note = " ".join(n for n in (unsupported, _pronoun_note(edits)) if n) or None
+            excepted = exceptions(message)
+            kept = ("Not left out: " + ", ".join(excepted) + " (one region can't leave part of "
+                    "itself out; select it and undo, or draw a mask).") if excepted else None
+            note = " ".join(n for n in (unsupported, _pronoun_note(edits), kept) if n) or None
             return Plan(action="edit", instructions=_instructions(edits), note=note), readings
         if unsupported:
             return Plan(action="chat", reply=unsupported), readings
         reply = chat_reply(message)
         if reply:
             return Plan(action="chat", reply=reply), readings
+        described = next((r.subject for r in readings if r.subject is not None), None)
+        if described is not None:
+            return Plan(action="clarify", question=ask_about(described)), readings
         return Plan(action="clarify", question=ASK_UNKNOWN), readings
 
     def recall(self, context: list[str]) -> Memory:
@@ -309,10 +333,18 @@ class RulesPlanner:
     def read_message(self, message: str, refs: list[Phrase]) -> list[Reading]:
         readings: list[Reading] = []
         latest: Reading | None = None  # the latest reading with edits: what "it" means next
-        for sentence in split_sentences(message):
+        sentences = split_sentences(message)
+        for index, sentence in enumerate(sentences):
+            heading = _HEADING_VERB.fullmatch(clean_clause(sentence))
+            if heading and index + 1 < len(sentences):  # "Remove: the cones, the trash can"
+                verb = heading["verb"]
+                if verb not in _VAGUE_HEADINGS:
+                    items = re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+", sentences[index + 1])
+                    sentences[index + 1] = "; ".join(f"{verb} {item}" for item in items)
+                continue
             read = self._read_sentence(sentence, refs, latest)
             readings += read
-            latest = next((r for r in reversed(read) if r.edits), latest)
+            latest = next((r for r in reversed(read) if r.mentions), latest)
         return readings
 
     def _read_sentence(self, sentence: str, refs: list[Phrase],
@@ -329,24 +361,35 @@ class RulesPlanner:
 
         def reader() -> ClauseReader:
             last = readings[-1] if readings else None
-            done = last if last is not None and last.edits else settled
-            local = [s for s, _ in done.edits] if done is not None else []
+            done = last if last is not None and last.mentions else settled
+            local = done.mentions if done is not None else []
             last_head = next((s.head for s in reversed(local) if s.head), None)
             return ClauseReader(local or refs, last_head)
 
         def start(clause: str, reading: Reading | None) -> None:
             nonlocal settled
-            if readings and readings[-1] is not None and readings[-1].edits:
+            if readings and readings[-1] is not None and readings[-1].mentions:
                 settled = readings[-1]
             clauses.append(clause)
             readings.append(reading)
 
+        items = self._items(parts, reader())
+        if items:
+            return items
         for index in range(0, len(parts), 2):
             piece = clean_clause(unprotect(parts[index]))
-            if not piece or DROPPED.match(piece):
+            kept = _KEPT_BUT.fullmatch(piece)
+            if kept:  # "leave everything as is except the bench": the bench is the topic
+                piece = f"only {kept['x']}"
+            elif not piece or DROPPED.match(piece):
                 continue
             first = not clauses
             reading = reader().read(piece, verbless=first)
+            if reading is None and not first and index + 2 < len(parts):
+                topic = self._topic(piece, clean_clause(unprotect(parts[index + 2])), reader())
+                if topic is not None:  # "…, and then the dog, make it a wolf"
+                    start(parts[index], topic)
+                    continue
             if reading is not None or first:
                 start(parts[index], reading)
                 continue
@@ -373,10 +416,41 @@ class RulesPlanner:
         return [r for r in readings if r is not None]
 
     @staticmethod
+    def _items(parts: list[str], reader: ClauseReader) -> list[Reading]:
+        """A sentence that is a list of items, each a thing and its change ("hat -> yellow,
+        scarf -> blue", "jacket leather, boots black"), maybe after a heading ("colors, …"):
+        one reading per item. Empty when any item is not one."""
+        pieces = [clean_clause(unprotect(parts[i])) for i in range(0, len(parts), 2)]
+        if len(pieces) < 2 or any(parts[i].strip() not in {",", ";"}
+                                  for i in range(1, len(parts), 2)):
+            return []
+        read = [reader.read(piece, verbless=True) for piece in pieces]
+        if read[0] is None or not read[0].complete:
+            read, pieces = read[1:], pieces[1:]  # a heading
+        own = [r for r in read if r is not None and r.complete and r.verbless
+               and all(s.kind == "thing" and not s.from_pronoun for s, _ in r.edits)]
+        return own if len(own) == len(read) >= 2 else []
+
+    @staticmethod
+    def _topic(piece: str, following: str, reader: ClauseReader) -> Reading | None:
+        """A thing named on its own ("the dog") when the next clause says what to do to it
+        with a pronoun ("make it a wolf")."""
+        named = reader.read(f"only {piece}", verbless=False)
+        if named is None or not named.referents:
+            return None
+        after = ClauseReader(named.referents).read(following, verbless=False)
+        if after is None or not after.complete or not all(
+                s.from_pronoun for s, _ in after.edits):
+            return None
+        return named
+
+    @staticmethod
     def _elliptic(previous: Reading | None, piece: str,
                   reader: ClauseReader) -> tuple[Reading | None, Reading] | None:
         """A piece that repeats the previous verb: "… and the right car green" (a clause of its
         own), or "turn the cat and the dog into tigers" (the change shared by both)."""
+        piece = piece.removeprefix("with ") if piece.startswith(("with a ", "with an ",
+                                                                 "with some ")) else piece
         glued = previous is not None and previous.verb == "add" and not split_location(
             previous.source)[2]  # "add a hat and a scarf to the snowman": one addition
         if piece.split()[0] in {"a", "an", "some"} and split_location(piece)[2] and not glued:
@@ -387,6 +461,10 @@ class RulesPlanner:
             return None
         verb = "turn" if previous.verb == "change" else previous.verb
         new = reader.read(f"{verb} {piece}", verbless=False)
+        if new is not None and new.question and previous.complete and new.subject is not None \
+                and new.subject.kind == "thing" and is_noun_phrase_start(piece) \
+                and not piece.split()[0].isdigit():
+            return None, new  # "make the shoes red and the socks": ask about the socks alone
         if new is None or not new.complete:
             return None
         if previous.question and previous.subject is not None and previous.ask == "change" \
@@ -428,6 +506,52 @@ def _instructions(readings: list[Reading]) -> list[Instruction]:
             instructions.append(Instruction(target=subject.target, instruction=text,
                                             group=group))
     return instructions
+
+
+def explain(text: str, context: list[str]) -> list[str]:
+    """How the rules read a message, a line per clause: its words, then the targets and
+    instructions it gave, the referents it named for later pronouns, or its question."""
+    plan, readings = RulesPlanner().understand(text, context)
+    lines = [f"message, as read: {normalize(text)!r}"]
+    for number, reading in enumerate(readings, start=1):
+        lines.append(f"clause {number}: {reading.source!r}")
+        lines += [f"  target {subject.target!r}: {instruction}"
+                  for subject, instruction in reading.edits]
+        if reading.referents:
+            lines.append("  names, for it/him/them later: "
+                         + ", ".join(repr(r.target) for r in reading.referents))
+        if reading.question:
+            lines.append(f"  asks: {reading.question}")
+    if not readings:
+        lines.append(f"no clause read: {plan.action}")
+    return lines
+
+
+def _left_over(readings: list[Reading]) -> list[Reading]:
+    """Things named after the last edit that nothing edits ("make the shoes red, the socks
+    are weird"): read in part, so asked about rather than dropped."""
+    last = max((i for i, r in enumerate(readings) if r.complete), default=None)
+    if last is None:
+        return []
+    used = {s.target for r in readings for s, _ in r.edits}
+    return [replace(r, question=f"Did you also want something done to {name_of(r.subject)}?")
+            for r in readings[last + 1:] if r.subject is not None and r.referents
+            and len(name_of(r.subject).split()) > 1 and r.subject.target not in used]
+
+
+def ask_about(subject: Phrase) -> str:
+    """The question for a thing described or named with no change asked of it."""
+    return f"What should {name_of(subject)} look like instead, or what should I do to it?"
+
+
+def _partial_question(edits: list[Reading], vague: Reading) -> str:
+    """The question of a message read in part: what was understood, quoted, then what is
+    missing ("I'll make the shoes red. What should the socks become …?")."""
+    question = vague.question or ASK_UNKNOWN
+    if not edits:
+        return question
+    done = "; ".join(text for reading in edits for _, text in reading.edits)
+    return f"I'll {done}. {question}"
 
 
 def _pronoun_note(readings: list[Reading]) -> str | None:

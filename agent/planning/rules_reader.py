@@ -16,6 +16,7 @@ from typing import ClassVar
 
 from promptartisan.agent.planning.grammar import (
     ADDED_THING_REGIONS,
+    ANIMALS,
     ANIMATE,
     ARTICLES,
     BODY_PARTS,
@@ -38,6 +39,7 @@ from promptartisan.agent.planning.grammar import (
     is_vague_change,
     pluralize,
     singular,
+    style_of_verb,
     with_article,
 )
 from promptartisan.agent.planning.plan import WHOLE_IMAGE
@@ -98,7 +100,7 @@ _ADD_VERBS = (r"add|insert|write|engrave|carve|spray paint|spray-paint|scribble|
               r"include|draw|paint|put|place|stick|hang|sprinkle|scatter|throw|"
               r"plant|attach|pop|slap|overlay|create|generate|show|spawn|bring|position|lay|"
               r"set|drop|fill in|introduce|give me|i want|i'?d like|i need|we want|"
-              r"there should be|there needs to be|let there be|can there be|have")
+              r"there should be|there needs to be|let there be|can there be|have|want")
 _VAGUE_VERBS = (r"edit|fix|improve|enhance|modify|alter|adjust|tweak|change|update|retouch|"
                 r"touch up|beautify|polish|upgrade|work on|do something (?:to|with)|jazz up|"
                 r"spice up|liven up|redo|rework|refine|play with|mess with|mess around with|"
@@ -128,7 +130,8 @@ _ADJUSTMENTS = {
     "whiten": "whiter", "blacken": "blacker", "fade": "faded", "colorize": "colorful",
     "grow": "bigger", "de-age": "younger", "rejuvenate": "younger", "flood": "flooded",
     "burn": "burnt", "rust": "rusty", "weather": "weathered", "illuminate": "brighter",
-    "light up": "brighter", "dim": "dimmer", "intensify": "more intense",
+    "light up": "brighter", "dim": "dimmer", "intensify": "more intense", "open": "open",
+    "close": "closed", "shut": "closed",
 }
 _LEVEL_ATTRIBUTES = (r"brightness|contrast|saturation|exposure|warmth|sharpness|vibrance|"
                      r"vibrancy|colors|color saturation|light|lighting|shadows|highlights|"
@@ -146,7 +149,8 @@ _DEGREE = (r"(?:a bit|a little(?: bit)?|slightly|more|a touch|a tad|a notch|some
 #: wished-for state follows, and is the edit.
 _WISH = re.compile(
     r"^(?:(?:i think|maybe|honestly|personally|wow|hmm|oh|you know),? )?(?:(?:how|so) [\w']+ )?"
-    r"(?:(?:(?:wouldn'?t|would|could|might|will|won'?t|it'?d|it'?ll|that'?d|it|that|this|things)"
+    r"(?:(?:what|how) would (?:it|this|that|they) look(?: like)? if|"
+    r"(?:(?:wouldn'?t|would|could|might|will|won'?t|it'?d|it'?ll|that'?d|it|that|this|things)"
     r"(?: it| that| this| things)?(?: [\w']+){0,5}? if)|(?:(?:i|we|kind of|kinda|sort of|really|"
     r"just|so|honestly|still|actually|do) )*wish|if only|"
     r"suppose|supposing|imagine if|imagine|what if|picture if|"
@@ -221,10 +225,13 @@ class ClauseReader:
         if not words:
             return [Phrase("something", "", kind="vague")]
         if raw in SINGULAR_PRONOUNS:
-            return [replace(self.refs[-1], from_pronoun=True)] if self.refs else [IMPLICIT_IMAGE]
+            things = [ref for ref in self.refs if ref.head not in ANIMATE - ANIMALS]
+            ref = (things or self.refs)[-1:] if self.refs else []
+            return [replace(ref[0], from_pronoun=True)] if ref else [IMPLICIT_IMAGE]
         if raw in PLURAL_PRONOUNS:
+            plural = [ref for ref in self.refs if ref.plural]
             if self.refs:
-                return [replace(ref, from_pronoun=True) for ref in self.refs]
+                return [replace(ref, from_pronoun=True) for ref in plural or self.refs]
             return [Phrase(raw, "", plural=True, kind="unresolved")]
         if raw in PERSON_PRONOUNS:
             animate = [ref for ref in self.refs if ref.head in ANIMATE]
@@ -242,7 +249,8 @@ class ClauseReader:
             core = core[1:]
         owner = self._owner(words[0]) if len(words) > 1 else None
         if owner is not None and core[0] != "own":
-            core = [f"{owner.target}'s", *core]
+            name = owner.head if PREPOSITIONS & set(owner.target.split()) else owner.target
+            core = [f"{name}'s", *core]
         bare = [w for w in core if w not in {"whole", "entire", "overall", "full"}]
         if not bare or " ".join(bare) in IMAGE_WORDS:
             return [Phrase(raw, WHOLE_IMAGE, kind="image")]
@@ -290,7 +298,7 @@ class ClauseReader:
 
     def _ask_change(self, subject: Phrase, verb: str, change: str = "") -> Reading:
         """The question for a target with no change, or only a vague one ("nicer")."""
-        name = _name(subject)
+        name = name_of(subject)
         if subject.kind == "image":
             if change:
                 question = (f"What would make it {change.removeprefix('look ')}? For example a "
@@ -328,14 +336,15 @@ class ClauseReader:
                 reading.subject_text = written
                 return reading
             if attribute:
-                question = ASK_ATTRIBUTE.get(attribute, "").format(x=_name(subjects[0]))
+                question = ASK_ATTRIBUTE.get(attribute, "").format(x=name_of(subjects[0]))
                 if question:
                     return Reading("", question=question, subject=subjects[0], ask=attribute,
                                    verb=verb)
             if subjects[0].kind in {"vague", "unresolved"}:
                 return self._edits(subjects, str, verb=verb)
             return self._ask_change(subjects[0], verb, change)
-        if all(s.kind == "image" or s.from_pronoun for s in subjects) and global_kind(change):
+        if all(s.kind == "image" or s.from_pronoun and not s.described for s in subjects) \
+                and global_kind(change):
             return self._global(change)
         verb = verb if verb in {"make", "turn", "paint", "color", "dye", "tint"} else "make"
         if change.startswith(("into ", "to ")):
@@ -368,10 +377,136 @@ class ClauseReader:
         return Reading("", edits=[(Phrase("it", WHOLE_IMAGE, kind="image"), instruction)],
                        verb="make", change=change)
 
+
+    # -- sentences that describe: what later pronouns refer to
+
+    def _referents(self, texts: list[str]) -> list[Phrase]:
+        """The things named by noun phrases of a describing sentence, as referents ("a bike" is
+        "the bike" when an instruction names it later)."""
+        found: list[Phrase] = []
+        for text in texts:
+            for phrase in self.phrases(text):
+                if phrase.kind == "thing":
+                    named = re.sub(r"^(?:a|an|some) ", "the ", phrase.text)
+                    found.append(replace(phrase, text=named, described=True,
+                                         from_pronoun=False))
+        return found
+
+    def _describe(self, match: re.Match[str]) -> Reading | None:
+        """ "the cake looks plain", "my son is holding a balloon", "he has his eyes closed": a
+        state as it is, no edit; its subject and object are what "it", "him", "them" mean next."""
+        subject, rest = match["x"], match["y"]
+        if len(subject.split()) > 6 or subject in {"i", "we", "you", "there", "here"}:
+            return None
+        after = re.sub(r"^(?:\w+ing|kind of|sort of|so|really|very|a bit|a little|too|not|"
+                       r"all|now|still|just) ", "", rest)
+        obj = noun_chunk(after)
+        referents = self._referents([t for t in (obj, subject) if t])
+        if not referents and not self.refs:
+            return None
+        return Reading("", referents=referents, subject=referents[-1] if referents else None,
+                       verb="describe")
+
+    def _introduce(self, match: re.Match[str]) -> Reading | None:
+        """ "there's a bike leaning on the fence", "this is my uncle", "see the old barn?": the
+        thing introduced, for the sentences after it."""
+        rest = match["x"]
+        if rest.split()[0] in {"no", "nothing", "not"}:
+            return None
+        chunk = noun_chunk(rest) if is_noun_phrase_start(rest) else noun_chunk(f"the {rest}")
+        if chunk is None:
+            return None
+        if match.string.startswith(("there", "here")):
+            chunk = split_location(chunk)[0]  # "a vase on the table": the vase
+        referents = self._referents([chunk])
+        return Reading("", referents=referents, subject=referents[-1],
+                       verb="describe") if referents else None
+
+    def _narrate(self, match: re.Match[str]) -> Reading:
+        """ "we were at the lake last summer", "i took this at dusk": the story around the
+        picture; the first thing it names is a referent."""
+        rest = match["rest"]
+        chunk = next((noun_chunk(rest[m.start():]) for m in re.finditer(
+            r"(?:(?<=^)|(?<= ))(?:the|my|our|a|an) ", rest)), None)
+        referents = self._referents([chunk] if chunk else [])
+        return Reading("", referents=referents, subject=referents[-1] if referents else None,
+                       verb="describe")
+
+    def _topic(self, match: re.Match[str]) -> Reading | None:
+        """ "only the roof", "start with the hat", "do the sky first", "the dog": the thing the
+        next clause's "it" means."""
+        thing = match["x"]
+        if noun_chunk(thing) != thing or thing.startswith("the same"):
+            return None  # "the lighting isn't right", "do the same to the truck"
+        referents = [replace(r, described=False) for r in self._referents([thing])]
+        return Reading("", referents=referents, subject=referents[-1],
+                       verb="topic") if referents else None
+
+    # -- more ways to say an edit
+
+    def _style_verb(self, match: re.Match[str]) -> Reading | None:
+        """A verb made of a style: "anime-fy it", "watercolorize the photo", "pixelate",
+        "steampunk the car"."""
+        style = style_of_verb(match["verb"])
+        if style is None:
+            return None
+        subjects = self.phrases(match["x"]) if match["x"] else [IMPLICIT_IMAGE]
+        if subjects[0].kind == "image":
+            return self._global(f"in {style} style")
+        return self._edits(subjects, lambda s: f"make {s.text} in {style} style", verb="make",
+                           change=f"in {style} style")
+
+    def _item(self, match: re.Match[str]) -> Reading | None:
+        """A list item "shirt to red", "dog as a wolf": a thing and what it becomes (a change
+        or a new thing), never "back to the stormy one" or "up to 40"."""
+        words = match["y"].split()
+        if match["x"].split()[0] in _NOT_A_VERB | {"back", "up", "down", "go", "message"} or not (
+                words[0] in {"a", "an"} or is_change_phrase(words) or global_kind(match["y"])):
+            return None
+        return self._into(match)
+
+    def _fill(self, match: re.Match[str]) -> Reading:
+        return self._edits(self.phrases(match["x"]),
+                           lambda s: f"fill {s.text} with {match['y']}", verb="fill")
+
+    def _instead(self, match: re.Match[str]) -> Reading | None:
+        """ "a cat instead of the dog": replace the dog with a cat."""
+        return self._read(f"replace {match['x']} with {match['y']}", verbless=False, wish=False)
+
+    def _from_to(self, match: re.Match[str]) -> Reading | None:
+        """ "change the color of the car from red to blue": the old state said, the new one
+        wanted."""
+        if split_subject_change(match["x"])[1]:
+            return None  # "make the sky a gradient from pink to purple"
+        return self._into_parts("turn" if match["verb"] == "change" else match["verb"],
+                                match["x"], match["y"])
+
+    def _see_as(self, match: re.Match[str]) -> Reading | None:
+        """ "wanna see the car in blue", "let me see it as an oil painting"."""
+        if match["prep"] == "as":
+            return self._into_parts("turn", match["x"], match["y"])
+        return self._change("make", match["x"], match["y"])
+
+    def _should_verb(self, match: re.Match[str]) -> Reading | None:
+        """ "its top should glow", "the dog should sit": make X do it."""
+        if _QUESTION_WORDS & set(match["x"].split()):
+            return None  # "what should the dog become?"
+        subjects = self.phrases(match["x"])
+        if len(match["x"].split()) > 6 or subjects[0].kind != "thing":
+            return None
+        action = " ".join(p for p in (match["verb"], match["y"]) if p)
+        return self._edits(subjects, lambda s: f"make {s.text} {action}", verb="make")
+
     # -- pattern handlers
 
     def _as_is(self, match: re.Match[str]) -> Reading:
-        return self._edits(self.phrases(match["x"]), lambda s: match.string, verb="turn")
+        """ "turn on the lamp", "turn them off": as written, a pronoun replaced by its target."""
+        text = match.string if match.string.startswith("turn") else f"turn {match.string}"
+
+        def build(subject: Phrase) -> str:
+            return text.replace(match["x"], subject.text, 1) if subject.from_pronoun else text
+
+        return self._edits(self.phrases(match["x"]), build, verb="turn")
 
     def _remove(self, match: re.Match[str]) -> Reading | None:
         subject = match["x"]
@@ -403,7 +538,7 @@ class ClauseReader:
         subjects = self.phrases(match["x"])
         if subjects[0].kind in {"vague", "unresolved"}:
             return self._edits(subjects, str)
-        return Reading("", question=f"What should replace {_name(subjects[0])}?",
+        return Reading("", question=f"What should replace {name_of(subjects[0])}?",
                        subject=subjects[0], ask="replace", verb="replace")
 
     def _into(self, match: re.Match[str]) -> Reading | None:
@@ -475,6 +610,9 @@ class ClauseReader:
 
     def _wear(self, match: re.Match[str]) -> Reading:
         verb = match["verb"].removesuffix("ing")
+        if verb in {"have", "has"}:  # "let the girl have pigtails"
+            return self._edits(self.phrases(match["x"]),
+                               lambda s: f"give {s.text} {match['y']}", verb="give")
         return self._edits(self.phrases(match["x"]),
                            lambda s: f"make {s.text} {verb} {match['y']}", verb="make")
 
@@ -495,7 +633,7 @@ class ClauseReader:
         if verb in {"paint", "color", "dye"} and not change and is_noun_phrase_start(rest) \
                 and rest.split()[0] not in {"a", "an", "some"} and not split_location(rest)[2]:
             subject = self.phrases(rest)[0]
-            return Reading("", question=ASK_ATTRIBUTE["color"].format(x=_name(subject)),
+            return Reading("", question=ASK_ATTRIBUTE["color"].format(x=name_of(subject)),
                            subject=subject, ask="color", verb="make")
         if verb in {"paint", "draw"} and (not change or not is_change_phrase(change.split())):
             return None  # "paint a mural on the wall": an addition
@@ -504,7 +642,8 @@ class ClauseReader:
     def _add(self, match: re.Match[str]) -> Reading | None:
         verb, rest = match["verb"], match["rest"]
         thing, preposition, place = split_location(rest)
-        if verb in {"i want", "i'd like", "id like", "i need", "we want", "give me", "have"}:
+        if verb in {"i want", "i'd like", "id like", "i need", "we want", "give me", "have",
+                    "want"}:
             subject, change = split_subject_change(rest)
             if change in _REMOVED_STATES:
                 return self._edits(self.phrases(subject), lambda s: f"remove {s.text}",
@@ -522,6 +661,10 @@ class ClauseReader:
             return None
         if thing.split()[:1] == ["it"] and verb in {"put", "bring", "set"}:
             return None
+        if not place and thing.split()[-1] in {"there", "here"} and self.refs:
+            thing = thing.rsplit(" ", 1)[0]  # "remove the man, add a dog there"
+            return self._edits([replace(self.refs[-1], from_pronoun=True)],
+                               lambda s: f"{verb} {thing} where {s.text} is", verb="add")
         if not thing or thing in VAGUE_NOUNS or thing.split()[-1] in {"something", "stuff"}:
             where = f" to {place}" if place else ""
             return Reading("", question=f"What should I add{where}?", ask="add", verb="add",
@@ -544,6 +687,10 @@ class ClauseReader:
             places = self.phrases("them" if place.startswith("their") else "it")
             return self._edits(places, lambda s: instruction, verb="add")
         places = self.phrases(place)
+        attached = is_participle(thing.split()[-1])  # "ivy growing up the wall"
+        if attached and preposition not in PLACEMENTS and places[0].kind == "thing":
+            return self._edits(places, lambda s: f"{verb} {thing} {preposition} {s.text}",
+                               verb="add")
         worn = preposition == "around" and ("'s" in place or places[0].head in BODY_PARTS)
         if preposition in _SPREAD_PLACES and not worn:
             return self._edits([Phrase("it", WHOLE_IMAGE, kind="image")],
@@ -632,7 +779,7 @@ class ClauseReader:
         plain, attribute = split_attribute(subject_text)
         if attribute:
             subjects = self.phrases(plain) if plain else [IMPLICIT_IMAGE]
-            question = ASK_ATTRIBUTE[attribute].format(x=_name(subjects[0]))
+            question = ASK_ATTRIBUTE[attribute].format(x=name_of(subjects[0]))
             if attribute == "color" and subjects[0].kind == "image":
                 question = ASK_COLORS
             return Reading("", question=question, subject=subjects[0], ask=attribute,
@@ -648,7 +795,7 @@ class ClauseReader:
                            verb="change")
         if verb in {"fix", "correct", "improve", "enhance", "perfect", "optimize", "optimise",
                     "polish", "refine", "clean up", "retouch", "touch up"}:
-            question = f"What's wrong with {_name(subjects[0])}, and how should it look instead?"
+            question = f"What's wrong with {name_of(subjects[0])}, and how should it look instead?"
             return Reading("", question=question, subject=subjects[0], ask="change",
                            verb="change")
         return self._ask_change(subjects[0], "change")
@@ -760,6 +907,15 @@ class ClauseReader:
                                                             Reading | None], bool]]] = [
         (re.compile(pattern), handler, verbless) for pattern, handler, verbless in [
             (r"^(?:turn|switch) (?:on|off) (?P<x>.+)$", _as_is, False),
+            (r"^(?P<y>(?:a|an|some) .+?) instead of (?P<x>(?:the|my|this|that|his|her|its|"
+             r"their|our) .+)$", _instead, False),
+            (r"^(?P<rest>.+?) instead of (?:the |a |an |my )?[\w'-]+(?: [\w'-]+)?$",
+             lambda self, m: self._read(m["rest"], verbless=False, wish=False), False),
+            (r"^(?P<verb>change|turn|switch|recolor|make) (?P<x>.+?) from (?:[\w'-]+ ){1,3}?"
+             r"(?:to|into) (?P<y>.+)$", _from_to, False),
+            (r"^(?:(?:i )?want to |let me |can i |could i |i'?d like to )?see (?P<x>.+?) "
+             r"(?P<prep>as|in) (?P<y>.+)$", _see_as, False),
+            (r"^fill (?P<x>.+?) (?:up )?with (?P<y>.+)$", _fill, False),
             (_WISH.pattern, _wish, False),
             (r"^(?:set (?P<x>.+?) on fire|set fire to (?P<x2>.+))$", _on_fire, False),
             (r"^(?:move|shift|relocate|drag|slide|push|rotate|flip|mirror|crop|resize|rescale|"
@@ -807,9 +963,13 @@ class ClauseReader:
              rf"(?P<x>.+))?$", _level, False),
             (r"^give (?P<rest>.+)$", _give, False),
             (r"^(?:make|have|let|get) (?P<x>.+?) (?P<verb>wear|hold|carry|wearing|"
-             r"holding) (?P<y>.+)$", _wear, False),
+             r"holding|have|has) (?P<y>.+)$", _wear, False),
             (r"^(?:dress) (?P<x>.+?) (?:in|as|up as|up in) (?P<y>.+)$", _dress, False),
             (r"^make sure (?P<x>.+?) (?:is|are|looks?) (?P<y>.+)$", _make_xy, False),
+            (r"^(?:once|as soon as|after|when|now that) (?P<x>.+?) (?:is|are|looks?) (?P<y>.+)$",
+             _make_xy, False),  # "once the sky is purple, add stars to it"
+            (r"^(?:can|could|may) (?P<x>.+?) (?P<verb>have|wear|hold|carry) (?P<y>.+)$",
+             _should_have, False),
             (rf"^(?P<verb>{_CHANGE_VERBS}) (?P<rest>.+)$", _change_verb, False),
             (rf"^(?P<verb>{_ADD_VERBS}) (?P<rest>.+)$", _add, False),
             (r"^(?P<x>.+?) (?:should|must|needs to|need to|has to|have to|could|would|"
@@ -835,6 +995,28 @@ class ClauseReader:
             (r"^(?=.* enough$)(?P<x>.+?) (?:is|are|looks?|seems?) not (?P<y>.+?) enough$",
              _enough, False),
             (r"^(?:(?:it|this|that)(?:'s| is) )?not (?P<y>.+?) enough$", _enough, False),
+            (r"^(?P<verb>[a-z][a-z0-9]*(?:-?ify|-fy|-?ize|-ise)|pixell?ate|[a-z][\w-]*) "
+             r"(?P<x>it|this|that|them|me|him|her|us|(?:the|my|our|this|his|her|their) .+?)"
+             r"(?: up)?$", _style_verb, False),
+            (r"^(?P<verb>[a-z][a-z0-9]*(?:-?ify|-fy|-?ize|-ise)|pixell?ate)(?P<x>)$", _style_verb,
+             False),
+            (r"^(?:there'?s|there is|there are|there was|there were|here'?s|here is|here are|"
+             r"this is|this was|that'?s|that is|that was|these are|those are|meet|see|look at|"
+             r"check out|notice|you see|you can see) (?P<x>.+)$", _introduce, False),
+            (r"^(?:i|we|my \w+ and i|me and my \w+) (?:\w+ed|took|went|got|made|had|saw|was|"
+             r"were|did|shot|found|bought|drew|met|ran|spent|came|left|built) ?(?P<rest>.*)$",
+             _narrate, False),
+            (r"^(?P<x>(?:the|my|our|his|her|its|their|this|that|these|those|your|he|she|they|"
+             r"it)\b.*?) "
+             r"(?:is|are|was|were|looks?|looked|seems?|seemed|"
+             r"appears?|feels?|came out|turned out|got|has|have|had) (?P<y>.+)$", _describe,
+             False),
+            (r"^(?P<x>.+?) (?:should|must|needs to|need to|has to|have to) "
+             r"(?P<verb>(?!(?:be|look|have|get|go|stay|remain)\b)[a-z]+)"
+             r"(?: (?P<y>.+))?$", _should_verb, False),
+            (r"^(?:only|just|as for|for|regarding|focus on|do|start with|begin with|end with|"
+             r"finish with|then|next|now) (?P<x>.+?)(?: first| next| last| now| only| too)?$",
+             _topic, False),
             (rf"^(?P<verb>{_VAGUE_VERBS})(?: (?P<x>.+?))?(?: up| a bit| a little)?$",
              _vague_verb, False),
             (rf"^(?P<verb>[a-z][\w-]*) {_PARTICLES} (?P<x>.+?)(?: {_DEGREE})?$", _phrasal, False),
@@ -857,9 +1039,16 @@ class ClauseReader:
              r"(?:style|aesthetic|look|vibe|vibes|feel|esque|inspired)$", _style, True),
             (r"^(?:a |an |some )?(?:different|other|another) (?P<x>.+)$", _unnamed_change, True),
             (r"^(?P<x>.+?) into (?P<y>.+)$", _into, True),
+            (r"^(?P<x>(?:the |my |his |her |its |their |our )?[a-z][\w']*(?: [\w']+){0,2}) "
+             r"(?:to|as) (?P<y>.+)$", _item, True),
+            (r"^(?P<x>(?:the |my |his |her |its |their |our )?[a-z][\w' ]*?) (?:on|off)$",
+             _as_is, True),
+
             (r"^(?:no|without|no more) (?P<x>.+)$", _remove, True),
             (r"^(?:more|extra|additional) (?P<y>.+)$", _more, True),
             (r"^(?P<rest>.+)$", _verbless, True),
+            (r"^(?P<x>(?:the|my|our|his|her|its|their|this|that|these|those) .+?)"
+             r"(?: first| next| last| now| only| too)?$", _topic, True),
         ]]
 
 
@@ -868,7 +1057,38 @@ _NOT_A_VERB = DETERMINERS | SUBJECT_PRONOUNS | PREPOSITIONS | {"there", "here", 
                                                                   "you", "and", "or", "not"}
 
 
-def _name(subject: Phrase) -> str:
+_QUESTION_WORDS = {"what", "how", "why", "which", "who", "where", "when", "whose"}
+_CHUNK_STOPS = PREPOSITIONS | {"and", "or", "but", "is", "are", "was", "were", "last",
+                               "yesterday", "today", "ago", "here", "there", "now", "who",
+                               "which", "where", "when", "because"}
+_POSITIONS = {"left", "right", "middle", "center", "centre", "front", "back", "top", "bottom",
+              "corner", "background", "foreground"}
+
+
+def noun_chunk(text: str) -> str | None:
+    """The noun phrase a text starts with: "a bike" of "a bike leaning on the fence", "the
+    man on the right" (a position stays with its noun), None when it starts with none."""
+    words = text.split()
+    if not words or not is_noun_phrase_start(text) or words[0] in SUBJECT_PRONOUNS - {
+            "her", "his", "its", "their"}:
+        return None
+    end = 1
+    while end < len(words) and end < 8:
+        word = words[end]
+        positional = word in PREPOSITIONS and end + 2 < len(words) + 1 and any(
+            w in _POSITIONS for w in words[end + 1: end + 3])
+        if (word in _CHUNK_STOPS or is_participle(word)) and not positional:
+            break
+        if positional:
+            end += 1 + next(i for i, w in enumerate(words[end + 1: end + 3], 1) if w in _POSITIONS)
+            continue
+        end += 1
+    if end == 1 and words[0] in DETERMINERS:
+        return None
+    return " ".join(words[:end])
+
+
+def name_of(subject: Phrase) -> str:
     """How a question names a subject: "the dog", "her dress", "the picture"."""
     if subject.kind == "image":
         return "the picture"
@@ -884,11 +1104,30 @@ _DEFINITE_STARTS = {"the", "his", "her", "its", "their", "my", "your", "this", "
 _BARE_PLACES = {"sky", "ground", "background", "foreground", "water", "distance"}
 
 
+#: Relations that place a thing only after a participle: "steam rising from the cup", "ivy
+#: growing up the wall", "water dripping off the leaves".
+_PARTICIPLE_LOCATION = re.compile(r"(?:(?<=ing)|(?<=ed)) (out of|out from|off of|from|off|up|down|"
+                                  r"through|out) ")
+_IRREGULAR_PARTICIPLES = {"hung", "stuck", "spread", "lit", "laid", "sat", "stood", "held",
+                          "wound", "caught", "built", "set"}
+
+
+def is_participle(word: str) -> bool:
+    """Whether a word reads as a participle that places a thing ("rising", "perched")."""
+    return (len(word) > 4 and word.endswith(("ing", "ed")) and word not in {"thing", "something",
+            "anything", "everything", "nothing", "ring", "king", "wing", "string", "ceiling",
+            "building", "painting", "wedding", "bed", "shed", "sled", "red"}) \
+        or word in _IRREGULAR_PARTICIPLES
+
+
 def split_location(rest: str) -> tuple[str, str, str]:
     """("a red hat", "on", "the woman") from "a red hat on the woman"; the place is the
     first one that names something definite ("a man in a suit" has none). Each candidate
-    place is judged by its first word, without copying the rest of the clause."""
-    for match in _LOCATION.finditer(rest):
+    place is judged by its first word, without copying the rest of the clause. After a
+    participle, "from", "off", "up" … place too ("smoke coming out of the chimney")."""
+    candidates = sorted([*_LOCATION.finditer(rest), *_PARTICIPLE_LOCATION.finditer(rest)],
+                        key=lambda m: m.start())
+    for match in candidates:
         word = _FIRST_WORD.match(rest, match.end())
         first = word[1]
         whole_place = word.start(1) == match.end() and word.end(1) == len(rest)

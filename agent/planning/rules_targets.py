@@ -37,6 +37,8 @@ class Phrase:
     plural: bool = False
     kind: str = "thing"  # thing | image | vague (names nothing) | unresolved (pronoun)
     from_pronoun: bool = False
+    described: bool = False  # named by a sentence that describes, not by an edit
+
 
     @property
     def head(self) -> str:
@@ -61,6 +63,15 @@ class Reading:
     unsupported: str | None = None  # a clause asking for what the editor can't do: why
     verbless: bool = False  # read by a verbless pattern ("darker", "at sunset")
     subject_text: str = ""  # the subject as written, every conjunct ("the flowers, the grass")
+    #: What a describing sentence names ("my son is holding a balloon": the balloon, the son),
+    #: for "it", "him" and "them" in the clauses after it; nothing to edit.
+    referents: list[Phrase] = field(default_factory=list)
+    unread: bool = False  # a piece no pattern read, kept to ask about what it names
+
+    @property
+    def mentions(self) -> list[Phrase]:
+        """What later pronouns may refer to: the edited targets, else the referents."""
+        return [subject for subject, _ in self.edits] or self.referents
 
     @property
     def complete(self) -> bool:
@@ -83,7 +94,7 @@ PREPOSITIONS = {"in", "on", "at", "with", "of", "from", "near", "next", "behind"
                  "before", "during", "like", "as", "for", "without", "except"}
 IMAGE_LOCATIVE = re.compile(
     r"\s+(?:in|from|of|on|out of|off)\s+(?:the|this|my|our)\s+(?:whole\s+|entire\s+)?"
-    r"(?:image|photo|picture|shot|scene|photograph|frame)$")
+    r"(?:image|photo|picture|shot|scene|photograph|frame|one|version)$")
 _ATTRIBUTE_OF = re.compile(r"^(?:the\s+)?(?P<attr>[a-z ]+?)\s+of\s+(?P<np>.+)$")
 _ATTRIBUTE_POSSESSIVE = re.compile(r"^(?P<np>.+?)(?:'s?)?\s+(?P<attr>[a-z]+)$")
 

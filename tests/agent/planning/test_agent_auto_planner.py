@@ -94,7 +94,8 @@ def test_without_ollama_auto_is_the_rules_planner_and_says_so(refusing_url: str)
     plan = planner.plan("make the sky stormy", ["make it red"])
 
     assert plan.planner == "rules" and plan.note is None  # no server is no news
-    assert plan.model_copy(update={"planner": None}) == RulesPlanner().plan(
+    unnamed = {"planner": None, "planner_reason": None}
+    assert plan.model_copy(update=unnamed) == RulesPlanner().plan(
         "make the sky stormy", ["make it red"])
     assert planner.choice.reason.startswith(f"no Ollama at {refusing_url} (URLError")
     assert "Connection refused" in planner.choice.reason
@@ -200,7 +201,8 @@ def test_a_malformed_answer_is_retried_once_then_the_rules_planner_answers_with_
     assert "not a valid plan" in second["messages"][-1]["content"]
     assert plan.planner == "rules"
     assert "answer was unusable twice (ollama:qwen2.5:3b" in plan.note
-    assert plan.model_copy(update={"planner": None, "note": None}) == RulesPlanner().plan(
+    assert plan.model_copy(update={"planner": None, "planner_reason": None,
+                               "note": None}) == RulesPlanner().plan(
         "make the sky stormy", [])
 
 
@@ -262,11 +264,13 @@ def test_the_chats_plan_step_names_the_planner_and_a_new_chat_looks_again(
     one = chat(settings, first)
     one.start()
     one.message("make the sky stormy", [upload(small_photo)])
-    assert plan_steps(first)[-1].endswith("*Planned by rules.*")
+    why_rules = "has no chat model pulled).*"  # the step says why auto chose the rules
+    assert "*Planned by rules (" in plan_steps(first)[-1]
+    assert plan_steps(first)[-1].endswith(why_rules)
 
     server.models = [CHAT_MODEL]  # pulled while the first chat is open
     one.message("make the sky stormy")
-    assert plan_steps(first)[-1].endswith("*Planned by rules.*")  # a chat keeps its planner
+    assert plan_steps(first)[-1].endswith(why_rules)  # a chat keeps its planner
 
     second = RecordingEmitter()
     two = chat(settings, second)
@@ -274,7 +278,8 @@ def test_the_chats_plan_step_names_the_planner_and_a_new_chat_looks_again(
     two.message("make the sky stormy", [upload(small_photo)])
     shown = plan_steps(second)[-1]
     assert "**the sky** → make the sky stormy" in shown
-    assert shown.endswith("*Planned by ollama:qwen2.5:3b.*")
+    assert shown.endswith(f"*Planned by ollama:qwen2.5:3b (Ollama at {server.url} serves "
+                          f"qwen2.5:3b).*")
     assert "version 1" in second.last("pictures").text  # the edit went through
 
 

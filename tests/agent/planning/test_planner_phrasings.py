@@ -560,3 +560,45 @@ def test_a_bad_case_names_its_line(capsys: pytest.CaptureFixture[str], tmp_path:
     code, _, err = _run(capsys, "--score", "--planner", "rules", "--cases", str(cases))
     assert code == 2
     assert f"{cases}:2" in err
+
+
+# --- issue 26: requests as people write them ----------------------------------------------
+
+FRESH26 = Path(__file__).parents[2] / "data" / "phrasings_fresh26.jsonl"
+
+
+def test_the_issue_26_batch_reads_as_measured(planner: RulesPlanner) -> None:
+    """185 requests of eight kinds, written before the rules saw them (74/185 at first sight):
+    the rules read 158 now; every kind but heading lists (9/20) at least four in five."""
+    result = score(planner, load_cases(FRESH26))
+    assert result.correct >= 158, "\n".join(result.misses)
+    assert all(good * 5 >= n * 4 for kind, (good, n) in result.kinds.items()
+               if kind != "heading_list"), result.kinds
+
+
+def test_a_story_names_what_the_next_sentence_means(planner: RulesPlanner) -> None:
+    plan = planner.plan("My son is holding a kite. Make it orange.", [])
+    assert [(i.target, i.instruction) for i in plan.instructions] == [
+        ("kite", "make the kite orange")]
+    alone = planner.plan("the kettle looks dull", [])
+    assert alone.action == "clarify" and "the kettle" in (alone.question or "")
+
+
+def test_a_request_read_in_part_asks_quoting_what_was_understood(
+        planner: RulesPlanner) -> None:
+    plan = planner.plan("make the shoes red, the socks are weird", [])
+    assert plan.action == "clarify"
+    assert plan.question == ("I'll make the shoes red. Did you also want something done to "
+                             "the socks?")
+    asked = planner.plan("make the shoes red and the socks", [])
+    assert asked.question is not None and asked.question.startswith("I'll make the shoes red.")
+    assert "the socks" in asked.question
+
+
+def test_plan_explain_prints_the_clauses_and_targets(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--planner", "rules", "--explain",
+                 "There's a bike by the gate. Paint it teal."]) == 0
+    out = capsys.readouterr().out
+    assert "clause 1: \"there's a bike by the gate\"" in out
+    assert "names, for it/him/them later: 'bike'" in out
+    assert "target 'bike': paint the bike teal" in out
