@@ -92,10 +92,14 @@ class AttentionControl:
         if (seen is not None and seen[0] is encoder_hidden_states
                 and seen[1] == encoder_hidden_states._version):
             return
+        context = encoder_hidden_states
+        null = context[1:, -self.chunk_length:]
+        if len(null) > 1 and bool((null == null[:1]).all()):
+            context = context[:2]  # the guidance rows read one null chunk: projected once
         for module in model.modules():
             processor = getattr(module, "processor", None)
             if isinstance(processor, RoutedCrossAttnProcessor) and processor.control is self:
-                processor.project(module, encoder_hidden_states)
+                processor.project(module, context)
         # Holding the tensor keeps its memory from being reused by another one.
         self._context = (encoder_hidden_states, encoder_hidden_states._version)
 
@@ -141,8 +145,10 @@ class RoutedCrossAttnProcessor:
         self.projected: tuple[torch.Tensor, ...] | None = None
 
     def project(self, attn: Attention, encoder_hidden_states: torch.Tensor) -> None:
-        """(text keys, text values, null keys, null values) of this layer for the context; the
-        text keys in float32, as `routed_attention` reads them, cast once here."""
+        """(text keys, text values, null keys, null values) of this layer for the context (its
+        first row the text row's, the others' null chunks those the guidance rows read, one
+        row for all of them when they are the same); the text keys in float32, as
+        `routed_attention` reads them, cast once here."""
         text = encoder_hidden_states[:1]
         null = encoder_hidden_states[1:, -self.control.chunk_length:]
         self.projected = (_heads(attn, attn.to_k(text)).float(), _heads(attn, attn.to_v(text)),
@@ -160,8 +166,10 @@ class RoutedCrossAttnProcessor:
         query = _heads(attn, attn.to_q(hidden_states))
         out = routed_attention(query[:1], key, value, layout, self.control.weight, attn.scale)
         if hidden_states.shape[0] > 1:  # guidance branches: the empty prompt, as in stock
+            rows = hidden_states.shape[0] - 1
             out = torch.cat([out, F.scaled_dot_product_attention(
-                query[1:], null_key, null_value, scale=attn.scale)])
+                query[1:], null_key.expand(rows, -1, -1, -1),
+                null_value.expand(rows, -1, -1, -1), scale=attn.scale)])
         return _finish(attn, out, hidden_states)
 
 
