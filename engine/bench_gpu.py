@@ -1,7 +1,7 @@
 """The engine on a GPU: what one pass with n regions costs against stock InstructPix2Pix, eager
 and under `torch.compile`, as JSON figures in an output folder.
 
-    python -m promptartisan.engine.bench_gpu --out "$OUT"
+    timeout 600 python -m promptartisan.engine.bench_gpu --out "$OUT" --budget-s 420
 
 Method
 - Model: full-size SD 1.5 InstructPix2Pix architecture (`benchmark.sd15_pipeline`; `--arch
@@ -12,7 +12,9 @@ Method
 - Cases, in each mode: `stock` (diffusers' InstructPix2Pix pipeline of the family, one prompt),
   `single` with n = 1, 2, 4, 8 (one PromptArtisan pass), `sequential` with n = 4 (one stock pass
   per instruction, each on the previous output). Modes: `eager`, then `compiled`
-  (`torch.compile(unet)`, default mode, one compiled UNet shared by every case).
+  (`torch.compile(unet, dynamic=False)`, default mode, one compiled UNet shared by every case:
+  static graphs, one per call shape, so every compiled row runs the same kind of graph; the
+  JSON's `compile` says which).
 - Each case runs once to warm up (its compile time shows in `warmup_s`), then `--repeat` timed
   runs. `edit_s`: the best whole edit, synchronised, from the image in to the image out.
   `step_s`: the median UNet call of the best run, timed with CUDA events around each call
@@ -23,8 +25,12 @@ Method
   the device (`check.flex_vs_mask_max_abs`; the CPU tests hold both to the rules within 1e-5).
 - Goals (from issue 12): eager single pass n = 4 ≤ 1.05× and n = 8 ≤ 1.10× eager stock per edit;
   compiled single pass faster than eager stock. `summary` holds these ratios.
-- Time: the figures are written after every case, so a run cut short still leaves its figures;
-  a case that would start after `--budget-s` seconds is skipped and listed as skipped.
+- A slot is never lost: the JSON is written once the model is built, before the kernel check,
+  and after every case, so a run cut short still leaves its figures; a case that fails (out
+  of memory, a compile error) is listed in `failed` with its error and the run goes on
+  (`--inject-failure MODE:CASE:N` drills it); a case that would start after `--budget-s`
+  seconds is skipped, and so are a case's timed runs past it (`skipped`, with the reason).
+  The script prints the `timeout` to run it under: the budget + 180 s.
 
 A smoke run on any machine: `--arch tiny --size 64 --steps 2 --device cpu --dtype float32
 --compile-backend eager`.
@@ -35,11 +41,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -57,49 +65,98 @@ from promptartisan.engine.regions import Region, label_maps
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     started = time.perf_counter()
+    deadline = started + args.budget_s
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = getattr(torch, args.dtype or ("float16" if device.type == "cuda" else "float32"))
     args.out.mkdir(parents=True, exist_ok=True)
-    pipe = _pipeline(args.arch, device, dtype)
-    pipe.set_progress_bar_config(disable=True)
+    command = "python -m promptartisan.engine.bench_gpu " + " ".join(
+        sys.argv[1:] if argv is None else argv)
+    print(f"budget {args.budget_s:.0f} s; run it under: timeout {timeout_for(args.budget_s)} "
+          f"{command}", flush=True)
     report: dict[str, Any] = {
-        "command": "python -m promptartisan.engine.bench_gpu "
-        + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": command, "timeout_s": timeout_for(args.budget_s),
         "arch": args.arch, "size": args.size, "steps": args.steps, "dtype": args.dtype
         or str(dtype).removeprefix("torch."), "device": _device_name(device),
         "torch": torch.__version__, "python": platform.python_version(),
-        "build_s": round(time.perf_counter() - started, 2), "rows": [], "skipped": [],
+        "compile": {"backend": args.compile_backend, "dynamic": False},
+        "rows": [], "skipped": [], "failed": [],
     }
-    report["check"] = _check_kernels(pipe, args.size, device)
-    print(f"flex vs dense-mask self-attention, float32: max |difference| "
-          f"{report['check']['flex_vs_mask_max_abs']:.2e}", flush=True)
+
+    def write() -> None:
+        report["summary"] = _summary(report["rows"])
+        report["elapsed_s"] = round(time.perf_counter() - started, 1)
+        (args.out / "bench_gpu.json").write_text(json.dumps(report, indent=2))
+
+    pipe = _pipeline(args.arch, device, dtype)
+    pipe.set_progress_bar_config(disable=True)
+    report["build_s"] = round(time.perf_counter() - started, 2)
+    write()  # before anything that might fail on the device
+    report["check"] = _attempt(report, "check", partial(_check_kernels, pipe, args.size, device))
+    if report["check"]:
+        print(f"flex vs dense-mask self-attention, float32: max |difference| "
+              f"{report['check']['flex_vs_mask_max_abs']:.2e}", flush=True)
+    write()
     image = benchmark.bench_image(args.size)
     for mode in args.modes:
         if mode == "compiled":
-            pipe.unet = torch.compile(pipe.unet, backend=args.compile_backend)
+            # Static graphs, one per call shape: with torch's automatic dynamic shapes the
+            # cases after the first recompile would run another kind of graph than the first.
+            pipe.unet = torch.compile(pipe.unet, backend=args.compile_backend, dynamic=False)
         timer = _UnetTimer(pipe.unet, device)
         stock = SequentialBaseline(pipe)  # stock of the pipeline's family, on its components
         stock.stock.set_progress_bar_config(disable=True)
         for case, n in _cases(args, mode):
-            if time.perf_counter() - started > args.budget_s:
-                report["skipped"].append({"mode": mode, "case": case, "n": n})
+            where = {"mode": mode, "case": case, "n": n}
+            if time.perf_counter() > deadline:
+                report["skipped"].append({**where, "reason": "time budget"})
                 continue
             regions = benchmark.bench_regions(n, args.size)
             edit = _edit(case, pipe, stock, image, regions, args.steps, device)
-            row = _measure(edit, timer, device, args.repeat)
-            report["rows"].append({"mode": mode, "case": case, "n": n, **row})
+            if args.inject_failure == f"{mode}:{case}:{n}":
+                edit = _injected_failure
+            row = _attempt(report, where, partial(_measure, edit, timer, device, args.repeat,
+                                                  deadline))
+            if row is None:
+                continue
+            if not row["edit_s_all"]:
+                report["skipped"].append({**where, "reason": "time budget after the warm-up",
+                                          "warmup_s": row["warmup_s"]})
+                continue
+            report["rows"].append({**where, **row})
             print(f"{mode:>8} {case:>10} n={n}: {row['edit_s']:.3f} s/edit, "
                   f"{row['step_s'] * 1000:.1f} ms/step, warm-up {row['warmup_s']:.1f} s, "
                   f"peak {row['peak_mb']} MB", flush=True)
-            report["summary"] = _summary(report["rows"])
-            report["elapsed_s"] = round(time.perf_counter() - started, 1)
-            (args.out / "bench_gpu.json").write_text(json.dumps(report, indent=2))
+            write()
         timer.remove()
-    report["elapsed_s"] = round(time.perf_counter() - started, 1)
-    (args.out / "bench_gpu.json").write_text(json.dumps(report, indent=2))
+    write()
     (args.out / "bench_gpu.md").write_text(_table(report))
     print(_table(report))
     return 0
+
+
+def timeout_for(budget_s: float) -> int:
+    """The wall-clock limit to run the script under: the budget, and 180 s for the case that
+    starts just before it runs out and for writing the figures."""
+    return math.ceil(budget_s) + 180
+
+
+def _attempt(report: dict[str, Any], where: str | dict[str, Any], run: Callable[[], Any]
+             ) -> Any:
+    """`run()`, or None with its error recorded in `report["failed"]` (an out-of-memory, a
+    compile error): one case failing must not lose the device slot's other figures."""
+    try:
+        return run()
+    except Exception as error:  # noqa: BLE001 - every failure is recorded, the run goes on
+        report["failed"].append({**(where if isinstance(where, dict) else {"step": where}),
+                                 "error": f"{type(error).__name__}: {error}"[:2000]})
+        print(f"failed: {where}: {type(error).__name__}: {error}", flush=True)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return None
+
+
+def _injected_failure() -> None:
+    raise RuntimeError("injected failure (--inject-failure)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -121,7 +178,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--compile-backend", default="inductor",
                         help="torch.compile backend (eager: a quick smoke run)")
     parser.add_argument("--budget-s", type=float, default=420.0,
-                        help="skip the cases that would start after this many seconds")
+                        help="skip the cases, and the timed runs of a case, that would start "
+                             "after this many seconds; run the script under `timeout` of this "
+                             "+ 180 s")
+    parser.add_argument("--inject-failure", metavar="MODE:CASE:N",
+                        help="a drill: this case (e.g. eager:single:2) raises, to see the run "
+                             "record it and go on")
     return parser
 
 
@@ -253,8 +315,10 @@ class _UnetTimer:
             handle.remove()
 
 
-def _measure(edit: Callable[[], None], timer: _UnetTimer, device: torch.device, repeat: int
-             ) -> dict[str, Any]:
+def _measure(edit: Callable[[], None], timer: _UnetTimer, device: torch.device, repeat: int,
+             deadline: float) -> dict[str, Any]:
+    """One warm-up edit, then up to `repeat` timed ones, none started after `deadline`
+    (`edit_s_all` is empty when the warm-up ended past it)."""
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -269,16 +333,20 @@ def _measure(edit: Callable[[], None], timer: _UnetTimer, device: torch.device, 
         base = torch.cuda.memory_allocated(device)
     runs = []
     for _ in range(repeat):
+        if time.perf_counter() > deadline:
+            break
         timer.marks.clear()
         sync()
         start = time.perf_counter()
         edit()
         sync()
         runs.append((time.perf_counter() - start, statistics.median(timer.seconds())))
+    row: dict[str, Any] = {"edit_s_all": [round(r[0], 4) for r in runs],
+                           "warmup_s": round(warmup, 2), "peak_mb": None, "peak_total_mb": None}
+    if not runs:
+        return row
     best = min(runs)
-    row = {"edit_s": round(best[0], 4), "edit_s_all": [round(r[0], 4) for r in runs],
-           "step_s": round(best[1], 5), "unet_calls": len(timer.marks),
-           "warmup_s": round(warmup, 2), "peak_mb": None, "peak_total_mb": None}
+    row.update(edit_s=round(best[0], 4), step_s=round(best[1], 5), unet_calls=len(timer.marks))
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device)
         row["peak_mb"], row["peak_total_mb"] = (round((peak - base) / 2**20),
@@ -313,7 +381,11 @@ def _table(report: dict[str, Any]) -> str:
                      f"{row['step_s'] * 1000:.1f} | {row['peak_mb']} | {row['warmup_s']:.1f} |")
     for skipped in report["skipped"]:
         lines.append(f"| {skipped['mode']} | {skipped['case']} | {skipped['n']} | skipped "
-                     f"(time budget) | | | |")
+                     f"({skipped['reason']}) | | | |")
+    for failed in report["failed"]:
+        where = (f"{failed['mode']} | {failed['case']} | {failed['n']}" if "mode" in failed
+                 else f"{failed['step']} | | ")
+        lines.append(f"| {where} | failed: {failed['error'][:200]} | | | |")
     return "\n".join(lines) + "\n"
 
 
