@@ -21,11 +21,9 @@ import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
 
 from promptartisan.engine import attention_rules as rules
-from promptartisan.engine.flex import flex_self_attention
+from promptartisan.engine.flex import flex_self_attention, kernel_for
 from promptartisan.engine.layout import Layout, build_layout
 from promptartisan.engine.regions import LabelMaps
-
-KERNELS = ("flex", "mask")
 
 
 class AttentionControl:
@@ -42,9 +40,7 @@ class AttentionControl:
     def __init__(self, maps: LabelMaps, words: torch.Tensor, boost: float,
                  device: torch.device | str, kernel: str | None = None) -> None:
         device = torch.device(device)
-        kernel = kernel or ("flex" if device.type == "cuda" else "mask")
-        if kernel not in KERNELS:
-            raise ValueError(f"kernel must be one of {KERNELS}, not {kernel!r}")
+        kernel = kernel_for(device, kernel)
         self.num_chunks, self.chunk_length = words.shape
         self.boost = boost
         self.kernel = kernel

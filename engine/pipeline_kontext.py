@@ -233,7 +233,7 @@ class PromptArtisanKontextPipeline(RegionPassMixin, DiffusionPipeline):
         steps_done = 0
 
         # 5. Denoising: one transformer call per step for any number of regions.
-        with routed(self.transformer, control), \
+        with routed(self.transformer, control), control.in_token_order(self.transformer), \
                 self.progress_bar(total=num_inference_steps) as bar:
             for i, t in enumerate(timesteps):
                 if self._interrupt:
