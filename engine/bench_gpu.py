@@ -23,6 +23,10 @@ Method
   (the weights); `peak_total_mb`: the absolute peak; both CUDA only (null elsewhere).
 - Check first: flex_attention's self-attention against the dense-mask kernel, float32, on
   the device (`check.flex_vs_mask_max_abs`; the CPU tests hold both to the rules within 1e-5).
+  Then a server's stream (`flex_stream`): 12 aspect ratios through the flex self-attention,
+  the sequence lengths they give, the padded lengths and how many compiles the process's
+  compiled flex_attention made (one per padded length at most), and the worst difference
+  from the dense mask.
 - Goals (from issue 12): eager single pass n = 4 ≤ 1.05× and n = 8 ≤ 1.10× eager stock per edit;
   compiled single pass faster than eager stock. `summary` holds these ratios.
 - A slot is never lost: the JSON is written once the model is built, before the kernel check,
@@ -54,12 +58,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from promptartisan.engine import benchmark
+from promptartisan.engine import benchmark, flex
 from promptartisan.engine.attention import AttentionControl, GroupSelfAttnProcessor
 from promptartisan.engine.baseline import SequentialBaseline
 from promptartisan.engine.pipeline import PromptArtisanPipeline
 from promptartisan.engine.pipeline_xl import PromptArtisanXLPipeline
-from promptartisan.engine.regions import Region, label_maps
+from promptartisan.engine.regions import Region, attention_shapes, label_maps
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,6 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     if report["check"]:
         print(f"flex vs dense-mask self-attention, float32: max |difference| "
               f"{report['check']['flex_vs_mask_max_abs']:.2e}", flush=True)
+    report["flex_stream"] = _attempt(report, "flex_stream",
+                                     partial(_flex_stream, pipe, args.size, device))
+    if report["flex_stream"]:
+        stream = report["flex_stream"]
+        print(f"flex stream: {stream['requests']} aspect ratios, {len(stream['lengths'])} "
+              f"lengths, {len(stream['padded_lengths'])} padded, {stream['compiles']} compiles",
+              flush=True)
     write()
     image = benchmark.bench_image(args.size)
     for mode in args.modes:
@@ -225,27 +236,78 @@ def _pipeline(arch: str, device: torch.device, dtype: torch.dtype
     return pipe if pipe.dtype == dtype else pipe.to(dtype=dtype)
 
 
+def _first_block(pipe: PromptArtisanPipeline | PromptArtisanXLPipeline
+                 ) -> tuple[int, torch.nn.Module]:
+    """The UNet's first transformer block, a float32 copy, and its level (resolution /2^level
+    of the latent's)."""
+    level, down = next((level, down) for level, down in enumerate(pipe.unet.down_blocks)
+                       if hasattr(down, "attentions"))
+    return level, copy.deepcopy(down.attentions[0].transformer_blocks[0]).float()
+
+
+def _self_attention(block: torch.nn.Module, masks: torch.Tensor, device: torch.device
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The block's self-attention with the flex kernel and with the dense mask, in float32, for
+    regions `masks` (n, h, w) each its own group, on random hidden states of batch 3."""
+    num, height, width = masks.shape
+    maps = label_maps(masks, [0] * num, list(range(1, num + 1)), [(height, width)])
+    words = torch.zeros(num + 1, 77, dtype=torch.bool)
+    hidden = torch.randn(3, height * width, block.attn1.to_q.in_features, device=device,
+                         generator=torch.Generator(device).manual_seed(0))
+    with torch.no_grad():
+        flex, mask = (GroupSelfAttnProcessor(AttentionControl(maps, words, 0.0, device,
+                                                              kernel=kernel))(block.attn1, hidden)
+                      for kernel in ("flex", "mask"))
+    return flex, mask
+
+
 def _check_kernels(pipe: PromptArtisanPipeline | PromptArtisanXLPipeline, size: int,
                    device: torch.device) -> dict[str, float]:
     """The two self-attention kernels on this device, in float32, on the UNet's first
     transformer block at its resolution (SD1.5: the latent's, SDXL: half of it) with 4 regions:
     flex_attention (fused on CUDA) must compute what the dense mask does, which the tests check
     against the rules on the CPU."""
-    level, down = next((level, down) for level, down in enumerate(pipe.unet.down_blocks)
-                       if hasattr(down, "attentions"))
-    block = copy.deepcopy(down.attentions[0].transformer_blocks[0]).float()
+    level, block = _first_block(pipe)
     side = size // pipe.vae_scale_factor // 2**level
     regions = benchmark.bench_regions(4, side)
     masks = torch.from_numpy(np.stack([region.mask for region in regions]))
-    maps = label_maps(masks, [0] * 4, [1, 2, 3, 4], [(side, side)])
-    words = torch.zeros(5, 77, dtype=torch.bool)
-    hidden = torch.randn(3, side * side, block.attn1.to_q.in_features, device=device,
-                         generator=torch.Generator(device).manual_seed(0))
-    with torch.no_grad():
-        flex, mask = (GroupSelfAttnProcessor(AttentionControl(maps, words, 0.0, device,
-                                                              kernel=kernel))(block.attn1, hidden)
-                      for kernel in ("flex", "mask"))
-    return {"flex_vs_mask_max_abs": float((flex - mask).abs().max()), "pixels": side * side}
+    flex_out, mask_out = _self_attention(block, masks, device)
+    return {"flex_vs_mask_max_abs": float((flex_out - mask_out).abs().max()),
+            "pixels": side * side}
+
+
+ASPECTS = [(1, 1), (4, 3), (3, 4), (3, 2), (2, 3), (16, 9), (9, 16), (5, 4), (4, 5), (2, 1),
+           (1, 2), (21, 9)]
+"""Width : height of the pictures in the flex stream."""
+
+
+def _flex_stream(pipe: PromptArtisanPipeline | PromptArtisanXLPipeline, size: int,
+                 device: torch.device) -> dict[str, Any]:
+    """What a server meets: pictures of 12 aspect ratios (long side `size`, each side a
+    multiple of 8 px, as the pipelines round them), 4 regions in 4 groups, through the first
+    transformer block's flex self-attention; the compiles `flex.FLEX` made for them (at most
+    one per padded length, never past torch's limit into the unfused kernel; 0 where it
+    doesn't fuse, off CUDA) and the largest difference from the dense mask."""
+    level, block = _first_block(pipe)
+    before, lengths, worst = flex.FLEX.compiles, [], 0.0
+    for across, down in ASPECTS:
+        width, height = ((size, max(64, round(size * down / across / 8) * 8)) if across >= down
+                         else (max(64, round(size * across / down / 8) * 8), size))
+        shape = attention_shapes(height // pipe.vae_scale_factor, width // pipe.vae_scale_factor,
+                                 len(pipe.unet.config.block_out_channels))[level]
+        h, w = shape
+        masks = torch.zeros(4, h, w, dtype=torch.bool)
+        for k in range(4):
+            row, col = divmod(k, 2)
+            masks[k, row * h // 2 + h // 8:(row + 1) * h // 2 - h // 8,
+                  col * w // 2 + w // 8:(col + 1) * w // 2 - w // 8] = True
+        flex_out, mask_out = _self_attention(block, masks, device)
+        worst = max(worst, float((flex_out - mask_out).abs().max()))
+        lengths.append(h * w)
+    return {"requests": len(ASPECTS), "lengths": sorted(set(lengths)),
+            "padded_lengths": sorted({flex.padded_length(n) for n in lengths}),
+            "compiles": flex.FLEX.compiles - before, "fused": flex.FLEX.fuses(device),
+            "flex_vs_mask_max_abs": worst}
 
 
 def _cases(args: argparse.Namespace, mode: str) -> list[tuple[str, int]]:

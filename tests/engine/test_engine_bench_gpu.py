@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from promptartisan.engine import bench_gpu
+from promptartisan.engine import bench_gpu, flex
 
 
 @pytest.mark.parametrize("arch", ["tiny", "tiny-sdxl"])
@@ -94,6 +94,27 @@ def test_bench_gpu_stops_timed_runs_at_the_budget(tiny_dir: Path, tmp_path: Path
     assert report["skipped"][0] == {"mode": "eager", "case": "stock", "n": 1,
                                     "reason": "time budget after the warm-up", "warmup_s": 100}
     assert [s["reason"] for s in report["skipped"][1:]] == ["time budget"] * 2
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_the_flex_stream_compiles_once_per_padded_length(tiny_dir: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The device run's stream of 12 aspect ratios through the UNet's flex self-attention, here
+    through the compiled path on the CPU (graphs captured, run as they are): one compile per
+    padded length, fewer than the lengths, and the dense mask's attention."""
+    monkeypatch.setenv("PROMPTARTISAN_TINY_DIR", str(tiny_dir))
+    counted = flex.CompiledFlex(backend=lambda graph, inputs: graph.forward, devices=("cpu",))
+    monkeypatch.setattr(flex, "FLEX", counted)
+    pipe = bench_gpu._pipeline("tiny", torch.device("cpu"), torch.float32)
+    torch._dynamo.reset()
+    try:
+        stream = bench_gpu._flex_stream(pipe, 512, torch.device("cpu"))
+    finally:
+        torch._dynamo.reset()
+    assert stream["fused"] and stream["requests"] == 12
+    assert stream["compiles"] == counted.compiles == len(stream["padded_lengths"]) >= 2
+    assert len(stream["lengths"]) > len(stream["padded_lengths"])
+    assert stream["flex_vs_mask_max_abs"] <= 1e-5
 
 
 def test_bench_gpu_rejects_bad_arguments() -> None:
