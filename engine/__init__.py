@@ -9,12 +9,9 @@ from promptartisan.engine.families import FAMILIES, family_of, pipeline_class
 from promptartisan.engine.pipeline import PromptArtisanPipeline
 from promptartisan.engine.pipeline_kontext import PromptArtisanKontextPipeline
 from promptartisan.engine.pipeline_xl import PromptArtisanXLPipeline
-from promptartisan.engine.region_pass import (
-    DEFAULT_ATTENTION_BOOST,
-    MAX_REGIONS,
-    PromptArtisanPipelineOutput,
-)
+from promptartisan.engine.region_pass import MAX_REGIONS, PromptArtisanPipelineOutput
 from promptartisan.engine.regions import Region, RegionError
+from promptartisan.engine.unet_pass import DEFAULT_ATTENTION_BOOST
 
 __all__ = [
     "DEFAULT_ATTENTION_BOOST",

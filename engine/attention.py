@@ -30,7 +30,8 @@ class AttentionControl:
     """State for one pipeline call, computed once and read by every processor at every step.
 
     `words`: bool (n + 1, 77), the word tokens of each prompt's chunk (the last chunk is the empty
-    prompt's). `boost`: eDiff-I's w. The pipeline sets `sigma` before each UNet call and
+    prompt's). `boost`: eDiff-I's w, the strength a call asks for; the boost weight of a step
+    is w · log(1 + σ_t) (`rules.boost_weight`). The pipeline sets `sigma` before each UNet call and
     `set_context` with the UNet's context. `kernel`: how blocked self-attention runs, "flex"
     (flex_attention, the default on CUDA) or "mask" (the default elsewhere: a dense boolean mask
     in compiled code, each group gathered with the pixels it may read in eager code); all
@@ -44,9 +45,9 @@ class AttentionControl:
         self.num_chunks, self.chunk_length = words.shape
         self.boost = boost
         self.kernel = kernel
-        # The step's boost weight lives on the device and is updated in place, so a compiled
-        # UNet reads it as an input rather than specialising on its value at every step.
-        self.weight = torch.zeros((), device=device)
+        # The step's boost weight, on the device and updated in place, so a compiled UNet reads
+        # it as an input rather than specialising on its value at every step.
+        self.boost_weight_on_device = torch.zeros((), device=device)
         self._sigma = 0.0
         self._context: tuple[torch.Tensor, int] | None = None
         self.layouts: dict[int, Layout] = {
@@ -63,9 +64,10 @@ class AttentionControl:
     @sigma.setter
     def sigma(self, value: float) -> None:
         self._sigma = value
-        self.weight.fill_(rules.boost_weight(self.boost, value))
+        self.boost_weight_on_device.fill_(rules.boost_weight(self.boost, value))
 
     def boost_weight(self) -> float:
+        """The step's boost weight, w · log(1 + σ_t)."""
         return rules.boost_weight(self.boost, self._sigma)
 
     def processors(self, current: dict[str, object]) -> dict[str, object]:
@@ -115,10 +117,10 @@ def _finish(attn: Attention, out: torch.Tensor, residual: torch.Tensor) -> torch
 
 
 def routed_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                     layout: Layout, weight: torch.Tensor, scale: float) -> torch.Tensor:
+                     layout: Layout, boost_weight: torch.Tensor, scale: float) -> torch.Tensor:
     """The text row's cross-attention in one pass over all chunks: each pixel's logits outside
     its own chunk are -inf, and its region's word tokens are raised by eDiff-I's boost,
-    weight · peak. The logits are computed in float32 over every chunk: the boost's peak is a
+    boost_weight · peak. The logits are computed in float32 over every chunk: the boost's peak is a
     maximum over a whole region's logits, which a fused kernel wouldn't give back, and the
     context is short (77·(n + 1) tokens), so this costs little next to self-attention."""
     batch, heads = query.shape[:2]
@@ -126,7 +128,7 @@ def routed_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
                            key.float().flatten(0, 1).transpose(-1, -2), alpha=scale)
     logits = logits.unflatten(0, (batch, heads))
     peak = rules.boost_peak(logits, layout.labels, layout.members)
-    logits = torch.addcmul(logits, weight * peak[..., None], layout.boosted)
+    logits = torch.addcmul(logits, boost_weight * peak[..., None], layout.boosted)
     return logits.softmax(dim=-1).to(value.dtype) @ value
 
 
@@ -160,7 +162,8 @@ class RoutedCrossAttnProcessor:
         key, value, null_key, null_value = self.projected
         layout = self.control.layouts[hidden_states.shape[1]]
         query = _heads(attn, attn.to_q(hidden_states))
-        out = routed_attention(query[:1], key, value, layout, self.control.weight, attn.scale)
+        out = routed_attention(query[:1], key, value, layout,
+                               self.control.boost_weight_on_device, attn.scale)
         if hidden_states.shape[0] > 1:  # guidance branches: the empty prompt, as in stock
             rows = hidden_states.shape[0] - 1
             out = torch.cat([out, F.scaled_dot_product_attention(

@@ -1,6 +1,7 @@
 """PromptArtisanXLPipeline: the single pass on the SDXL InstructPix2Pix family (768–1024 px):
 diffusers/sdxl-instructpix2pix-768, CosXL Edit (EDM, v-prediction), HQ-Edit. Regions, label maps,
-attention control, guidance, blending and paste-back are the SD1.5 pipeline's (region_pass.py);
+attention control, guidance, blending and paste-back are the SD1.5 pipeline's (region_pass.py,
+unet_pass.py);
 what differs is the conditioning: two text encoders, the pooled text embedding and the time ids.
 """
 
@@ -26,25 +27,27 @@ from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokeniz
 
 from promptartisan.engine.attention import AttentionControl
 from promptartisan.engine.region_pass import (
-    DEFAULT_ATTENTION_BOOST,
     MAX_REGIONS,
     PromptArtisanPipelineOutput,
-    RegionPassMixin,
-    check_unet,
-    guide,
     is_step_end,
     routed,
+)
+from promptartisan.engine.regions import Region
+from promptartisan.engine.unet_pass import (
+    DEFAULT_ATTENTION_BOOST,
+    UNetPassMixin,
+    check_unet,
+    guide,
     tokenize_chunks,
     warn_overlong,
 )
-from promptartisan.engine.regions import Region
 
 # How the instructions are joined into the one prompt whose pooled embedding conditions the
 # time embedding (see `encode_pooled`).
 POOLED_JOIN = ", "
 
 
-class PromptArtisanXLPipeline(RegionPassMixin, DiffusionPipeline, StableDiffusionMixin):
+class PromptArtisanXLPipeline(UNetPassMixin, DiffusionPipeline, StableDiffusionMixin):
     """SDXL InstructPix2Pix with many instructions, each bound to its own mask, in one pass.
 
     Loads from any SDXL InstructPix2Pix folder or hub id (`from_pretrained`), or reuses a loaded
