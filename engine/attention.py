@@ -21,18 +21,17 @@ import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
 
 from promptartisan.engine import attention_rules as rules
-from promptartisan.engine.flex import flex_self_attention
+from promptartisan.engine.flex import flex_self_attention, kernel_for
 from promptartisan.engine.layout import Layout, build_layout
 from promptartisan.engine.regions import LabelMaps
-
-KERNELS = ("flex", "mask")
 
 
 class AttentionControl:
     """State for one pipeline call, computed once and read by every processor at every step.
 
     `words`: bool (n + 1, 77), the word tokens of each prompt's chunk (the last chunk is the empty
-    prompt's). `boost`: eDiff-I's w. The pipeline sets `sigma` before each UNet call and
+    prompt's). `boost`: eDiff-I's w, the strength a call asks for; the boost weight of a step
+    is w · log(1 + σ_t) (`rules.boost_weight`). The pipeline sets `sigma` before each UNet call and
     `set_context` with the UNet's context. `kernel`: how blocked self-attention runs, "flex"
     (flex_attention, the default on CUDA) or "mask" (the default elsewhere: a dense boolean mask
     in compiled code, each group gathered with the pixels it may read in eager code); all
@@ -42,15 +41,13 @@ class AttentionControl:
     def __init__(self, maps: LabelMaps, words: torch.Tensor, boost: float,
                  device: torch.device | str, kernel: str | None = None) -> None:
         device = torch.device(device)
-        kernel = kernel or ("flex" if device.type == "cuda" else "mask")
-        if kernel not in KERNELS:
-            raise ValueError(f"kernel must be one of {KERNELS}, not {kernel!r}")
+        kernel = kernel_for(device, kernel)
         self.num_chunks, self.chunk_length = words.shape
         self.boost = boost
         self.kernel = kernel
-        # The step's boost weight lives on the device and is updated in place, so a compiled
-        # UNet reads it as an input rather than specialising on its value at every step.
-        self.weight = torch.zeros((), device=device)
+        # The step's boost weight, on the device and updated in place, so a compiled UNet reads
+        # it as an input rather than specialising on its value at every step.
+        self.boost_weight_on_device = torch.zeros((), device=device)
         self._sigma = 0.0
         self._context: tuple[torch.Tensor, int] | None = None
         self.layouts: dict[int, Layout] = {
@@ -67,9 +64,10 @@ class AttentionControl:
     @sigma.setter
     def sigma(self, value: float) -> None:
         self._sigma = value
-        self.weight.fill_(rules.boost_weight(self.boost, value))
+        self.boost_weight_on_device.fill_(rules.boost_weight(self.boost, value))
 
     def boost_weight(self) -> float:
+        """The step's boost weight, w · log(1 + σ_t)."""
         return rules.boost_weight(self.boost, self._sigma)
 
     def processors(self, current: dict[str, object]) -> dict[str, object]:
@@ -92,10 +90,14 @@ class AttentionControl:
         if (seen is not None and seen[0] is encoder_hidden_states
                 and seen[1] == encoder_hidden_states._version):
             return
+        context = encoder_hidden_states
+        null = context[1:, -self.chunk_length:]
+        if len(null) > 1 and bool((null == null[:1]).all()):
+            context = context[:2]  # the guidance rows read one null chunk: projected once
         for module in model.modules():
             processor = getattr(module, "processor", None)
             if isinstance(processor, RoutedCrossAttnProcessor) and processor.control is self:
-                processor.project(module, encoder_hidden_states)
+                processor.project(module, context)
         # Holding the tensor keeps its memory from being reused by another one.
         self._context = (encoder_hidden_states, encoder_hidden_states._version)
 
@@ -115,10 +117,10 @@ def _finish(attn: Attention, out: torch.Tensor, residual: torch.Tensor) -> torch
 
 
 def routed_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                     layout: Layout, weight: torch.Tensor, scale: float) -> torch.Tensor:
+                     layout: Layout, boost_weight: torch.Tensor, scale: float) -> torch.Tensor:
     """The text row's cross-attention in one pass over all chunks: each pixel's logits outside
     its own chunk are -inf, and its region's word tokens are raised by eDiff-I's boost,
-    weight · peak. The logits are computed in float32 over every chunk: the boost's peak is a
+    boost_weight · peak. The logits are computed in float32 over every chunk: the boost's peak is a
     maximum over a whole region's logits, which a fused kernel wouldn't give back, and the
     context is short (77·(n + 1) tokens), so this costs little next to self-attention."""
     batch, heads = query.shape[:2]
@@ -126,7 +128,7 @@ def routed_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
                            key.float().flatten(0, 1).transpose(-1, -2), alpha=scale)
     logits = logits.unflatten(0, (batch, heads))
     peak = rules.boost_peak(logits, layout.labels, layout.members)
-    logits = torch.addcmul(logits, weight * peak[..., None], layout.boosted)
+    logits = torch.addcmul(logits, boost_weight * peak[..., None], layout.boosted)
     return logits.softmax(dim=-1).to(value.dtype) @ value
 
 
@@ -141,8 +143,10 @@ class RoutedCrossAttnProcessor:
         self.projected: tuple[torch.Tensor, ...] | None = None
 
     def project(self, attn: Attention, encoder_hidden_states: torch.Tensor) -> None:
-        """(text keys, text values, null keys, null values) of this layer for the context; the
-        text keys in float32, as `routed_attention` reads them, cast once here."""
+        """(text keys, text values, null keys, null values) of this layer for the context (its
+        first row the text row's, the others' null chunks those the guidance rows read, one
+        row for all of them when they are the same); the text keys in float32, as
+        `routed_attention` reads them, cast once here."""
         text = encoder_hidden_states[:1]
         null = encoder_hidden_states[1:, -self.control.chunk_length:]
         self.projected = (_heads(attn, attn.to_k(text)).float(), _heads(attn, attn.to_v(text)),
@@ -158,10 +162,13 @@ class RoutedCrossAttnProcessor:
         key, value, null_key, null_value = self.projected
         layout = self.control.layouts[hidden_states.shape[1]]
         query = _heads(attn, attn.to_q(hidden_states))
-        out = routed_attention(query[:1], key, value, layout, self.control.weight, attn.scale)
+        out = routed_attention(query[:1], key, value, layout,
+                               self.control.boost_weight_on_device, attn.scale)
         if hidden_states.shape[0] > 1:  # guidance branches: the empty prompt, as in stock
+            rows = hidden_states.shape[0] - 1
             out = torch.cat([out, F.scaled_dot_product_attention(
-                query[1:], null_key, null_value, scale=attn.scale)])
+                query[1:], null_key.expand(rows, -1, -1, -1),
+                null_value.expand(rows, -1, -1, -1), scale=attn.scale)])
         return _finish(attn, out, hidden_states)
 
 

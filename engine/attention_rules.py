@@ -39,7 +39,8 @@ def boosted_tokens(labels: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
 
 
 def boost_weight(boost: float, sigma: float) -> float:
-    """w · log(1 + σ_t): strong while the layout forms (high noise), fading to nothing at the
+    """The boost weight of a step, from eDiff-I's w (`boost`, the strength a call asks for):
+    w · log(1 + σ_t): strong while the layout forms (high noise), fading to nothing at the
     end, so the boost places each edit without burning in its details."""
     return boost * math.log1p(sigma)
 

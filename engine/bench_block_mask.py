@@ -31,7 +31,6 @@ def _tokens(family: str, size: int) -> Any:
     import torch
 
     from promptartisan.engine import joint_attention_rules as rules
-    from promptartisan.engine.joint_attention import sorted_order
     from promptartisan.engine.layout import sort_order
 
     side = size // FAMILIES[family]
@@ -44,7 +43,7 @@ def _tokens(family: str, size: int) -> Any:
         order, _ = sort_order(labels, groups)
         return groups[order]
     tokens = rules.joint_tokens(CHUNK_LENGTHS, labels, groups)
-    order = sorted_order(tokens)
+    order, _ = sort_order(tokens.labels, tokens.groups, first=tokens.text)
     return rules.JointTokens(tokens.text[order], tokens.labels[order], tokens.groups[order])
 
 

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import torch
 
-from promptartisan.engine.joint_attention import joint_block_mask, sorted_order
+from promptartisan.engine.joint_attention import joint_block_mask
 from promptartisan.engine.joint_attention_rules import JointTokens, dense_mask, joint_tokens
+from promptartisan.engine.layout import sort_order
 from promptartisan.engine.regions import label_maps
 
 # Three regions of three groups: two quarters on top, a band below; T5 lengths of short
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
           f"built in {dense_s * 1e3:.0f} ms; {100 * mask.float().mean():.1f} % of pairs read")
     results = {"size": size, "tokens": len(tokens), "dense_mib": mask.numel() / 2**20,
                "dense_s": dense_s, "read_pairs": float(mask.float().mean()), "block_masks": {}}
-    order = sorted_order(tokens)
+    order, _ = sort_order(tokens.labels, tokens.groups, first=tokens.text)
     for name, chosen in (("grid order", tokens),
                          ("(group, label) order", JointTokens(
                              tokens.text[order], tokens.labels[order], tokens.groups[order]))):

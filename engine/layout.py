@@ -15,7 +15,7 @@ import torch
 from torch.nn.attention.flex_attention import BlockMask
 
 from promptartisan.engine import attention_rules as rules
-from promptartisan.engine.flex import group_block_mask
+from promptartisan.engine.flex import group_block_mask, padded_length
 
 
 @dataclass
@@ -44,9 +44,14 @@ class Layout:
     block_mask: BlockMask | None = None
 
 
-def sort_order(labels: torch.Tensor, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pixel positions sorted by (group, label), stable, and the inverse permutation."""
-    order = torch.argsort(groups * (int(labels.max()) + 1) + labels, stable=True)
+def sort_order(labels: torch.Tensor, groups: torch.Tensor,
+               first: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions sorted by (group, label), stable, the positions marked in `first` (Kontext's
+    text tokens) in front in their own order; and the inverse permutation."""
+    key = groups * (int(labels.max()) + 1) + labels
+    if first is not None:
+        key = torch.where(first, -1, key)
+    order = torch.argsort(key, stable=True)
     return order, torch.argsort(order)
 
 
@@ -66,7 +71,7 @@ def build_layout(labels: torch.Tensor, groups: torch.Tensor, words: torch.Tensor
                                  -math.inf),
                     boosted=rules.boosted_tokens(labels, words).float(), blocked=blocked)
     if blocked and kernel == "flex":
-        layout.block_mask = group_block_mask(groups[order])
+        layout.block_mask = group_block_mask(groups[order], padded_length(len(groups)))
     elif blocked:
         layout.self_mask = rules.may_read_pixel(groups[:, None], groups[None, :])
         layout.self_routes = [_self_route(group, groups, layout.self_mask)

@@ -1,6 +1,6 @@
 """PromptArtisanPipeline: n instructions, each bound to its region, in one InstructPix2Pix pass
 with Complete Attention Control (DESIGN.md, "The engine", steps 1–7): the SD1.5 family. What it
-shares with the SDXL family (region_pass.py) is written once there."""
+shares with every family is region_pass.py, with the SDXL family unet_pass.py."""
 
 from __future__ import annotations
 
@@ -23,21 +23,23 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from promptartisan.engine.attention import AttentionControl
 from promptartisan.engine.region_pass import (
-    DEFAULT_ATTENTION_BOOST,
     MAX_REGIONS,
     PromptArtisanPipelineOutput,
-    RegionPassMixin,
-    check_unet,
-    guide,
     is_step_end,
     routed,
+)
+from promptartisan.engine.regions import Region
+from promptartisan.engine.unet_pass import (
+    DEFAULT_ATTENTION_BOOST,
+    UNetPassMixin,
+    check_unet,
+    guide,
     tokenize_chunks,
     warn_overlong,
 )
-from promptartisan.engine.regions import Region
 
 
-class PromptArtisanPipeline(RegionPassMixin, DiffusionPipeline, StableDiffusionMixin):
+class PromptArtisanPipeline(UNetPassMixin, DiffusionPipeline, StableDiffusionMixin):
     """InstructPix2Pix (SD1.5) with many instructions, each bound to its own mask, in one pass.
 
     Loads from any InstructPix2Pix folder or hub id (`from_pretrained`), or reuses a loaded

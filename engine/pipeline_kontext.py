@@ -1,6 +1,6 @@
 """PromptArtisanKontextPipeline: n instructions, each bound to its region, in one FLUX.1 Kontext
 pass (DESIGN.md, "Engine families": the MMDiT instruction editor). What it shares with the UNet
-families (regions, label maps, blending, paste-back) comes from regions.py and region_pass.py;
+families (regions, label maps, the checks, paste-back) comes from regions.py and region_pass.py;
 who reads whom in the joint attention is joint_attention_rules.py.
 
 Per call: each instruction is encoded by T5 on its own, as long as its tokens (not 512 padded
@@ -41,9 +41,8 @@ from promptartisan.engine.region_pass import (
     RegionPassMixin,
     is_step_end,
     routed,
-    source_image,
 )
-from promptartisan.engine.regions import Region, label_maps, prepare_regions
+from promptartisan.engine.regions import Region, label_maps
 
 T5_MAX_TOKENS = 512  # the most T5 tokens Flux reads per prompt, as stock's max_sequence_length
 
@@ -57,7 +56,6 @@ class PromptArtisanKontextPipeline(RegionPassMixin, DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "text_encoder->text_encoder_2->transformer->vae"
-    _callback_tensor_inputs = ["latents", "prompt_embeds"]
 
     def __init__(self, scheduler: FlowMatchEulerDiscreteScheduler, vae: AutoencoderKL,
                  text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer,
@@ -96,24 +94,15 @@ class PromptArtisanKontextPipeline(RegionPassMixin, DiffusionPipeline):
                    callback_on_step_end_tensor_inputs: Sequence[str]) -> RegionCall:
         """Every check of a call before any model runs, and the label map at the token grid."""
         check_transformer(self.transformer, self.vae)
-        source = source_image(image)
-        regions, masks, groups = prepare_regions(regions, source.size, max_regions)
-        blend_steps = num_inference_steps // 2 if blend_steps is None else blend_steps
-        if num_inference_steps < 1 or blend_steps < 0 or feather < 0:
-            raise ValueError("num_inference_steps must be ≥ 1 and blend_steps and feather ≥ 0")
-        if output_type not in ("pil", "np", "latent"):
-            raise ValueError(f"output_type must be 'pil', 'np' or 'latent', not {output_type!r}")
-        unknown = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
-        if unknown:
-            raise ValueError(f"callback tensors {sorted(unknown)} are not among "
-                             f"{self._callback_tensor_inputs}")
+        source, regions, masks, groups, blend_steps = self.check_regions(
+            image, regions, num_inference_steps, blend_steps, feather, max_regions, output_type,
+            callback_on_step_end_tensor_inputs)
         height, width = self.image_processor.get_default_height_width(source)
         if min(height, width) < 16:
             raise ValueError(f"image is {source.width}×{source.height}; Kontext needs at least "
                              f"16 px a side (one token)")
         grid = (height // 16, width // 16)
         maps = label_maps(torch.from_numpy(masks), [r.order for r in regions], groups, [grid])
-        self._interrupt = False
         return RegionCall(source, regions, masks, maps, height, width, blend_steps)
 
     def encode_prompts(self, prompts: Sequence[str], background_prompt: str,
@@ -233,7 +222,7 @@ class PromptArtisanKontextPipeline(RegionPassMixin, DiffusionPipeline):
         steps_done = 0
 
         # 5. Denoising: one transformer call per step for any number of regions.
-        with routed(self.transformer, control), \
+        with routed(self.transformer, control), control.in_token_order(self.transformer), \
                 self.progress_bar(total=num_inference_steps) as bar:
             for i, t in enumerate(timesteps):
                 if self._interrupt:

@@ -1,6 +1,7 @@
 """PromptArtisanXLPipeline: the single pass on the SDXL InstructPix2Pix family (768–1024 px):
 diffusers/sdxl-instructpix2pix-768, CosXL Edit (EDM, v-prediction), HQ-Edit. Regions, label maps,
-attention control, guidance, blending and paste-back are the SD1.5 pipeline's (region_pass.py);
+attention control, guidance, blending and paste-back are the SD1.5 pipeline's (region_pass.py,
+unet_pass.py);
 what differs is the conditioning: two text encoders, the pooled text embedding and the time ids.
 """
 
@@ -26,25 +27,27 @@ from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokeniz
 
 from promptartisan.engine.attention import AttentionControl
 from promptartisan.engine.region_pass import (
-    DEFAULT_ATTENTION_BOOST,
     MAX_REGIONS,
     PromptArtisanPipelineOutput,
-    RegionPassMixin,
-    check_unet,
-    guide,
     is_step_end,
     routed,
+)
+from promptartisan.engine.regions import Region
+from promptartisan.engine.unet_pass import (
+    DEFAULT_ATTENTION_BOOST,
+    UNetPassMixin,
+    check_unet,
+    guide,
     tokenize_chunks,
     warn_overlong,
 )
-from promptartisan.engine.regions import Region
 
 # How the instructions are joined into the one prompt whose pooled embedding conditions the
 # time embedding (see `encode_pooled`).
 POOLED_JOIN = ", "
 
 
-class PromptArtisanXLPipeline(RegionPassMixin, DiffusionPipeline, StableDiffusionMixin):
+class PromptArtisanXLPipeline(UNetPassMixin, DiffusionPipeline, StableDiffusionMixin):
     """SDXL InstructPix2Pix with many instructions, each bound to its own mask, in one pass.
 
     Loads from any SDXL InstructPix2Pix folder or hub id (`from_pretrained`), or reuses a loaded
@@ -99,19 +102,21 @@ class PromptArtisanXLPipeline(RegionPassMixin, DiffusionPipeline, StableDiffusio
         """Each prompt on its own 77 tokens through both text encoders (their penultimate hidden
         states side by side, as stock reads them: 768 + 1280 = 2048 wide), then the null chunk:
         what stock's image-only and unconditional branches read (zeros when
-        `force_zeros_for_empty_prompt`, else the empty prompt's encoding), so a background pixel
-        reads in the text branch exactly what it reads in the others and no instruction reaches
-        it. Returns the context (1, 77·(n+1), 2048) and the word tokens (bool (n+1, 77))."""
+        `force_zeros_for_empty_prompt`, then not encoded at all; else the empty prompt's
+        encoding), so a background pixel reads in the text branch exactly what it reads in the
+        others and no instruction reaches it. Returns the context (1, 77·(n+1), 2048) and the
+        word tokens (bool (n+1, 77))."""
         warn_overlong(self.tokenizer, prompts)
-        chunks = []
-        for tokenizer, text_encoder in ((self.tokenizer, self.text_encoder),
-                                        (self.tokenizer_2, self.text_encoder_2)):
-            input_ids, words = tokenize_chunks(tokenizer, prompts)
-            output = text_encoder(input_ids.to(device), output_hidden_states=True)
-            chunks.append(output.hidden_states[-2])
-        embeds = torch.cat(chunks, dim=-1)
-        if self.config.force_zeros_for_empty_prompt:
-            embeds[-1] = 0
+        zeros = self.config.force_zeros_for_empty_prompt
+        input_ids, words = tokenize_chunks(self.tokenizer, prompts)
+        input_ids_2, _ = tokenize_chunks(self.tokenizer_2, prompts)
+        if zeros:  # the empty prompt's chunk is replaced by zeros: nothing to encode
+            input_ids, input_ids_2 = input_ids[:-1], input_ids_2[:-1]
+        hidden = self.text_encoder(input_ids.to(device), output_hidden_states=True)
+        hidden_2, _ = self.encode_2(input_ids_2, device)
+        embeds = torch.cat([hidden.hidden_states[-2], hidden_2], dim=-1)
+        if zeros:
+            embeds = torch.cat([embeds, torch.zeros_like(embeds[:1])])
         return embeds.reshape(1, -1, embeds.shape[-1]).to(self.text_encoder_2.dtype), words
 
     def encode_pooled(self, prompts: Sequence[str], device: torch.device
@@ -132,14 +137,45 @@ class PromptArtisanXLPipeline(RegionPassMixin, DiffusionPipeline, StableDiffusio
         - what the joined prompt adds to the background through the time embedding is what
           latent blending (the first half of the steps) and the paste-back (beyond the
           feather) hold back anyway.
-        The null branches' is stock's negative one: zeros with `force_zeros_for_empty_prompt`,
-        else the empty prompt's."""
-        tokens = self.tokenizer_2([POOLED_JOIN.join(prompts), ""], padding="max_length",
-                                  max_length=self.tokenizer_2.model_max_length, truncation=True,
+        The null branches' is stock's negative one: zeros with `force_zeros_for_empty_prompt`
+        (the empty prompt is then not encoded), else the empty prompt's. Within a call, a
+        sequence `encode_prompts` already ran through ViT-bigG (the one instruction at n = 1,
+        the empty prompt) is not encoded again."""
+        zeros = self.config.force_zeros_for_empty_prompt
+        tokens = self.tokenizer_2([POOLED_JOIN.join(prompts), *([] if zeros else [""])],
+                                  padding="max_length", truncation=True,
+                                  max_length=self.tokenizer_2.model_max_length,
                                   return_tensors="pt")
-        pooled = self.text_encoder_2(tokens.input_ids.to(device))[0].to(self.text_encoder_2.dtype)
-        text, null = pooled[:1], pooled[1:]
-        return text, torch.zeros_like(null) if self.config.force_zeros_for_empty_prompt else null
+        _, pooled = self.encode_2(tokens.input_ids, device)
+        text = pooled[:1]
+        return text, torch.zeros_like(text) if zeros else pooled[1:]
+
+    def encode_2(self, input_ids: torch.Tensor, device: torch.device
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """ViT-bigG's penultimate hidden states (rows, 77, 1280) and pooled embeddings (rows,
+        1280) of each row of token ids; inside `one_encoding`, rows it has seen in this call
+        are taken from there, and the others encoded in one batch."""
+        seen = self._encoded_2 if self._encoded_2 is not None else {}
+        keys = [tuple(row.tolist()) for row in input_ids]
+        new = [index for index, key in enumerate(keys) if key not in seen]
+        if new:
+            output = self.text_encoder_2(input_ids[new].to(device), output_hidden_states=True)
+            for row, index in enumerate(new):
+                seen[keys[index]] = (output.hidden_states[-2][row], output.text_embeds[row])
+        hidden, pooled = zip(*(seen[key] for key in keys), strict=True)
+        return torch.stack(hidden), torch.stack(pooled).to(self.text_encoder_2.dtype)
+
+    _encoded_2: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    @contextmanager
+    def one_encoding(self) -> Iterator[None]:
+        """One call's text encoding: ViT-bigG encodes each distinct sequence once (the weights
+        may change between calls, a LoRA loaded, so nothing is kept after it)."""
+        self._encoded_2 = {}
+        try:
+            yield
+        finally:
+            self._encoded_2 = None
 
     def time_ids(self, original_size: tuple[int, int], crops_coords_top_left: tuple[int, int],
                  target_size: tuple[int, int]) -> torch.Tensor:
@@ -221,8 +257,9 @@ class PromptArtisanXLPipeline(RegionPassMixin, DiffusionPipeline, StableDiffusio
         # 1. Embeddings: [c_1, …, c_n, c_null] for the text branch, c_null tiled for the others;
         #    the pooled embedding and the time ids for the time embedding.
         prompts = [r.prompt for r in call.regions]
-        prompt_embeds, words = self.encode_prompts(prompts, device)
-        add_text_embeds, null_pooled = self.encode_pooled(prompts, device)
+        with self.one_encoding():
+            prompt_embeds, words = self.encode_prompts(prompts, device)
+            add_text_embeds, null_pooled = self.encode_pooled(prompts, device)
         dtype = prompt_embeds.dtype
         add_time_ids = add_time_ids.to(device)
         if guided:

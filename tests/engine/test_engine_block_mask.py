@@ -11,7 +11,8 @@ from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex
 from promptartisan.engine import joint_attention_rules as rules
 from promptartisan.engine.attention_rules import may_read_pixel
 from promptartisan.engine.flex import group_block_mask
-from promptartisan.engine.joint_attention import joint_block_mask, sorted_order
+from promptartisan.engine.joint_attention import joint_block_mask
+from promptartisan.engine.layout import sort_order
 
 
 def assert_same(built: BlockMask, reference: BlockMask, length: int) -> None:
@@ -47,7 +48,7 @@ def test_the_joint_mask_is_create_block_masks(grid: int) -> None:
     labels = torch.randint(0, 4, (grid * grid,), generator=generator)
     groups = torch.where(labels == 3, 1, labels)  # regions 1 and 3 share a group
     tokens = rules.joint_tokens([7, 12, 5, 1], labels, groups)
-    order = sorted_order(tokens)
+    order, _ = sort_order(tokens.labels, tokens.groups, first=tokens.text)
     ordered = rules.JointTokens(tokens.text[order], tokens.labels[order], tokens.groups[order])
 
     def mask_mod(b: torch.Tensor, h: torch.Tensor, q: torch.Tensor, k: torch.Tensor

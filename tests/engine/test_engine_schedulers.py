@@ -16,7 +16,7 @@ from PIL import Image
 
 from promptartisan import models
 from promptartisan.engine import PromptArtisanPipeline, Region
-from promptartisan.engine.region_pass import MAX_NOISE_LEVEL
+from promptartisan.engine.unet_pass import MAX_NOISE_LEVEL
 from promptartisan.settings import Settings
 
 PROMPT = "turn the sky into a sunset"

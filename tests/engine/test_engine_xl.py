@@ -219,3 +219,35 @@ def test_a_cosxl_edit_folder_saved_as_the_readme_says_loads_as_cosxl(tiny_dir, t
     assert pipe.scheduler.config.prediction_type == "v_prediction"
     expected = stock_edit(stock, PROMPT, small_photo, num_inference_steps=3, generator=seed())
     assert np.abs(controls_off(pipe, small_photo) - expected).max() <= 1e-4
+
+
+@pytest.mark.parametrize("force_zeros", [True, False])
+def test_nothing_is_encoded_or_projected_twice(tiny_dir, small_photo, force_zeros: bool) -> None:
+    """Per edit, ViT-bigG encodes each instruction once, the joined prompt only for n ≥ 2 (at
+    n = 1 it is the instruction) and the empty prompt only when its chunk isn't zeros; ViT-L
+    the instructions (and the empty prompt, when not zeros); every cross-attention layer
+    projects the guidance rows' one null chunk once, not once a row."""
+    pipe = tiny_engine(tiny_dir, "sdxl", force_zeros_for_empty_prompt=force_zeros)
+    rows: dict[str, list[int]] = {"vit_l": [], "bigg": [], "null_keys": []}
+    hooks = [pipe.text_encoder.register_forward_pre_hook(
+                 lambda _m, args: rows["vit_l"].append(len(args[0]))),
+             pipe.text_encoder_2.register_forward_pre_hook(
+                 lambda _m, args: rows["bigg"].append(len(args[0])))]
+    layer = next(module for name, module in pipe.unet.named_modules() if name.endswith("attn2"))
+    hooks.append(layer.to_k.register_forward_pre_hook(
+        lambda _m, args: rows["null_keys"].append(len(args[0]))))
+    empty = 0 if force_zeros else 1
+    try:
+        for n in (1, 2, 4):
+            for values in rows.values():
+                values.clear()
+            width = small_photo.width // n
+            regions = [Region(box_mask(small_photo.size, (k * width, 0, (k + 1) * width, 48)),
+                              f"make part {k} red") for k in range(n)]
+            pipe(small_photo, regions, num_inference_steps=2, output_type="latent")
+            assert sum(rows["bigg"]) == n + (n >= 2) + empty, n
+            assert sum(rows["vit_l"]) == n + empty, n
+            assert rows["null_keys"] == [1, 1], n  # the text row, then one null row
+    finally:
+        for hook in hooks:
+            hook.remove()
