@@ -272,6 +272,15 @@ def engine_memory(settings: Settings) -> Any:
     return choose_memory(settings.memory, device, device_free_bytes(device), sizes, family)
 
 
+def engine_setup(settings: Settings) -> str:
+    """How the engine loads, in words (`models list` and the chat's settings panel): memory
+    placement and why, weights' precision, LoRAs and scheduler."""
+    choice = engine_memory(settings)
+    loras = ", ".join(f"{lora.path} × {lora.scale:g}" for lora in settings.lora) or "none"
+    return (f"memory {choice.mode} ({choice.reason}); quantize {settings.quantize}; "
+            f"LoRA {loras}; scheduler {settings.scheduler or 'the model’s'}")
+
+
 def _stored_parameters(source: str) -> dict[str, int]:
     """Parameters per component of the engine's files on this machine; empty when absent."""
     from promptartisan.engine.memory import stored_parameters

@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from promptartisan import models
-from promptartisan.settings import Settings
 from promptartisan.ui.cli import settings_from_args
 
 
@@ -36,18 +35,8 @@ def _list(args: argparse.Namespace) -> int:
     for row in models.cached(settings):
         mark = "yes" if row["present"] else "no"
         print(f"{row['name']:<20} {mark:<5} {row['size_mb']:>9.1f}  {row['source']}")
-    print(engine_setup(settings))
+    print("engine: " + models.engine_setup(settings))
     return 0
-
-
-def engine_setup(settings: Settings) -> str:
-    """How the engine will load: its memory placement and why, its weights' precision and its
-    LoRAs (the chat's settings panel says the same)."""
-    choice = models.engine_memory(settings)
-    loras = ", ".join(f"{lora.path} × {lora.scale:g}" for lora in settings.lora) or "none"
-    scheduler = settings.scheduler or "the model's"
-    return (f"engine memory: {choice.mode} ({choice.reason}); quantize: {settings.quantize}; "
-            f"lora: {loras}; scheduler: {scheduler}")
 
 
 def _download(args: argparse.Namespace) -> int:
