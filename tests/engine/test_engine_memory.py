@@ -100,3 +100,19 @@ def test_bad_memory_settings_are_refused_with_the_setting_named() -> None:
         load_settings(overrides={"memory": "swap"}, environ={})
     assert load_settings(overrides={"quantize": "/m/kontext-Q8_0.gguf"}, environ={}).quantize \
         == "/m/kontext-Q8_0.gguf"
+
+
+def test_the_memory_benchmark_tables_every_family_and_setting(tmp_path: Path, capsys) -> None:
+    """Estimates only (the measured rows build full-size models): one row per family and
+    setting, offload below none, and Kontext's int8 transformer half its bf16 size."""
+    from promptartisan.engine import bench_engine_memory
+
+    assert bench_engine_memory.main(["--json", str(tmp_path / "memory.json")]) == 0
+    rows = json.loads((tmp_path / "memory.json").read_text())["estimates"]
+    assert len(rows) == 3 * len(bench_engine_memory.SETTINGS)
+    gib = {(r["family"], r["memory"], r["quantize"]): r["estimate_gib"] for r in rows}
+    for family in ("sd15", "sdxl", "kontext"):
+        assert gib[family, "group-offload", "none"] < gib[family, "offload", "none"] \
+            < gib[family, "none", "none"]
+    assert gib["kontext", "none", "none"] == 36.7
+    assert "| kontext | offload | int8 | 16.1 GiB |" in capsys.readouterr().out
