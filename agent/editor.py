@@ -175,10 +175,10 @@ class Editor:
 
             s = self.settings
             device, dtype = s.resolved_device(), s.resolved_dtype()
-            key = ("engine", s.instruct_pix2pix, s.tiny, str(s.tiny_dir), device, str(dtype))
-            # The SD1.5 or the SDXL pipeline, as the model's config says.
-            self._pipeline = shared_model(key, lambda: _quiet(models.load_engine(
-                s, dtype=dtype).to(device)))
+            key = ("engine", s.instruct_pix2pix, s.tiny, str(s.tiny_dir), device, str(dtype),
+                   s.memory, s.quantize, s.scheduler, repr(s.lora))
+            # The family's pipeline, as the model's config says, placed as `memory` says.
+            self._pipeline = shared_model(key, lambda: _quiet(models.load_engine_on_device(s)))
         return self._pipeline
 
     # ----- the turn -----------------------------------------------------------------------

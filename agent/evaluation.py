@@ -269,8 +269,7 @@ def engine_methods(names: Sequence[str], settings: Settings) -> dict[str, Method
     unknown = [name for name in names if name not in METHODS]
     if unknown:
         raise ValueError(f"unknown method {', '.join(unknown)}; known: {', '.join(METHODS)}")
-    pipe = models.load_engine(settings, dtype=settings.resolved_dtype()).to(
-        settings.resolved_device())
+    pipe = models.load_engine_on_device(settings)
     pipe.set_progress_bar_config(disable=True)
     runners = {"single": pipe, "sequential": SequentialBaseline(pipe),
                "sequential-masked": SequentialBaseline(pipe, masked=True)}

@@ -38,6 +38,9 @@ Method
 
 A smoke run on any machine: `--arch tiny --size 64 --steps 2 --device cpu --dtype float32
 --compile-backend eager`.
+
+FLUX.1 Kontext's memory settings: `--arch kontext --size 1024 --steps 8` (cases none, offload,
+int8, group-offload: `engine.bench_gpu_kontext`), each its own row in bench_gpu_kontext.json.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from promptartisan.engine import benchmark, flex
+from promptartisan.engine import bench_gpu_kontext, benchmark, flex
 from promptartisan.engine.attention import AttentionControl, GroupSelfAttnProcessor
 from promptartisan.engine.baseline import SequentialBaseline
 from promptartisan.engine.pipeline import PromptArtisanPipeline
@@ -77,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv[1:] if argv is None else argv)
     print(f"budget {args.budget_s:.0f} s; run it under: timeout {timeout_for(args.budget_s)} "
           f"{command}", flush=True)
+    if args.arch == "kontext":
+        return _kontext(args, device)
     report: dict[str, Any] = {
         "command": command, "timeout_s": timeout_for(args.budget_s),
         "arch": args.arch, "size": args.size, "steps": args.steps, "dtype": args.dtype
@@ -175,7 +180,15 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m promptartisan.engine.bench_gpu",
         description="single pass vs stock InstructPix2Pix on a GPU, eager and compiled")
     parser.add_argument("--out", type=Path, required=True, help="folder for bench_gpu.json/.md")
-    parser.add_argument("--arch", choices=["sd15", "sdxl", "tiny", "tiny-sdxl"], default="sd15")
+    parser.add_argument("--arch", choices=["sd15", "sdxl", "tiny", "tiny-sdxl", "kontext"],
+                        default="sd15", help="kontext: FLUX.1 Kontext's memory cases "
+                        "(engine.bench_gpu_kontext), each its own row in bench_gpu_kontext.json")
+    parser.add_argument("--kontext-cases", type=_kontext_cases,
+                        default=list(bench_gpu_kontext.CASES), help="with --arch kontext: "
+                        f"some of {','.join(bench_gpu_kontext.CASES)}")
+    parser.add_argument("--kontext-transformer", choices=["full", "tiny"], default="full",
+                        help="with --arch kontext: FLUX.1's full-size transformer, or the tiny "
+                             "one (a smoke run)")
     parser.add_argument("--size", type=int, default=512, help="image side in pixels")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--regions", type=_counts, default=[1, 2, 4, 8])
@@ -213,6 +226,34 @@ def _modes(text: str) -> list[str]:
     if not modes or set(modes) - {"eager", "compiled"}:
         raise argparse.ArgumentTypeError("modes: eager, compiled or both")
     return modes
+
+
+def _kontext_cases(text: str) -> list[str]:
+    cases = [part.strip() for part in text.split(",") if part.strip()]
+    if not cases or set(cases) - set(bench_gpu_kontext.CASES):
+        raise argparse.ArgumentTypeError(f"kontext cases: {', '.join(bench_gpu_kontext.CASES)}")
+    return cases
+
+
+def _kontext(args: argparse.Namespace, device: torch.device) -> int:
+    """FLUX.1 Kontext's memory cases, each row written to bench_gpu_kontext.json as it ends."""
+    from promptartisan.settings import load_settings
+    from promptartisan.tiny import write_tiny_models
+
+    folder = write_tiny_models(load_settings().tiny_dir, ["flux-kontext"]) / "flux-kontext"
+    report: dict[str, Any] = {"device": _device_name(device), "torch": torch.__version__,
+                              "rows": []}
+
+    def record(row: dict[str, Any]) -> None:
+        report["rows"].append(row)
+        (args.out / "bench_gpu_kontext.json").write_text(json.dumps(report, indent=2))
+        shown = row.get("error") or (f"{row['edit_s']:.2f} s/edit, peak {row['peak_mb']} MB, "
+                                     f"warm-up {row['warmup_s']:.1f} s")
+        print(f"kontext {row['case']:>13}: {shown}", flush=True)
+
+    bench_gpu_kontext.run_cases(args.kontext_cases, folder, args.size, args.steps, device,
+                                args.kontext_transformer == "full", record)
+    return 0
 
 
 def _pipeline(arch: str, device: torch.device, dtype: torch.dtype

@@ -17,6 +17,7 @@ from diffusers import (
     UNet2DConditionModel,
 )
 from diffusers.image_processor import VaeImageProcessor
+from diffusers.loaders import StableDiffusionLoraLoaderMixin
 from diffusers.pipelines.pipeline_utils import StableDiffusionMixin
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from transformers import CLIPTextModel, CLIPTokenizer
@@ -39,7 +40,8 @@ from promptartisan.engine.unet_pass import (
 )
 
 
-class PromptArtisanPipeline(UNetPassMixin, DiffusionPipeline, StableDiffusionMixin):
+class PromptArtisanPipeline(UNetPassMixin, DiffusionPipeline, StableDiffusionMixin,
+                            StableDiffusionLoraLoaderMixin):
     """InstructPix2Pix (SD1.5) with many instructions, each bound to its own mask, in one pass.
 
     Loads from any InstructPix2Pix folder or hub id (`from_pretrained`), or reuses a loaded

@@ -28,6 +28,7 @@ from diffusers import (
     FluxTransformer2DModel,
 )
 from diffusers.image_processor import VaeImageProcessor
+from diffusers.loaders import FluxLoraLoaderMixin
 from diffusers.pipelines.flux.pipeline_flux_kontext import calculate_shift, retrieve_timesteps
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTextModel, CLIPTokenizer, T5EncoderModel, T5TokenizerFast
@@ -47,7 +48,7 @@ from promptartisan.engine.regions import Region, label_maps
 T5_MAX_TOKENS = 512  # the most T5 tokens Flux reads per prompt, as stock's max_sequence_length
 
 
-class PromptArtisanKontextPipeline(RegionPassMixin, DiffusionPipeline):
+class PromptArtisanKontextPipeline(RegionPassMixin, DiffusionPipeline, FluxLoraLoaderMixin):
     """FLUX.1 Kontext with many instructions, each bound to its own mask, in one pass.
 
     Loads from any FLUX.1 Kontext folder or hub id (`from_pretrained`; the components are

@@ -21,6 +21,7 @@ from diffusers import (
     UNet2DConditionModel,
 )
 from diffusers.image_processor import VaeImageProcessor
+from diffusers.loaders import StableDiffusionXLLoraLoaderMixin
 from diffusers.pipelines.pipeline_utils import StableDiffusionMixin
 from diffusers.schedulers import KarrasDiffusionSchedulers
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
@@ -47,7 +48,8 @@ from promptartisan.engine.unet_pass import (
 POOLED_JOIN = ", "
 
 
-class PromptArtisanXLPipeline(UNetPassMixin, DiffusionPipeline, StableDiffusionMixin):
+class PromptArtisanXLPipeline(UNetPassMixin, DiffusionPipeline, StableDiffusionMixin,
+                              StableDiffusionXLLoraLoaderMixin):
     """SDXL InstructPix2Pix with many instructions, each bound to its own mask, in one pass.
 
     Loads from any SDXL InstructPix2Pix folder or hub id (`from_pretrained`), or reuses a loaded

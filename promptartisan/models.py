@@ -250,3 +250,77 @@ def cached(settings: Settings) -> list[dict[str, Any]]:
 
 def _folder_mb(path: Path) -> float:
     return round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20, 1)
+
+
+def engine_memory(settings: Settings) -> Any:
+    """How the engine will sit in memory (`engine.memory.MemoryChoice`: mode and the reason),
+    from its components' sizes (their safetensors headers when the model is here, else the
+    family's full-size counts) and the device's free memory; no weights are loaded."""
+    from promptartisan.engine.families import family_of
+    from promptartisan.engine.memory import (
+        FULL_SIZE_PARAMETERS,
+        choose_memory,
+        component_bytes,
+        device_free_bytes,
+    )
+
+    family = family_of(*engine_configs(settings))
+    parameters = _stored_parameters(resolve("instruct-pix2pix", settings)) or (
+        FULL_SIZE_PARAMETERS[family])
+    sizes = component_bytes(parameters, settings.resolved_dtype(), settings.quantize, family)
+    device = settings.resolved_device()
+    return choose_memory(settings.memory, device, device_free_bytes(device), sizes, family)
+
+
+def engine_setup(settings: Settings) -> str:
+    """How the engine loads, in words (`models list` and the chat's settings panel): memory
+    placement and why, weights' precision, LoRAs and scheduler."""
+    choice = engine_memory(settings)
+    loras = ", ".join(f"{lora.path} × {lora.scale:g}" for lora in settings.lora) or "none"
+    return (f"memory {choice.mode} ({choice.reason}); quantize {settings.quantize}; "
+            f"LoRA {loras}; scheduler {settings.scheduler or 'the model’s'}")
+
+
+def _stored_parameters(source: str) -> dict[str, int]:
+    """Parameters per component of the engine's files on this machine; empty when absent."""
+    from promptartisan.engine.memory import stored_parameters
+
+    folder = Path(source).expanduser()
+    if not folder.is_dir():
+        from huggingface_hub import snapshot_download
+
+        try:
+            folder = Path(snapshot_download(source, local_files_only=True))
+        except Exception:  # not in the cache (the hub client raises many types)
+            return {}
+    return stored_parameters(folder)
+
+
+def load_engine_on_device(settings: Settings) -> Any:
+    """The engine as the settings ask, ready to edit: weights quantized (`quantize`), LoRAs
+    and a few-step scheduler loaded (`lora`, `scheduler`), then placed by `engine_memory`'s
+    choice (on the device, model CPU offload or group offload)."""
+    from promptartisan.engine.adapters import Lora, load_loras, use_scheduler
+    from promptartisan.engine.families import family_of
+    from promptartisan.engine.memory import (
+        gguf_transformer,
+        is_gguf,
+        place,
+        quantization_config,
+    )
+
+    family = family_of(*engine_configs(settings))
+    dtype = settings.resolved_dtype()
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if is_gguf(settings.quantize):
+        if family != "kontext":
+            raise ModelError(f"quantize: a GGUF file replaces FLUX.1 Kontext's transformer; "
+                             f"this engine's model is {family}")
+        kwargs["transformer"] = gguf_transformer(settings.quantize,
+                                                 resolve("instruct-pix2pix", settings), dtype)
+    else:
+        kwargs["quantization_config"] = quantization_config(settings.quantize, family, dtype)
+    pipe = load_engine(settings, **kwargs)
+    load_loras(pipe, [Lora(lora.path, lora.scale) for lora in settings.lora])
+    use_scheduler(pipe, settings.scheduler)
+    return place(pipe, engine_memory(settings), settings.resolved_device())

@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 ENV_PREFIX = "PROMPTARTISAN_"
 CONFIG_FILE = "promptartisan.toml"
@@ -16,6 +16,18 @@ CONFIG_FILE = "promptartisan.toml"
 Device = Literal["auto", "cuda", "mps", "cpu"]
 DType = Literal["auto", "float32", "float16", "bfloat16"]
 GroundingBackend = Literal["auto", "clipseg", "grounded-sam"]
+Memory = Literal["auto", "offload", "group-offload", "none"]
+FewStepScheduler = Literal["lcm", "tcd"]
+QUANTIZE = ("none", "int8", "nf4", "fp8")
+
+
+class LoraSetting(BaseModel):
+    """One LoRA on the engine: a .safetensors file (or a folder with one) and its strength."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path
+    scale: float = Field(1.0, ge=-10.0, le=10.0)
 
 
 class SettingsError(ValueError):
@@ -45,6 +57,15 @@ class Settings(BaseModel):
     # Hardware.
     device: Device = "auto"
     dtype: DType = "auto"
+    memory: Memory = Field("auto", description=(
+        "Where the engine's weights live: none (all on the device), offload (diffusers' model "
+        "CPU offload: one component on the device at a time), group-offload (blocks of layers "
+        "streamed in), or auto (chosen from the device's free memory; `models list` says "
+        "which and why)."))
+    quantize: str = Field("none", description=(
+        "The engine's weights in fewer bits: none, int8 or fp8 (torchao weight-only, CPU and "
+        "GPU), nf4 (bitsandbytes, CUDA), or the path of a .gguf file of FLUX.1 Kontext's "
+        "transformer."))
 
     # Engine.
     steps: int = Field(20, ge=1, le=200)
@@ -58,6 +79,12 @@ class Settings(BaseModel):
     # torch.Generator.manual_seed (which takes up to 2**64 - 1): the narrower range wins.
     seed: int | None = Field(None, ge=0, lt=2**63)
     max_regions: int = Field(8, ge=1, le=32)
+    lora: list[LoraSetting] = Field(default_factory=list, description=(
+        "LoRAs on the engine, each {path, scale} (CLI: --lora PATH[:SCALE]); few-step ones "
+        "want their scheduler and fewer steps."))
+    scheduler: FewStepScheduler | None = Field(None, description=(
+        "A few-step scheduler for SD1.5/SDXL instead of the model's: lcm (LCM-LoRA), tcd "
+        "(Hyper-SD, TCD); unset: the model's own."))
     working_size: int | None = Field(None, ge=64, le=2048, description=(
         "Long side the engine works at; unset: its model family's (512 px for SD1.5 "
         "InstructPix2Pix, 768 for SDXL InstructPix2Pix, 1024 for CosXL Edit and FLUX.1 "
@@ -98,6 +125,13 @@ class Settings(BaseModel):
                     "paragraph of edits fits; a pasted document is no request.")
     grounding_backend: GroundingBackend = "auto"
     session_dir: Path = Path.home() / ".local" / "share" / "promptartisan" / "sessions"
+
+    @field_validator("quantize")
+    @classmethod
+    def _quantize(cls, value: str) -> str:
+        if value in QUANTIZE or value.lower().endswith(".gguf"):
+            return value
+        raise ValueError(f"must be one of {', '.join(QUANTIZE)} or a .gguf file's path")
 
     def resolved_device(self) -> str:
         """'auto' → cuda, then mps, then cpu."""

@@ -32,6 +32,8 @@ LAYERS = [
 
 DISPATCH = {
     ("promptartisan.models", "promptartisan.engine.families"),
+    ("promptartisan.models", "promptartisan.engine.memory"),
+    ("promptartisan.models", "promptartisan.engine.adapters"),
     ("promptartisan.tiny", "promptartisan.tools"),
     ("promptartisan.tiny", "promptartisan.tools.tiny_grounding"),
     ("promptartisan.tiny", "promptartisan.engine.tiny_kontext"),
@@ -39,7 +41,8 @@ DISPATCH = {
     ("promptartisan.tiny", "promptartisan.agent.planning.plan"),
 }
 """The foundation's two registries of every layer's models reach up, inside the function that
-needs them: `models.load_engine` picks the engine family a config names, `tiny` writes each
+needs them: `models.load_engine` picks the engine family a config names (and
+`load_engine_on_device` applies the engine's memory and adapter settings), `tiny` writes each
 named tiny model with its layer's writer (the tiny planner is trained on the planner's prompt)."""
 
 

@@ -316,6 +316,9 @@ def settings_panel(settings: Settings, planners: Sequence[str]) -> cl.ChatSettin
         Select(id="grounding_backend", label="Grounding", values=["auto", "clipseg",
                "grounded-sam"], initial_value=settings.grounding_backend,
                description="Finds each region: CLIPSeg (fast on CPU) or Grounded-SAM (GPU)."),
+        Select(id="memory", label="Engine memory", values=["auto", "offload", "group-offload",
+               "none"], initial_value=settings.memory,
+               description=f"In use: {models.engine_setup(settings)}."),
     ])
 
 

@@ -42,12 +42,27 @@ def common_parser() -> argparse.ArgumentParser:
                        help="use tiny random-weight models: offline, for trying things out")
     group.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"])
     group.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"])
+    group.add_argument("--memory", choices=["auto", "offload", "group-offload", "none"],
+                       help="where the engine's weights live (auto: from the free memory)")
+    group.add_argument("--quantize", metavar="none|int8|nf4|fp8|FILE.gguf",
+                       help="the engine's weights in fewer bits")
+    group.add_argument("--lora", action="append", type=_lora, metavar="PATH[:SCALE]",
+                       help="a LoRA on the engine (repeat for more; replaces the settings "
+                            "file's list)")
     return common
+
+
+def _lora(text: str) -> dict[str, object]:
+    from promptartisan.engine.adapters import parse_lora
+
+    lora = parse_lora(text)
+    return {"path": lora.path, "scale": lora.scale}
 
 
 def settings_from_args(args: argparse.Namespace, **extra: object) -> Settings:
     """Settings from every source, the command line last. `extra` maps setting → flag value."""
-    overrides = {"tiny": args.tiny, "device": args.device, "dtype": args.dtype, **extra}
+    overrides = {"tiny": args.tiny, "device": args.device, "dtype": args.dtype,
+                 "memory": args.memory, "quantize": args.quantize, "lora": args.lora, **extra}
     return load_settings(config=args.config, overrides=overrides)
 
 

@@ -26,6 +26,9 @@ BENCHMARKS = {
             "the engine on a GPU, eager and compiled, against stock (JSON into --out)"),
     "kontext": ("promptartisan.engine.bench_kontext",
                 "the Kontext single pass at full width against stock and the baseline, CPU"),
+    "engine-memory": ("promptartisan.engine.bench_engine_memory",
+                      "device memory per family and memory/quantize setting (estimates), "
+                      "and CPU peak RSS of full-size edits"),
     "joint-mask": ("promptartisan.engine.bench_joint_mask",
                    "the Kontext joint attention mask: dense size and block sparsity"),
     "block-mask": ("promptartisan.engine.bench_block_mask",

@@ -35,6 +35,7 @@ def _list(args: argparse.Namespace) -> int:
     for row in models.cached(settings):
         mark = "yes" if row["present"] else "no"
         print(f"{row['name']:<20} {mark:<5} {row['size_mb']:>9.1f}  {row['source']}")
+    print("engine: " + models.engine_setup(settings))
     return 0
 
 

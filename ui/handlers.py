@@ -66,6 +66,7 @@ PANEL_SETTINGS: dict[str, Callable[[Any], Any]] = {
     "preserve_background": bool,
     "planner": lambda value: str(value).strip(),
     "grounding_backend": str,
+    "memory": str,
 }
 
 WELCOME = (

@@ -33,7 +33,8 @@ from promptartisan.settings import Settings
 
 RESULT_SETTINGS = ("instruct_pix2pix", "clipseg", "groundingdino", "sam", "tiny", "dtype",
                    "steps", "guidance_scale", "image_guidance_scale", "preserve_background",
-                   "seed", "max_regions", "working_size", "max_pixels", "grounding_backend")
+                   "seed", "max_regions", "working_size", "max_pixels", "grounding_backend",
+                   "quantize", "lora", "scheduler")
 """The settings a result depends on, and so its key (the plan's instructions stand for the
 planner's)."""
 
