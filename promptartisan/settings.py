@@ -3,6 +3,7 @@ then CLI flags (each later source overrides the earlier ones)."""
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from pathlib import Path
@@ -166,8 +167,8 @@ def _env_values(environ: dict[str, str]) -> dict[str, str]:
     for key, value in environ.items():
         if key.startswith(ENV_PREFIX):
             name = key[len(ENV_PREFIX) :].lower()
-            if name in fields:
-                values[name] = value
+            if name in fields:  # a list setting (lora) comes as JSON
+                values[name] = json.loads(value) if value.lstrip().startswith("[") else value
     return values
 
 

@@ -218,5 +218,6 @@ def chat_environment(settings: Settings, app_root: Path) -> dict[str, str]:
             value = value.expanduser().resolve()
         elif isinstance(value, str) and Path(value).expanduser().is_dir():
             value = Path(value).expanduser().resolve()  # a model folder relative to here
-        env[ENV_PREFIX + name.upper()] = str(value)
+        env[ENV_PREFIX + name.upper()] = (json.dumps(value) if isinstance(value, list | dict)
+                                          else str(value))
     return env
