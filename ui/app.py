@@ -364,11 +364,11 @@ async def _remember(controller: ChatController) -> None:
     the user session only when the page disconnects, which a stopped server never sees)."""
     session = cl.context.session
     metadata = {SESSION_IDS: list(controller.session_ids), OWNED: sorted(controller.own),
-                VIEW: controller.view, REOPENED: list(_emitter(controller).reopened),
+                VIEW: controller.saved_view, REOPENED: list(_emitter(controller).reopened),
                 QUESTION: controller.question,
                 CHAT_SETTINGS: session.chat_settings}
     cl.user_session.set(SESSION_IDS, metadata[SESSION_IDS])
-    cl.user_session.set(VIEW, controller.view)
+    cl.user_session.set(VIEW, controller.saved_view)  # Chainlit writes it at a disconnect
     layer = get_data_layer()
     if layer is None or not session.thread_id or not session.has_first_interaction \
             or cl.user_session.get(WRITTEN) == metadata:

@@ -154,6 +154,7 @@ class ChatController:
         self.own: set[str] = set(session_ids)  # every session this chat created or was given
         self.view = secrets.token_hex(8)  # this chat's own place in each session's history
         self.like_view: str | None = None  # where a reopened chat's views start: see `carry_on`
+        self._acted = False  # set by its first request: from then on its own view is the chat's
         # A client picks among the planners the server was started with, never a file or URL
         # of its own (an llm: spec makes the server open a model file or contact a server).
         self.planner_choices = panel_planners(settings)
@@ -187,6 +188,14 @@ class ChatController:
         self.own.update(self.session_ids, owned)
         self.like_view = view
         self.question = question
+
+    @property
+    def saved_view(self) -> str | None:
+        """The view the chat's thread records for the next reopen to start from: this window's
+        own once it has made a request, else the one it was reopened from. A window that only
+        looked (reloaded while a turn ran in the page it replaced) copied that turn's place
+        before the turn moved it; recording its view would pin the chat there."""
+        return self.view if self._acted or self.like_view is None else self.like_view
 
     def reopen(self) -> None:
         """A chat reopened from its saved thread: its first picture as it is now, with its
@@ -334,6 +343,7 @@ class ChatController:
     def _acquire(self) -> bool:
         """One request at a time; a request right after a stop waits for the stopped one."""
         if self._busy.acquire(timeout=STOP_GRACE_S if self.cancelled.is_set() else 0):
+            self._acted = True
             self.cancelled.clear()
             self.close_question()  # whatever comes now answers or overtakes it
             return True

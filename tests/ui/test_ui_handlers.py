@@ -913,6 +913,29 @@ def test_a_reopened_chat_owns_every_session_and_starts_from_the_saved_place_in_a
     assert not [item for item in a.emitter.shown + b.emitter.shown if item.kind == "error"]
 
 
+def test_a_window_that_only_looked_leaves_the_chat_at_the_place_a_turn_elsewhere_moved(
+        settings: Settings, small_photo: Image.Image) -> None:
+    """A reload while an edit runs: the new window copies the place before the edit moves it.
+    Until it makes a request, the chat's saved place stays that of the window that edited, so
+    the next reload shows the new version; after one, it is the new window's own."""
+    first = make_chat(settings)
+    first.controller.message("make the sky a sunset", [upload(small_photo)])
+    photo = first.controller.session_ids[0]
+    reloaded = make_chat(settings)
+    reloaded.controller.carry_on([photo], [photo], first.controller.view)
+    reloaded.controller.reopen()
+    assert "at version 1" in reloaded.emitter.last("history").text
+    first.controller.message("make the sky a sunset")  # the turn the page didn't see end
+    assert reloaded.controller.saved_view == first.controller.view
+    again = make_chat(settings)
+    again.controller.carry_on([photo], [photo], reloaded.controller.saved_view)
+    again.controller.reopen()
+    assert "at version 2" in again.emitter.last("history").text
+    reloaded.controller.action("undo", {"session": photo})  # it acts: its place is the chat's
+    assert "Undone: back to version 0" in reloaded.emitter.last("history").text
+    assert reloaded.controller.saved_view == reloaded.controller.view
+
+
 def test_exports_are_readable_by_this_user_only(chat: Chat, small_photo: Image.Image) -> None:
     chat.controller.message("", [upload(small_photo)])
     session_id = chat.controller.session_ids[0]
