@@ -26,7 +26,7 @@ import torch
 from diffusers import FluxTransformer2DModel
 
 from promptartisan.engine.bench_kontext import FULL_WIDTH, kontext_pipeline
-from promptartisan.engine.benchmark import bench_image
+from promptartisan.engine.benchmark import bench_image, measure
 from promptartisan.engine.memory import MemoryChoice, place
 from promptartisan.engine.pipeline_kontext import PromptArtisanKontextPipeline
 from promptartisan.engine.regions import Region
@@ -106,21 +106,11 @@ def run_cases(cases: list[str], folder: Path, size: int, steps: int, device: tor
 
 
 def _timed(edit: Callable[[], None], device: torch.device) -> dict[str, Any]:
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    start = time.perf_counter()
-    edit()
-    sync()
-    warmup = time.perf_counter() - start
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    start = time.perf_counter()
-    edit()
-    sync()
-    row: dict[str, Any] = {"edit_s": round(time.perf_counter() - start, 3),
-                           "warmup_s": round(warmup, 2), "peak_mb": None}
+    """A warm-up edit, then one timed; `peak_mb` is the device's whole peak (weights too)."""
+    warmup, _ = measure(edit, device)
+    seconds, _ = measure(edit, device)  # resets the device's peak before it starts
+    row: dict[str, Any] = {"edit_s": round(seconds, 3), "warmup_s": round(warmup, 2),
+                           "peak_mb": None}
     if device.type == "cuda":
         row["peak_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20)
     return row

@@ -35,7 +35,7 @@ import torch
 from diffusers import FluxTransformer2DModel
 
 from promptartisan.engine.baseline import SequentialBaseline
-from promptartisan.engine.benchmark import _measure, bench_image, bench_regions, thread_note
+from promptartisan.engine.benchmark import bench_image, bench_regions, measure, thread_note
 from promptartisan.engine.pipeline_kontext import PromptArtisanKontextPipeline
 from promptartisan.engine.tiny_kontext import write_tiny_kontext
 
@@ -110,7 +110,7 @@ def run(pipe: PromptArtisanKontextPipeline, size: int = 1024, steps: int = 1,
     rows = []
     for method, n, fn in plan:
         clock.reset()
-        seconds, peak = _measure(partial(fn, image, bench_regions(n, size)), torch.device("cpu"))
+        seconds, peak = measure(partial(fn, image, bench_regions(n, size)), torch.device("cpu"))
         rows.append({"method": method, "n": n, "seconds": seconds,
                      "transformer_s": clock.seconds, "forwards": clock.forwards,
                      "peak_mb": peak})

@@ -172,7 +172,7 @@ def run(pipe: PromptArtisanPipeline | PromptArtisanXLPipeline, counts: Sequence[
         peaks: dict[str, float] = {}
         for _ in range(repeat):
             for name, fn in (("stock", stock), ("single", single), ("sequential", sequential)):
-                seconds, peak = _measure(partial(fn, regions), device)
+                seconds, peak = measure(partial(fn, regions), device)
                 times[name].append(seconds)
                 peaks[name] = max(peaks.get(name, 0.0), peak)
                 if progress:
@@ -186,7 +186,7 @@ def run(pipe: PromptArtisanPipeline | PromptArtisanXLPipeline, counts: Sequence[
     return rows
 
 
-def _measure(fn: Callable[[], None], device: torch.device) -> tuple[float, float]:
+def measure(fn: Callable[[], None], device: torch.device) -> tuple[float, float]:
     """Seconds and peak working memory (MB) of one call."""
     gc.collect()
     if device.type == "cuda":

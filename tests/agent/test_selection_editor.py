@@ -173,16 +173,24 @@ def eight_selections(size: tuple[int, int]) -> dict[int, np.ndarray]:
     return {**large, **small}
 
 
+def _edit_eight_selections(settings: Settings, picture: Image.Image, request: str
+                           ) -> tuple[Session, dict[int, np.ndarray], Any, list[dict[str, Any]]]:
+    """`request` on the picture with `eight_selections`: the session, the selections, the
+    turn's result (an edit) and its regions."""
+    editor, _, _ = painting_editor(settings)
+    session = Session.create(settings.session_dir, picture)
+    masks = eight_selections(picture.size)
+    result = editor.turn(session, request, selections=masks)
+    assert result.kind == "edit", result.message
+    return session, masks, result, session.regions(result.version_id)
+
+
 def test_selections_a_message_does_not_name_take_no_part_and_the_reply_says_so(
         settings: Settings, picture: Image.Image) -> None:
     """Selections 4–8 overlap 1–3; "make 1 red, 2 gold and 3 blue" edits 1–3 whole (4–8 cut
     nothing out of them) and the reply names what was used and what was left out."""
-    editor, engine, _ = painting_editor(settings)
-    session = Session.create(settings.session_dir, picture)
-    masks = eight_selections(picture.size)
-    result = editor.turn(session, "make 1 red, 2 gold and 3 blue", selections=masks)
-    assert result.kind == "edit", result.message
-    records = session.regions(result.version_id)
+    session, masks, result, records = _edit_eight_selections(settings, picture,
+                                                             "make 1 red, 2 gold and 3 blue")
     assert [r["target"] for r in records] == ["selection 1", "selection 2", "selection 3"]
     for record, number in zip(records, (1, 2, 3), strict=True):
         assert np.array_equal(session.mask(result.version_id, record["k"]), masks[number])
@@ -192,12 +200,8 @@ def test_selections_a_message_does_not_name_take_no_part_and_the_reply_says_so(
 
 def test_all_selections_names_every_one_and_later_ones_win_where_they_overlap(
         settings: Settings, picture: Image.Image) -> None:
-    editor, engine, _ = painting_editor(settings)
-    session = Session.create(settings.session_dir, picture)
-    masks = eight_selections(picture.size)
-    result = editor.turn(session, "make all selections gold", selections=masks)
-    assert result.kind == "edit", result.message
-    records = session.regions(result.version_id)
+    session, masks, result, records = _edit_eight_selections(settings, picture,
+                                                             "make all selections gold")
     assert [r["target"] for r in records] == [f"selection {n}" for n in range(1, 9)]
     assert "Left out" not in result.message
     stored = {n: session.mask(result.version_id, r["k"]) for n, r in zip(range(1, 9), records,

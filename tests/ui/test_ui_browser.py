@@ -304,6 +304,14 @@ def test_missing_models_offer_the_tiny_ones(browser: Browser, tmp_path: Path,
         shots.take(page, "tiny")
 
 
+def two_photos(folder: Path, photo: Image.Image) -> tuple[Path, Path]:
+    """Two uploads: the photo, and the photo upside down (another picture to the chat)."""
+    first, second = folder / "first.png", folder / "second.png"
+    photo.save(first)
+    photo.rotate(180).save(second)
+    return first, second
+
+
 def _send(page: Page, text: str, upload: Path | None = None) -> None:
     if upload is not None:
         page.set_input_files("#upload-button-input", str(upload))
@@ -321,20 +329,15 @@ def test_two_windows_on_one_session_and_a_new_photo(browser: Browser, tmp_path: 
 
     from playwright.sync_api import expect
 
-    first, second = tmp_path / "first.png", tmp_path / "second.png"
-    photo.save(first)
-    photo.rotate(180).save(second)
+    first, second = two_photos(tmp_path, photo)
     shots = Screenshots(tmp_path)
-    external: list[str] = []
-    with serve_chat(tmp_path / "state", tiny_dir, "--tiny") as url:
-        a = open_chat(browser, url, external)
-        b = None
-        try:
-            expect(a.get_by_text("Welcome to PromptArtisan")).to_be_visible()
-            _send(a, ANSWER, first)
-            expect(a.get_by_text("Done in one pass")).to_have_count(1)
+    with (serve_chat(tmp_path / "state", tiny_dir, "--tiny") as url,
+          chat_page(browser, url, shots) as a):
+        expect(a.get_by_text("Welcome to PromptArtisan")).to_be_visible()
+        _send(a, ANSWER, first)
+        expect(a.get_by_text("Done in one pass")).to_have_count(1)
 
-            b = open_chat(browser, url, external)
+        with chat_page(browser, url, shots) as b:
             b.get_by_role("button", name=re.compile("^Continue ")).first.click()
             expect(b.get_by_text("at version 1")).to_be_visible()
             # The chat is named after the picture's first request, not after the button
@@ -359,14 +362,6 @@ def test_two_windows_on_one_session_and_a_new_photo(browser: Browser, tmp_path: 
             add.click()
             expect(a.get_by_text("history as version 3")).to_be_visible()
             shots.take(a, "added-photo")
-        except Exception:
-            shots.take(a, "failure")
-            raise
-        finally:
-            a.close()
-            if b is not None:
-                b.close()
-    assert not external, f"the page loaded from outside the server: {external}"
 
 
 def _wait_for_thread_name(state: Path, name: str) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +20,7 @@ from test_ui_browser import PHONE, Screenshots, browser, chat_page  # noqa: F401
 from promptartisan.agent.sessions.store import Session
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Locator, Page
+    from playwright.sync_api import Browser, Locator, Page
 
 pytestmark = pytest.mark.browser
 
@@ -43,6 +45,19 @@ def _upload_and_open_canvas(page: Page, upload: Path) -> Locator:
     expect(canvas).to_be_visible()
     expect(canvas).to_have_attribute("data-preparing", "false")  # SAM has the picture
     return canvas
+
+
+@contextmanager
+def _canvas_chat(browser: Browser, folder: Path,  # noqa: F811 (the fixture, passed on)
+                 tiny_dir: Path, photo: Image.Image) -> Iterator[tuple[Page, Locator, Screenshots]]:
+    """A chat server on `folder / "state"` and a page on it, the photo attached and its canvas
+    open; the screenshots go to `folder`."""
+    upload = folder / "astronaut.png"
+    photo.save(upload)
+    shots = Screenshots(folder)
+    with (serve_chat(folder / "state", tiny_dir, "--tiny") as url,
+          chat_page(browser, url, shots) as page):
+        yield page, _upload_and_open_canvas(page, upload), shots
 
 
 def _point(page: Page, canvas: Locator, share: tuple[float, float]) -> tuple[float, float]:
@@ -78,12 +93,8 @@ def test_two_clicks_and_a_box_make_one_edit_with_three_regions(
         browser, tmp_path: Path, tiny_dir: Path, photo: Image.Image) -> None:  # noqa: F811
     from playwright.sync_api import expect
 
-    upload = tmp_path / "astronaut.png"
-    photo.save(upload)
-    shots = Screenshots(tmp_path)
     state = tmp_path / "state"
-    with serve_chat(state, tiny_dir, "--tiny") as url, chat_page(browser, url, shots) as page:
-        canvas = _upload_and_open_canvas(page, upload)
+    with _canvas_chat(browser, tmp_path, tiny_dir, photo) as (page, canvas, shots):
         for count, share in enumerate(CLICKS, start=1):
             page.mouse.click(*_point(page, canvas, share))
             _gesture_done(canvas, count)
@@ -239,12 +250,8 @@ def test_a_selection_the_message_does_not_name_takes_nothing_from_one_it_names(
     edits all of 1, the crossing too, and the reply says 2 was left out."""
     from playwright.sync_api import expect
 
-    upload = tmp_path / "astronaut.png"
-    photo.save(upload)
-    shots = Screenshots(tmp_path)
     state = tmp_path / "state"
-    with serve_chat(state, tiny_dir, "--tiny") as url, chat_page(browser, url, shots) as page:
-        canvas = _upload_and_open_canvas(page, upload)
+    with _canvas_chat(browser, tmp_path, tiny_dir, photo) as (page, canvas, shots):
         canvas.get_by_role("button", name="Brush").click()
         for count, (start, end) in enumerate([((0.1, 0.5), (0.6, 0.5)),
                                               ((0.35, 0.2), (0.35, 0.8))], start=1):

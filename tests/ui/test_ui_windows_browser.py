@@ -17,7 +17,8 @@ from test_ui_browser import (  # noqa: F401 (a fixture)
     Screenshots,
     _send,
     browser,
-    open_chat,
+    chat_page,
+    two_photos,
 )
 
 if TYPE_CHECKING:
@@ -50,25 +51,20 @@ def test_windows_from_the_sidebar_keep_their_own_places_and_reloads_keep_every_p
     still answers."""
     from playwright.sync_api import expect
 
-    first, second = tmp_path / "first.png", tmp_path / "second.png"
-    photo.save(first)
-    photo.rotate(180).save(second)
+    first, second = two_photos(tmp_path, photo)
     shots = Screenshots(tmp_path)
-    external: list[str] = []
-    with serve_chat(tmp_path / "state", tiny_dir, "--tiny") as url:
-        a = open_chat(browser, url, external)
-        b = None
-        try:
-            expect(a.get_by_text("Welcome to PromptArtisan")).to_be_visible()
-            _send(a, ANSWER, first)
-            expect(a.get_by_text("Done in one pass")).to_have_count(1)
-            _send(a, ANSWER)
-            expect(a.get_by_text("(version 2)")).to_be_visible()
-            photo1 = _session_of(a)
-            expect(a).to_have_url(re.compile(r"/thread/[0-9a-f-]+$"))
-            thread = a.url.rsplit("/", 1)[1]
+    with (serve_chat(tmp_path / "state", tiny_dir, "--tiny") as url,
+          chat_page(browser, url, shots) as a):
+        expect(a.get_by_text("Welcome to PromptArtisan")).to_be_visible()
+        _send(a, ANSWER, first)
+        expect(a.get_by_text("Done in one pass")).to_have_count(1)
+        _send(a, ANSWER)
+        expect(a.get_by_text("(version 2)")).to_be_visible()
+        photo1 = _session_of(a)
+        expect(a).to_have_url(re.compile(r"/thread/[0-9a-f-]+$"))
+        thread = a.url.rsplit("/", 1)[1]
 
-            b = open_chat(browser, url, external)  # a context of its own
+        with chat_page(browser, url, shots) as b:  # a page of its own
             expect(b.get_by_text("Welcome to PromptArtisan")).to_be_visible()
             b.locator(f'a[href$="/thread/{thread}"]').first.click()
             expect(b.get_by_text("at version 2. What next?")).to_be_visible()
@@ -103,16 +99,6 @@ def test_windows_from_the_sidebar_keep_their_own_places_and_reloads_keep_every_p
             expect(a.get_by_text("Redone: version 1")).to_be_visible()
             expect(a.get_by_text(NOT_THIS_CHATS)).to_have_count(0)
             shots.take(a, "first-picture-after-reloads")
-        except Exception:
-            shots.take(a, "failure")
-            if b is not None:
-                shots.take(b, "failure-b")
-            raise
-        finally:
-            a.close()
-            if b is not None:
-                b.close()
-    assert not external, f"the page loaded from outside the server: {external}"
 
 
 def test_taking_back_one_edit_that_meets_a_kept_one_asks_first_and_says_so(
@@ -128,38 +114,27 @@ def test_taking_back_one_edit_that_meets_a_kept_one_asks_first_and_says_so(
     upload = tmp_path / "astronaut.png"
     photo.save(upload)
     shots = Screenshots(tmp_path)
-    external: list[str] = []
-    with serve_chat(tmp_path / "state", tiny_dir, "--tiny") as url:
-        page = open_chat(browser, url, external)
-        other = None
-        try:
-            expect(page.get_by_text("Welcome to PromptArtisan")).to_be_visible()
-            _send(page, "make the suit gold and make the whole picture look like a painting",
-                  upload)
-            _wait_for_edit(page, 1)
-            _send(page, "undo the suit but keep the painting")
-            asked = page.get_by_text(re.compile(
-                r"whole-picture edit in version 1 also changed part of that area.*anyway\?"))
-            expect(asked).to_be_visible()
-            expect(page.get_by_text("Took back")).to_have_count(0)  # nothing done yet
-            shots.take(page, "forget-asks-first", docs=True)
-            page.get_by_role("button", name="yes", exact=True).click()
-            done = page.get_by_text(re.compile(r"^Took back .* Where they overlap, the "
-                                               r"whole-picture edit in version 1 is taken "
-                                               r"back too\."))
-            expect(done).to_be_visible()
-            expect(page.get_by_role("button", name="yes", exact=True)).to_have_count(0)
-            shots.take(page, "forget-says-so")
-            thread = page.url.rsplit("/", 1)[1]
-            other = open_chat(browser, url, external)
+    with (serve_chat(tmp_path / "state", tiny_dir, "--tiny") as url,
+          chat_page(browser, url, shots) as page):
+        expect(page.get_by_text("Welcome to PromptArtisan")).to_be_visible()
+        _send(page, "make the suit gold and make the whole picture look like a painting",
+              upload)
+        _wait_for_edit(page, 1)
+        _send(page, "undo the suit but keep the painting")
+        asked = page.get_by_text(re.compile(
+            r"whole-picture edit in version 1 also changed part of that area.*anyway\?"))
+        expect(asked).to_be_visible()
+        expect(page.get_by_text("Took back")).to_have_count(0)  # nothing done yet
+        shots.take(page, "forget-asks-first", docs=True)
+        page.get_by_role("button", name="yes", exact=True).click()
+        done = page.get_by_text(re.compile(r"^Took back .* Where they overlap, the "
+                                           r"whole-picture edit in version 1 is taken "
+                                           r"back too\."))
+        expect(done).to_be_visible()
+        expect(page.get_by_role("button", name="yes", exact=True)).to_have_count(0)
+        shots.take(page, "forget-says-so")
+        thread = page.url.rsplit("/", 1)[1]
+        with chat_page(browser, url, shots) as other:
             other.locator(f'a[href$="/thread/{thread}"]').first.click()
             expect(other.get_by_text(asked.inner_text())).to_be_visible()
             expect(other.get_by_role("button", name="yes", exact=True)).to_have_count(0)
-        except Exception:
-            shots.take(page, "failure")
-            raise
-        finally:
-            page.close()
-            if other is not None:
-                other.close()
-    assert not external, f"the page loaded from outside the server: {external}"
