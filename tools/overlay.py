@@ -18,6 +18,7 @@ from promptartisan.tools.masks import box_of
 PALETTE = [(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178),
            (213, 94, 0), (204, 121, 167)]
 TINT = 0.45
+LABEL_PAD = 2  # pixels of colour around a label's text
 
 
 def colour(index: int) -> tuple[int, int, int]:
@@ -59,20 +60,47 @@ def overlay(image: Image.Image, groundings: Sequence[Grounding | None],
         result.paste(rgb, box, edge)
     draw = ImageDraw.Draw(result)
     font = ImageFont.load_default(size=max(10, max(height, width) // 40))
-    for index, grounding in enumerate(groundings):
-        if grounding is None:
-            continue
+    labelled = [(index, labels[index] if labels is not None else _label(grounding))
+                for index, grounding in enumerate(groundings)
+                if grounding is not None and index in corners
+                and not len(grounding.candidates)]  # a candidate's number says it
+    inks = [draw.textbbox((0, 0), text, font=font) for _, text in labelled]
+    sizes = [(right - left + 2 * LABEL_PAD, bottom - top + 2 * LABEL_PAD)
+             for left, top, right, bottom in inks]
+    places = label_boxes(sizes, [corners[index] for index, _ in labelled], result.size)
+    for (index, text), (left, top, _, _), box in zip(labelled, inks, places, strict=True):
         rgb = colour(index)
-        text = labels[index] if labels is not None else _label(grounding)
-        if index in corners and not len(grounding.candidates):  # else the numbers say it
-            x, y = corners[index]
-            left, top, right, bottom = draw.textbbox((x + 2, y + 2), text, font=font)
-            draw.rectangle([left - 2, top - 2, right + 2, bottom + 2], fill=rgb)
-            draw.text((x + 2, y + 2), text, fill=_ink(rgb), font=font)
+        draw.rectangle(box, fill=rgb)
+        draw.text((box[0] + LABEL_PAD - left, box[1] + LABEL_PAD - top), text, fill=_ink(rgb),
+                  font=font)
     for grounding in groundings:  # over the labels: a number must stay readable
         if grounding is not None:
             _numbered_boxes(draw, grounding.candidates, result.size)
     return result
+
+
+def label_boxes(sizes: Sequence[tuple[int, int]], corners: Sequence[tuple[int, int]],
+                size: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+    """Where each label goes, as (x0, y0, x1, y1): at its region's top-left corner, kept inside
+    the picture, and moved down past every label already placed that it would cover (regions
+    that share a corner, one inside another). Only a picture too small for all of them gets
+    labels that overlap."""
+    placed: list[tuple[int, int, int, int]] = []
+    for (w, h), (x, y) in zip(sizes, corners, strict=True):
+        x = min(max(0, x), max(0, size[0] - w))
+        y = min(max(0, y), max(0, size[1] - h))
+        box = (x, y, x + w, y + h)
+        for _ in range(len(placed)):
+            hit = next((p for p in placed if _cover(box, p)), None)
+            if hit is None or hit[3] + h > size[1]:  # free, or no room below the one in the way
+                break
+            box = (x, hit[3], x + w, hit[3] + h)
+        placed.append(box)
+    return placed
+
+
+def _cover(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def _numbered_boxes(draw: ImageDraw.ImageDraw, boxes: Sequence[Sequence[float]],

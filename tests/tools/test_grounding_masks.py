@@ -9,7 +9,7 @@ from PIL import Image
 
 from promptartisan.tools import Grounding, overlay
 from promptartisan.tools.masks import Refinement, components, dilate, refine
-from promptartisan.tools.overlay import colour
+from promptartisan.tools.overlay import colour, label_boxes
 
 NO_MARGIN = Refinement(margin=0.0)
 
@@ -101,3 +101,20 @@ def test_overlay_rejects_masks_of_another_size() -> None:
     image = Image.new("RGB", (67, 41))
     with pytest.raises(ValueError, match="67×41"):
         overlay(image, [grounding(np.ones((10, 10), dtype=bool), "x")])
+
+
+def test_labels_of_regions_that_share_a_corner_do_not_cover_each_other() -> None:
+    """The suit inside the whole picture, both labelled at (0, 0): the second label goes under
+    the first, so the first still shows its own colour; every label stays in the picture."""
+    image = Image.new("RGB", (200, 160), (128, 128, 128))
+    whole, part = box_mask(image.size, (0, 0, 200, 160)), box_mask(image.size, (0, 0, 90, 90))
+    out = np.asarray(overlay(image, [grounding(whole, "the whole picture"),
+                                     grounding(part, "suit")]))
+    assert tuple(out[2, 8]) == colour(0)  # label 1's colour, not painted over by label 2
+    places = label_boxes([(80, 14), (40, 14), (60, 14)], [(0, 0), (0, 0), (150, 150)],
+                         (200, 160))
+    assert places[1] == (0, 14, 40, 28)  # under the first
+    assert places[2] == (140, 146, 200, 160)  # moved in from the corner to stay whole
+    for i, a in enumerate(places):
+        assert all(not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3])
+                   for b in places[i + 1:])
