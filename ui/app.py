@@ -368,7 +368,7 @@ async def _remember(controller: ChatController) -> None:
                 QUESTION: controller.question,
                 CHAT_SETTINGS: session.chat_settings}
     cl.user_session.set(SESSION_IDS, metadata[SESSION_IDS])
-    cl.user_session.set(VIEW, controller.saved_view)  # Chainlit writes it at a disconnect
+    cl.user_session.set(VIEW, metadata[VIEW])  # Chainlit writes it at a disconnect
     layer = get_data_layer()
     if layer is None or not session.thread_id or not session.has_first_interaction \
             or cl.user_session.get(WRITTEN) == metadata:

@@ -341,7 +341,8 @@ class ChatController:
     # ----- helpers the rooms share ----------------------------------------------------------
 
     def _acquire(self) -> bool:
-        """One request at a time; a request right after a stop waits for the stopped one."""
+        """One request at a time; a request right after a stop waits for the stopped one. Every
+        request comes through here, so this is where the window starts to count as acting."""
         if self._busy.acquire(timeout=STOP_GRACE_S if self.cancelled.is_set() else 0):
             self._acted = True
             self.cancelled.clear()
