@@ -27,15 +27,13 @@ from chainlit.auth import get_current_user
 from chainlit.config import APP_ROOT
 from chainlit.config import config as chainlit_config
 from chainlit.data import get_data_layer
-from chainlit.input_widget import Select, Slider, Switch, TextInput
 from chainlit.server import app as chainlit_server
 from chainlit.user import PersistedUser
 from chainlit.utils import utc_now
 from fastapi import Depends, HTTPException
 from fastapi.responses import FileResponse
 
-from promptartisan import models
-from promptartisan.settings import Settings, load_settings
+from promptartisan.settings import load_settings
 from promptartisan.ui.auth import LOCAL_USER, chat_secret, check_secret, password_matches
 from promptartisan.ui.data_layer import (
     ELEMENTS_DIR,
@@ -53,6 +51,7 @@ from promptartisan.ui.origin import SameOriginOnly, is_loopback, served_hosts
 from promptartisan.ui.render import png_bytes
 from promptartisan.ui.selection_view import ACTIONS as SELECTION_ACTIONS
 from promptartisan.ui.selection_view import SELECTION, candidate_props
+from promptartisan.ui.settings_panel import settings_panel
 from promptartisan.ui.shown import (
     ActionButton,
     HistoryView,
@@ -286,40 +285,6 @@ def _actions(buttons: Sequence[ActionButton]) -> list[cl.Action]:
 def _images(pictures: Sequence[Picture]) -> list[cl.Image]:
     return [cl.Image(name=picture.name, content=png_bytes(picture.image), display="inline",
                      size="large", mime="image/png") for picture in pictures]
-
-
-def settings_panel(settings: Settings, planners: Sequence[str]) -> cl.ChatSettings:
-    """The settings panel; widget ids are the Settings fields they change, and each range
-    reaches the current value (a config file may set more than the usual maximum)."""
-    guidance = models.engine_guidance_scale(settings)  # unset: the engine family's
-    return cl.ChatSettings([
-        Slider(id="steps", label="Steps", initial=settings.steps, min=1,
-               max=max(100, settings.steps), step=1,
-               description="Denoising steps: more is slower and finer."),
-        Slider(id="guidance_scale", label="Text guidance", initial=guidance,
-               min=0, max=max(20, guidance), step=0.5,
-               description="How strongly the edit follows the words."),
-        Slider(id="image_guidance_scale", label="Image guidance",
-               initial=settings.image_guidance_scale, min=0,
-               max=max(5, settings.image_guidance_scale), step=0.1,
-               description="How closely the result keeps to the picture."),
-        TextInput(id="seed", label="Seed", initial="" if settings.seed is None
-                  else str(settings.seed), placeholder="random",
-                  description="A number makes results repeatable; empty means random."),
-        Switch(id="preserve_background", label="Keep the background pixel-exact",
-               initial=settings.preserve_background,
-               description="Pixels far from every mask stay the original's."),
-        Select(id="planner", label="Planner", values=list(planners),
-               initial_value=settings.planner,
-               description="Who reads the request: the planner the chat was started with, "
-                           "or the offline rules planner."),
-        Select(id="grounding_backend", label="Grounding", values=["auto", "clipseg",
-               "grounded-sam"], initial_value=settings.grounding_backend,
-               description="Finds each region: CLIPSeg (fast on CPU) or Grounded-SAM (GPU)."),
-        Select(id="memory", label="Engine memory", values=["auto", "offload", "group-offload",
-               "none"], initial_value=settings.memory,
-               description=f"In use: {models.engine_setup(settings)}."),
-    ])
 
 
 def upload_limit() -> int:

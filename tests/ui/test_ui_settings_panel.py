@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from promptartisan.settings import Settings
-from promptartisan.ui.app import settings_panel
 from promptartisan.ui.handlers import PANEL_SETTINGS
+from promptartisan.ui.settings_panel import settings_panel
 
 
 @pytest.mark.slow
