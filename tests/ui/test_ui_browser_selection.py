@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,7 @@ from PIL import Image
 from test_ui_browser import PHONE, Screenshots, browser, chat_page  # noqa: F401 (a fixture)
 
 from promptartisan.agent.sessions.store import Session
+from promptartisan.ui.selection_view import SAVED_SELECTIONS
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Locator, Page
@@ -178,6 +180,89 @@ def test_the_canvas_on_a_phone(browser, tmp_path: Path, tiny_dir: Path,  # noqa:
         shots.take(page, "selection-phone", docs=True, top=canvas)
 
 
+# Scroll the chat so that a button sits in the row of Chainlit's scroll-down button (16 px
+# above the scroller's bottom, 36 px high); then where a click at the button's middle goes.
+BEHIND_SCROLL_BUTTON = """button => {
+    let scroller = button.parentElement;
+    while (!(['auto', 'scroll'].includes(getComputedStyle(scroller).overflowY)
+             && scroller.scrollHeight > scroller.clientHeight)) scroller = scroller.parentElement;
+    const s = scroller.getBoundingClientRect(), b = button.getBoundingClientRect();
+    scroller.scrollTop += b.top + b.height / 2 - (s.bottom - 34); }"""
+WHERE_CLICKS_GO = """button => {
+    const row = document.querySelector('.relative.flex-grow.overflow-y-auto > .absolute.bottom-4');
+    if (!row) return null;
+    const r = row.getBoundingClientRect(), b = button.getBoundingClientRect();
+    const x = b.x + b.width / 2, y = b.y + b.height / 2;
+    return { x, y, behind: r.top <= y && y <= r.bottom,
+             hit: button.contains(document.elementFromPoint(x, y)) }; }"""
+
+
+def _saved_steps(state: Path) -> dict[int, list[tuple[str, list[list[float]]]]]:
+    """Each selection's gestures as the chat saved them in the session's folder."""
+    session = Session.open(Session.list(state / "sessions")[0].id, state / "sessions")
+    saved = json.loads((session.folder / SAVED_SELECTIONS).read_text())
+    return {s["number"]: [(step["kind"], step["points"]) for step in s["steps"]]
+            for s in saved["selections"]}
+
+
+def test_the_canvas_from_the_keyboard(browser, tmp_path: Path, tiny_dir: Path,  # noqa: F811
+                                      photo: Image.Image) -> None:
+    """Tab to the picture: a cursor in its middle; the arrows move it 2.5 % of a side a press;
+    Enter selects where it is, Shift+Enter takes that point out; no key sends a message."""
+    from playwright.sync_api import expect
+
+    state = tmp_path / "state"
+    with _canvas_chat(browser, tmp_path, tiny_dir, photo) as (page, canvas, shots):
+        sent = page.locator('[data-step-type="user_message"]')
+        messages = sent.count()
+        assert messages >= 1  # the upload's
+        canvas.get_by_role("button", name="New selection").focus()
+        page.keyboard.press("Tab")
+        cursor = canvas.locator(".pa-select-cursor")
+        expect(cursor).to_be_visible()
+        middle = [photo.width / 2, photo.height / 2]
+        assert [float(cursor.get_attribute(a) or "nan") for a in ("data-x", "data-y")] == middle
+        page.keyboard.press("Enter")
+        _gesture_done(canvas, 1)
+        assert _saved_steps(state) == {1: [("include", [middle])]}
+
+        for key in ("ArrowRight",) * 4 + ("ArrowDown",) * 2 + ("ArrowLeft",):
+            page.keyboard.press(key)
+        moved = [middle[0] + 3 * 0.025 * photo.width, middle[1] + 2 * 0.025 * photo.height]
+        assert [float(cursor.get_attribute(a) or "nan") for a in ("data-x", "data-y")] == \
+            pytest.approx(moved)
+        page.keyboard.press("Enter")  # "New selection" is on: a second selection
+        _gesture_done(canvas, 2)
+        shots.take(page, "selection-keyboard", docs=True, top=canvas)
+        page.keyboard.press("Shift+Enter")  # takes the point out of the one under it
+        expect(canvas).to_have_attribute("data-busy", "false")
+        steps = _saved_steps(state)
+        assert len(steps) == 2 and steps[1][0] == ("include", [middle])
+        assert steps[2][0][0] == "include" and steps[2][0][1][0] == pytest.approx(moved)
+        excluded = [step for gestures in steps.values() for step in gestures
+                    if step[0] == "exclude"]
+        assert len(excluded) == 1 and excluded[0][1][0] == pytest.approx(moved), steps
+        page.keyboard.press("ArrowUp")
+        expect(canvas).to_have_attribute("data-count", "2")
+        assert sent.count() == messages, "a key on the canvas sent a chat message"
+
+        # Chainlit's scroll-down button takes no click meant for a button in its row.
+        grow = canvas.get_by_role("button", name="Grow selection 1")
+        grow.evaluate(BEHIND_SCROLL_BUTTON)
+        page.wait_for_timeout(500)
+        place = grow.evaluate(WHERE_CLICKS_GO)
+        assert place is not None, "no scroll-down button: the chat is at its end"
+        assert place["behind"], place
+        assert place["hit"], "the scroll-down button's row took the click"
+        before = _shown_masks(canvas)[1].sum()
+        page.mouse.click(place["x"], place["y"])
+        for _ in range(40):  # the grown overlay's round trip
+            if _shown_masks(canvas)[1].sum() > before:
+                break
+            page.wait_for_timeout(250)
+        assert _shown_masks(canvas)[1].sum() > before, "the click didn't reach Grow"
+
+
 def test_a_click_on_a_numbered_box_answers_which_one(browser, tmp_path: Path,  # noqa: F811
                                                      tiny_dir: Path, photo: Image.Image) -> None:
     """The tiny GroundingDINO finds several faces on the astronaut: the question shows them as
@@ -204,6 +289,18 @@ def test_a_click_on_a_numbered_box_answers_which_one(browser, tmp_path: Path,  #
         assert count >= 2, count
         assert numbers.all_inner_texts() == [str(n) for n in range(1, count + 1)]
         shots.take(page, "selection-which", docs=True, top=choose)
+        # A click on the picture beside every box says so, and answers nothing.
+        spot = choose.locator(".pa-select-box img").evaluate(
+            """picture => { const r = picture.getBoundingClientRect();
+                for (let i = 1; i < 20; i++) for (let j = 1; j < 20; j++) {
+                  const x = r.x + (i * r.width) / 20, y = r.y + (j * r.height) / 20;
+                  if (document.elementFromPoint(x, y) === picture) return [x, y]; }
+                return null; }""")
+        assert spot is not None, "the boxes cover the whole picture"
+        page.mouse.click(*spot)
+        expect(choose.locator(".pa-select-message")).to_contain_text(
+            "That spot is in none of the numbered boxes")
+        expect(page.get_by_text("Your answer:")).to_have_count(0)
         # The number on top where it sits (boxes may overlap; numbers stay above them).
         pick = next(n for n in range(count, 0, -1) if numbers.nth(n - 1).evaluate(
             """e => { const r = e.getBoundingClientRect();

@@ -4,18 +4,28 @@
 // draws a box, the brush and the eraser paint free-hand; each gesture goes to the server, which
 // segments it and answers with every selection's overlay in the same round trip. Selections are
 // numbered and coloured; each has an instruction field, refine buttons, and a place in the
-// order (a later one wins where two overlap). In "choose" mode: the candidates of a "which
-// one?" question as numbered boxes; a click on a box or its number answers.
+// order (a later one wins where two overlap). From the keyboard: Tab to the picture, the arrows
+// move a cursor, Enter includes the point under it and Shift+Enter excludes it (the same
+// gesture a click sends). In "choose" mode: the candidates of a "which one?" question as
+// numbered boxes; a click on a box or its number answers, a click beside them says so.
 import { useEffect, useRef, useState } from "react";
 
 const DRAG_PX = 6; // a press that moves further on screen is a box or a stroke, not a click
 const POLL_MS = 1000; // how often a canvas whose picture is still being prepared asks again
+const KEY_STEP = 0.025; // an arrow press moves the keyboard cursor this share of the picture
+const KEY_MOVES = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
+const BESIDE_BOXES = "That spot is in none of the numbered boxes: click inside a box or on its " +
+  "number, or answer with a button below.";
 
 const STYLE = `
 .pa-select { display: flex; flex-direction: column; gap: 8px; width: 100%; font-size: 0.875rem; }
 .pa-select-box { position: relative; width: 100%; touch-action: none; user-select: none;
   cursor: crosshair; line-height: 0; }
 .pa-select-box img { display: block; width: 100%; height: auto; }
+.pa-select-box:focus-visible { outline: 3px solid hsl(var(--ring)); outline-offset: 2px; }
+.pa-select-cursor { position: absolute; width: 22px; height: 22px; transform: translate(-50%, -50%);
+  border: 2px solid white; border-radius: 50%; pointer-events: none;
+  box-shadow: 0 0 0 2px rgb(0 0 0 / 0.7), inset 0 0 0 2px rgb(0 0 0 / 0.7); }
 .pa-select[data-closed="true"] .pa-select-pick,
 .pa-select[data-closed="true"] .pa-select-candidate { opacity: 0.45; cursor: default; }
 .pa-select-box .pa-select-mask { position: absolute; inset: 0; height: 100%; pointer-events: none; }
@@ -65,9 +75,14 @@ function NumberBadge({ number, colour, x, y, label }) {
 }
 
 function Candidates() {
+  const [message, setMessage] = useState("");
   // An answered question's boxes stay to look at, not to click (props.closed).
   const answer = (choice) => props.closed ? null
     : callAction({ name: "answer", payload: { text: choice, question: props.question } });
+  // A click on the picture itself (a box or a number is a button, and answers on its own).
+  const beside = (event) => {
+    if (!props.closed && event.target.tagName === "IMG") setMessage(BESIDE_BOXES);
+  };
   const candidates = props.candidates || [];
   const area = (c) => (c.box[2] - c.box[0]) * (c.box[3] - c.box[1]);
   // Smaller boxes above larger ones (a box inside another stays clickable); numbers above all.
@@ -77,7 +92,7 @@ function Candidates() {
   return (
     <div className="pa-select" data-mode="choose" data-closed={props.closed ? "true" : "false"}>
       <style>{STYLE}</style>
-      <div className="pa-select-box" style={{ ...fit(), cursor: "default" }}>
+      <div className="pa-select-box" style={{ ...fit(), cursor: "default" }} onClick={beside}>
         <img src={props.src} alt={props.name} draggable={false} />
         {ranked.map((c, z) => (
           <button key={c.number} type="button" className="pa-select-candidate"
@@ -96,9 +111,9 @@ function Candidates() {
                   onClick={() => answer(c.choice)}>{c.number}</button>
         ))}
       </div>
-      {props.closed && (
-        <div className="pa-select-message">Answered: these boxes no longer choose.</div>
-      )}
+      <div className="pa-select-message" aria-live="polite">
+        {props.closed ? "Answered: these boxes no longer choose." : message}
+      </div>
     </div>
   );
 }
@@ -112,6 +127,9 @@ function Selecting() {
   const [busy, setBusy] = useState(null); // the call waiting for its answer, if any
   const waiting = busy !== null && busy !== "status"; // a poll doesn't hold the person up
   const [trace, setTrace] = useState(null); // the gesture being drawn, in image pixels
+  const [cursor, setCursor] = useState(null); // the keyboard's point, in image pixels
+  // The cursor shows while the keyboard has the picture (not after a mouse click on it).
+  const [focused, setFocused] = useState(false);
   const box = useRef(null);
   const press = useRef(null);
   const sent = useRef(0); // calls sent so far
@@ -151,6 +169,7 @@ function Selecting() {
   const down = (event) => {
     if (waiting || state.closed) return;
     event.currentTarget.setPointerCapture(event.pointerId);
+    setCursor(at(event)); // the keyboard goes on from the last click
     press.current = { x: event.clientX, y: event.clientY, points: [at(event)], moved: false,
                       shift: event.shiftKey };
     setTrace(tool === "point" ? null : { kind: tool, points: press.current.points });
@@ -186,6 +205,21 @@ function Selecting() {
     send("gesture", { kind, points, number, radius: props.brush });
   };
   const cancel = () => { press.current = null; setTrace(null); };
+  const spot = cursor ?? [props.width / 2, props.height / 2]; // it starts in the middle
+  const key = (event) => { // the arrows move the cursor; Enter is a click there
+    setFocused(true);
+    if (KEY_MOVES[event.key]) {
+      event.preventDefault(); // not a scroll of the chat
+      const [dx, dy] = KEY_MOVES[event.key];
+      setCursor([Math.min(props.width, Math.max(0, spot[0] + dx * KEY_STEP * props.width)),
+                 Math.min(props.height, Math.max(0, spot[1] + dy * KEY_STEP * props.height))]);
+    } else if (event.key === "Enter") {
+      event.preventDefault();
+      if (waiting || state.closed) return;
+      send("gesture", { kind: event.shiftKey || exclude ? "exclude" : "include", points: [spot],
+                        number: active, radius: props.brush });
+    }
+  };
 
   const order = (number, step) => {
     const numbers = selections.map((s) => s.number);
@@ -225,7 +259,12 @@ function Selecting() {
         </button>
       </div>
       <div ref={box} className="pa-select-box" style={fit()} onPointerDown={down}
-           onPointerMove={move} onPointerUp={up} onPointerCancel={cancel}>
+           onPointerMove={move} onPointerUp={up} onPointerCancel={cancel}
+           tabIndex={0} role="application" onKeyDown={key}
+           onFocus={(e) => setFocused(e.currentTarget.matches(":focus-visible"))}
+           onBlur={() => setFocused(false)}
+           aria-label={`${props.name}: arrow keys move the cursor, Enter selects what is under ` +
+                       "it, Shift+Enter takes it out"}>
         <img src={props.src} alt={props.name} draggable={false} />
         {selections.map((s) => (
           <img key={s.number} className="pa-select-mask" src={s.mask}
@@ -236,6 +275,11 @@ function Selecting() {
           return <NumberBadge key={s.number} number={s.number} colour={s.colour} x={x} y={y}
                               label={`selection ${s.number}`} />;
         })}
+        {focused && !state.closed && (
+          <span className="pa-select-cursor" data-x={spot[0]} data-y={spot[1]}
+                style={{ left: `${(100 * spot[0]) / props.width}%`,
+                         top: `${(100 * spot[1]) / props.height}%` }} />
+        )}
         {trace && (
           <svg viewBox={`0 0 ${props.width} ${props.height}`} preserveAspectRatio="none"
                style={{ position: "absolute", inset: 0, width: "100%", height: "100%",
