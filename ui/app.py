@@ -59,6 +59,7 @@ from promptartisan.ui.shown import (
     StepUpdate,
     Upload,
     compare_props,
+    download_props,
     history_props,
 )
 
@@ -185,6 +186,11 @@ class ChainlitEmitter:
 
     def file(self, text: str, path: Path, name: str) -> None:
         element = cl.File(name=name, path=str(path), display="inline")
+        self._post(cl.Message(content=text, elements=[element]))
+
+    def download(self, text: str, path: Path, name: str) -> None:
+        element = cl.CustomElement(name="DownloadFile", props=download_props(path, name),
+                                   display="inline")
         self._post(cl.Message(content=text, elements=[element]))
 
     def ask(self, question: str, choices: Sequence[str],

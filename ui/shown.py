@@ -4,6 +4,10 @@ the web adapter (`ui/app.py`) sends to the page's custom elements."""
 
 from __future__ import annotations
 
+import base64
+import mimetypes
+import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,7 +98,14 @@ class Emitter(Protocol):
     def pictures(self, text: str, pictures: Sequence[Picture],
                  actions: Sequence[ActionButton] = ()) -> None: ...
 
-    def file(self, text: str, path: Path, name: str) -> None: ...
+    def file(self, text: str, path: Path, name: str) -> None:
+        """A file as a link in the chat."""
+        ...
+
+    def download(self, text: str, path: Path, name: str) -> None:
+        """A file the browser saves at once (a button's "Download"), with a link that saves it
+        again."""
+        ...
 
     def ask(self, question: str, choices: Sequence[str],
             pictures: Sequence[Picture] = (), key: str = "") -> None:
@@ -137,6 +148,15 @@ def history_props(view: HistoryView) -> dict[str, Any]:
         "actions": [{"name": a.name, "label": a.label, "payload": dict(a.payload)}
                     for a in view.actions],
     }
+
+
+def download_props(path: Path, name: str) -> dict[str, Any]:
+    """The download element's props (public/elements/DownloadFile.jsx): the file as a data URL
+    (it stays in the transcript, whatever happens to the server), and when it was made and a key
+    of its own, so the browser saves it once: when it arrives, not at every reload."""
+    mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return {"name": name, "key": secrets.token_hex(8), "made": int(time.time() * 1000),
+            "src": f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"}
 
 
 def compare_props(before: Picture, after: Picture, labels: tuple[str, str]) -> dict[str, Any]:

@@ -133,8 +133,9 @@ class VersionButtons:
 
     def download(self, session: Any, number: int) -> None:
         version = session.version(number)
-        self.emitter.file(f"Version {version.id} as PNG:", version.file,
-                          f"{session.id}-v{version.id:04d}.png")
+        self.emitter.download(f"Version {version.id} as PNG: your browser saves it (the link "
+                              "saves it again).", version.file,
+                              f"{session.id}-v{version.id:04d}.png")
 
     def export(self, session: Any) -> None:
         # Replaces this session's earlier export: the folder is the chat's own.

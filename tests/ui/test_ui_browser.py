@@ -17,6 +17,8 @@ import pytest
 from chat_server import serve_chat
 from PIL import Image
 
+from promptartisan.agent.sessions.store import Session
+
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Locator, Page
 
@@ -170,6 +172,17 @@ def test_chat_in_the_browser(browser: Browser, tmp_path: Path, tiny_dir: Path,
         expect(slider.locator('img[alt$="-v0001.png"]')).to_be_visible()
         shots.take(page, "compare", docs=True, top=slider)
 
+        # Download PNG: the browser saves version 1's file itself, as it is on disk.
+        with page.expect_download() as saving:
+            page.get_by_role("button", name="Download PNG").last.click()
+        saved = saving.value
+        session = Session.open(Session.list(tmp_path / "state" / "sessions")[0].id,
+                               tmp_path / "state" / "sessions")
+        assert saved.suggested_filename == f"{session.id}-v0001.png"
+        assert Path(saved.path()).read_bytes() == session.version(1).file.read_bytes()
+        again = page.get_by_role("link", name=f"Save {session.id}-v0001.png again")
+        expect(again).to_be_visible()
+
         # Undo posts no picture: the history element, moved below the slider, shows the
         # upload itself.
         messages = page.locator('[data-step-type="assistant_message"]')
@@ -245,6 +258,14 @@ def test_chat_in_the_browser(browser: Browser, tmp_path: Path, tiny_dir: Path,
         expect(plans.last).to_contain_text("painting")
         expect(plans.first).to_contain_text("flag")  # each turn keeps its own steps
         shots.take(page, "answered")
+
+        # A reload shows the download's link again, and saves nothing by itself.
+        downloads: list[object] = []
+        page.on("download", lambda download: downloads.append(download))
+        page.reload()
+        expect(again).to_be_visible()
+        page.wait_for_timeout(3000)
+        assert not downloads, "a reload saved the PNG again"
 
 
 def test_compare_slider_on_a_phone(browser: Browser, tmp_path: Path, tiny_dir: Path,

@@ -81,6 +81,9 @@ class RecordingEmitter:
     def file(self, text: str, path: Path, name: str) -> None:
         self._add(Shown("file", name, path=path))
 
+    def download(self, text: str, path: Path, name: str) -> None:
+        self._add(Shown("download", name, path=path))
+
     def ask(self, question: str, choices: Sequence[str],
             pictures: Sequence[Picture] = (), key: str = "") -> None:
         self._add(Shown("ask", question, pictures=list(pictures), choices=list(choices),
@@ -525,7 +528,7 @@ def test_history_buttons(chat: Chat, small_photo: Image.Image) -> None:
     assert np.array_equal(np.asarray(compare.pictures[1].image), edited)
 
     chat.controller.action("download", payload)
-    download = chat.emitter.last("file")
+    download = chat.emitter.last("download")
     assert download.path == session.version(1).file and download.path.is_file()
     assert download.text == f"{session_id}-v0001.png"
 
@@ -561,7 +564,7 @@ def test_every_button_acts_on_the_version_it_sits_under(chat: Chat,
     session = Session.open(edited["undo"]["session"], chat.controller.settings.session_dir)
 
     chat.controller.action("download", at_zero["download"])
-    assert chat.emitter.last("file").path == session.version(0).file
+    assert chat.emitter.last("download").path == session.version(0).file
     chat.controller.action("compare", at_zero["compare"])
     assert "original" in chat.emitter.last("text").text
     assert "masks" not in at_zero  # the upload has none to show
@@ -570,7 +573,7 @@ def test_every_button_acts_on_the_version_it_sits_under(chat: Chat,
 
     # The buttons under version 1 still act on version 1, though the chat is on 0.
     chat.controller.action("download", edited["download"])
-    assert chat.emitter.last("file").path == session.version(1).file
+    assert chat.emitter.last("download").path == session.version(1).file
     chat.controller.action("compare", edited["compare"])
     assert chat.emitter.last("compare").text.startswith("Version 0 → version 1:")
     chat.controller.action("masks", edited["masks"])
