@@ -47,6 +47,7 @@ from promptartisan.ui.data_layer import (
 )
 from promptartisan.ui.files_folder import own_files_folder
 from promptartisan.ui.handlers import ChatController
+from promptartisan.ui.local_sign_in import LocalSignIn
 from promptartisan.ui.origin import SameOriginOnly, is_loopback, served_hosts
 from promptartisan.ui.render import png_bytes
 from promptartisan.ui.selection_view import ACTIONS as SELECTION_ACTIONS
@@ -91,6 +92,8 @@ ELEMENTS = LocalStorage(STATE / ELEMENTS_DIR)
 chainlit.config.FILES_DIRECTORY = chainlit.server.FILES_DIRECTORY = own_files_folder(
     STATE / ".files")
 
+if LOOPBACK:  # inside SameOriginOnly: a refused request never reaches it
+    chainlit_server.add_middleware(LocalSignIn)
 chainlit_server.add_middleware(
     SameOriginOnly, hosts=served_hosts(chainlit_config.run.host, chainlit_config.run.port))
 

@@ -57,16 +57,19 @@ def browser() -> Iterator[Browser]:
             chromium.close()
 
 
-def open_chat(browser: Browser, url: str, external: list[str],
+def open_chat(browser: Browser, url: str, problems: list[str],
               viewport: dict[str, int] = VIEWPORT) -> Page:
-    """A new chat page; every request to another host is appended to `external`."""
+    """A new chat page; every request to another host, and every answer that refuses the
+    page's sign-in (401: the loopback page arrives signed in), is appended to `problems`."""
     page = browser.new_page(viewport=viewport)
     page.set_default_timeout(TURN_S * 1000)
     # Chainlit's upload button prefers the File System Access API, which Playwright can't
     # drive; without it, the button falls back to the <input type=file>.
     page.add_init_script("delete window.showOpenFilePicker")
-    page.on("request", lambda request: external.append(request.url)
+    page.on("request", lambda request: problems.append(f"outside: {request.url}")
             if not request.url.startswith((url, "data:", "blob:")) else None)
+    page.on("response", lambda response: problems.append(f"401: {response.url}")
+            if response.status == 401 else None)
     page.goto(url)
     return page
 
@@ -103,9 +106,9 @@ class Screenshots:
 def chat_page(browser: Browser, url: str, shots: Screenshots,
               viewport: dict[str, int] = VIEWPORT) -> Iterator[Page]:
     """A chat page for one test: a screenshot of it when the test fails, closed after, and
-    nothing loaded from outside the server."""
-    external: list[str] = []
-    page = open_chat(browser, url, external, viewport)
+    nothing loaded from outside the server, no sign-in refused."""
+    problems: list[str] = []
+    page = open_chat(browser, url, problems, viewport)
     try:
         yield page
     except Exception:
@@ -113,7 +116,7 @@ def chat_page(browser: Browser, url: str, shots: Screenshots,
         raise
     finally:
         page.close()
-    assert not external, f"the page loaded from outside the server: {external}"
+    assert not problems, f"the page loaded from outside the server or was refused: {problems}"
 
 
 def test_chat_in_the_browser(browser: Browser, tmp_path: Path, tiny_dir: Path,

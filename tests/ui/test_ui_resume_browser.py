@@ -80,10 +80,10 @@ def test_a_reload_and_a_restart_keep_the_chat(browser: Browser, tmp_path: Path, 
     upload = tmp_path / "astronaut.png"
     photo.save(upload)
     shots = Screenshots(tmp_path)
-    external: list[str] = []
+    problems: list[str] = []
     state = tmp_path / "state"
     with serve_chat(state, tiny_dir, "--tiny") as url:
-        page = open_chat(browser, url, external)
+        page = open_chat(browser, url, problems)
         try:
             expect(page.get_by_text("Welcome to PromptArtisan")).to_be_visible()
             page.click("#chat-settings-open-modal")
@@ -119,7 +119,7 @@ def test_a_reload_and_a_restart_keep_the_chat(browser: Browser, tmp_path: Path, 
 
     # The server stopped and started again: the thread is in the sidebar and resumes.
     with serve_chat(state, tiny_dir, "--tiny") as url:
-        page = open_chat(browser, url, external)
+        page = open_chat(browser, url, problems)
         try:
             expect(page.get_by_text("Welcome to PromptArtisan")).to_be_visible()
             page.locator(f'a[href$="/thread/{thread}"]').first.click()
@@ -136,7 +136,7 @@ def test_a_reload_and_a_restart_keep_the_chat(browser: Browser, tmp_path: Path, 
             raise
         finally:
             page.close()
-    assert not external, f"the page loaded from outside the server: {external}"
+    assert not problems, f"the page loaded from outside the server or was refused: {problems}"
 
 
 def test_an_edit_running_at_a_reload_is_kept(browser: Browser, tmp_path: Path,  # noqa: F811

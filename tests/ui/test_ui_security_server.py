@@ -101,6 +101,22 @@ def test_another_host_name_is_refused(url: str) -> None:
     assert request(url, "/", Host=rebound)[0] == 403
 
 
+def test_the_local_page_arrives_signed_in_and_a_rebound_one_gets_no_cookie(url: str) -> None:
+    """The loopback chat's page carries the local user's sign-in cookie, so the page's first
+    calls to /user aren't refused; a page asked for under another host name gets none."""
+    status, headers, _ = request(url, "/", Accept="text/html")
+    assert status == 200
+    cookie = headers["set-cookie"].split(";", 1)[0]
+    assert cookie.startswith("access_token=")
+    status, _, text = request(url, "/user", Cookie=cookie)
+    assert status == 200 and json.loads(text)["identifier"] == "local"
+    assert "set-cookie" not in request(url, "/", Cookie=cookie)[1]  # signed in already
+    assert request(url, "/user")[0] == 401  # the API itself still wants the cookie
+    rebound = f"evil.example:{url.rsplit(':', 1)[1]}"
+    status, headers, _ = request(url, "/", Host=rebound, Accept="text/html")
+    assert status == 403 and "set-cookie" not in headers
+
+
 def connect_polling(url: str, origin: str, cookie: str = "") -> socketio.Client:
     client = socketio.Client(reconnection=False)
     client.connect(url, socketio_path=SOCKET_IO_PATH, transports=["polling"],

@@ -78,6 +78,8 @@ def test_windows_from_the_sidebar_keep_their_own_places_and_reloads_keep_every_p
 
             _send(a, ANSWER, second)  # photo 2, in the same chat
             expect(a.get_by_text("Done in one pass")).to_have_count(3)
+            # Photo 2's history comes after its result: one history element per picture.
+            expect(a.locator(".pa-history")).to_have_count(2)
             photo2 = _session_of(a)
             assert photo2 != photo1
             messages = None
