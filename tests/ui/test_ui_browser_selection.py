@@ -16,7 +16,13 @@ import numpy as np
 import pytest
 from chat_server import serve_chat
 from PIL import Image
-from test_ui_browser import PHONE, Screenshots, browser, chat_page  # noqa: F401 (a fixture)
+from test_ui_browser import (  # noqa: F401 (a fixture)
+    PHONE,
+    VIEWPORT,
+    Screenshots,
+    browser,
+    chat_page,
+)
 
 from promptartisan.agent.sessions.store import Session
 from promptartisan.ui.selection_view import SAVED_SELECTIONS
@@ -261,6 +267,19 @@ def test_the_canvas_from_the_keyboard(browser, tmp_path: Path, tiny_dir: Path,  
                 break
             page.wait_for_timeout(250)
         assert _shown_masks(canvas)[1].sum() > before, "the click didn't reach Grow"
+
+        # In a short window the picture is narrower than the chat: a click beside it is said.
+        page.set_viewport_size({"width": VIEWPORT["width"], "height": 700})
+        stage = canvas.locator(".pa-select-stage")
+        stage.evaluate("element => element.scrollIntoView({block: 'center'})")
+        page.wait_for_timeout(300)
+        area, picture = stage.bounding_box(), canvas.locator(".pa-select-box").bounding_box()
+        assert area is not None and picture is not None
+        assert area["x"] + area["width"] - (picture["x"] + picture["width"]) > 40, (area, picture)
+        page.mouse.click(area["x"] + area["width"] - 20, picture["y"] + picture["height"] / 2)
+        expect(canvas.locator(".pa-select-message")).to_contain_text(
+            "That click was beside the picture")
+        expect(canvas).to_have_attribute("data-count", "2")
 
 
 def test_a_click_on_a_numbered_box_answers_which_one(browser, tmp_path: Path,  # noqa: F811

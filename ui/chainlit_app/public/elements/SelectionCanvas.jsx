@@ -16,9 +16,11 @@ const KEY_STEP = 0.025; // an arrow press moves the keyboard cursor this share o
 const KEY_MOVES = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
 const BESIDE_BOXES = "That spot is in none of the numbered boxes: click inside a box or on its " +
   "number, or answer with a button below.";
+const BESIDE_PICTURE = "That click was beside the picture: click on the picture itself.";
 
 const STYLE = `
 .pa-select { display: flex; flex-direction: column; gap: 8px; width: 100%; font-size: 0.875rem; }
+.pa-select-stage { width: 100%; }
 .pa-select-box { position: relative; width: 100%; touch-action: none; user-select: none;
   cursor: crosshair; line-height: 0; }
 .pa-select-box img { display: block; width: 100%; height: auto; }
@@ -65,6 +67,17 @@ const ink = (hex) => {
 // The picture as wide as the chat column allows, and at most 70% of the screen's height.
 const fit = () => ({ maxWidth: `min(100%, calc(70vh * ${props.width / props.height}))` });
 
+// The picture's row, as wide as the chat column: a click in it beside a narrower picture is
+// answered (`beside`), not ignored.
+function Stage({ beside, children }) {
+  return (
+    <div className="pa-select-stage"
+         onClick={(event) => { if (event.target === event.currentTarget) beside(); }}>
+      {children}
+    </div>
+  );
+}
+
 function NumberBadge({ number, colour, x, y, label }) {
   return (
     <span className="pa-select-number" aria-label={label}
@@ -83,6 +96,7 @@ function Candidates() {
   const beside = (event) => {
     if (!props.closed && event.target.tagName === "IMG") setMessage(BESIDE_BOXES);
   };
+  const outside = () => { if (!props.closed) setMessage(BESIDE_PICTURE); };
   const candidates = props.candidates || [];
   const area = (c) => (c.box[2] - c.box[0]) * (c.box[3] - c.box[1]);
   // Smaller boxes above larger ones (a box inside another stays clickable); numbers above all.
@@ -92,25 +106,27 @@ function Candidates() {
   return (
     <div className="pa-select" data-mode="choose" data-closed={props.closed ? "true" : "false"}>
       <style>{STYLE}</style>
-      <div className="pa-select-box" style={{ ...fit(), cursor: "default" }} onClick={beside}>
-        <img src={props.src} alt={props.name} draggable={false} />
-        {ranked.map((c, z) => (
-          <button key={c.number} type="button" className="pa-select-candidate"
-                  data-number={c.number} title={`${c.number}: ${c.choice}`}
-                  aria-label={`Candidate ${c.number}: ${c.choice}`} disabled={!!props.closed}
-                  style={{ ...at(c), zIndex: 1 + z, borderColor: c.colour,
-                           width: `${(100 * (c.box[2] - c.box[0])) / props.width}%`,
-                           height: `${(100 * (c.box[3] - c.box[1])) / props.height}%` }}
-                  onClick={() => answer(c.choice)} />
-        ))}
-        {candidates.map((c) => (
-          <button key={c.number} type="button" className="pa-select-number pa-select-pick"
-                  data-number={c.number} aria-label={`Choose ${c.number}: ${c.choice}`}
-                  disabled={!!props.closed}
-                  style={{ ...at(c), zIndex: 1000, background: c.colour, color: ink(c.colour) }}
-                  onClick={() => answer(c.choice)}>{c.number}</button>
-        ))}
-      </div>
+      <Stage beside={outside}>
+        <div className="pa-select-box" style={{ ...fit(), cursor: "default" }} onClick={beside}>
+          <img src={props.src} alt={props.name} draggable={false} />
+          {ranked.map((c, z) => (
+            <button key={c.number} type="button" className="pa-select-candidate"
+                    data-number={c.number} title={`${c.number}: ${c.choice}`}
+                    aria-label={`Candidate ${c.number}: ${c.choice}`} disabled={!!props.closed}
+                    style={{ ...at(c), zIndex: 1 + z, borderColor: c.colour,
+                             width: `${(100 * (c.box[2] - c.box[0])) / props.width}%`,
+                             height: `${(100 * (c.box[3] - c.box[1])) / props.height}%` }}
+                    onClick={() => answer(c.choice)} />
+          ))}
+          {candidates.map((c) => (
+            <button key={c.number} type="button" className="pa-select-number pa-select-pick"
+                    data-number={c.number} aria-label={`Choose ${c.number}: ${c.choice}`}
+                    disabled={!!props.closed}
+                    style={{ ...at(c), zIndex: 1000, background: c.colour, color: ink(c.colour) }}
+                    onClick={() => answer(c.choice)}>{c.number}</button>
+          ))}
+        </div>
+      </Stage>
       <div className="pa-select-message" aria-live="polite">
         {props.closed ? "Answered: these boxes no longer choose." : message}
       </div>
@@ -130,6 +146,7 @@ function Selecting() {
   const [cursor, setCursor] = useState(null); // the keyboard's point, in image pixels
   // The cursor shows while the keyboard has the picture (not after a mouse click on it).
   const [focused, setFocused] = useState(false);
+  const [hint, setHint] = useState(""); // said here, not by the server: a click beside the picture
   const box = useRef(null);
   const press = useRef(null);
   const sent = useRef(0); // calls sent so far
@@ -139,6 +156,7 @@ function Selecting() {
 
   const send = async (op, extra) => {
     const mine = ++sent.current;
+    if (op !== "status") setHint("");
     setBusy(op);
     try {
       const reply = await callAction({ name: "selection", payload: { canvas: props.canvas, op, ...extra } });
@@ -258,54 +276,56 @@ function Selecting() {
           New selection
         </button>
       </div>
-      <div ref={box} className="pa-select-box" style={fit()} onPointerDown={down}
-           onPointerMove={move} onPointerUp={up} onPointerCancel={cancel}
-           tabIndex={0} role="application" onKeyDown={key}
-           onFocus={(e) => setFocused(e.currentTarget.matches(":focus-visible"))}
-           onBlur={() => setFocused(false)}
-           aria-label={`${props.name}: arrow keys move the cursor, Enter selects what is under ` +
-                       "it, Shift+Enter takes it out"}>
-        <img src={props.src} alt={props.name} draggable={false} />
-        {selections.map((s) => (
-          <img key={s.number} className="pa-select-mask" src={s.mask}
-               data-number={s.number} alt={`selection ${s.number}`} draggable={false} />
-        ))}
-        {selections.filter((s) => s.anchor).map((s) => {
-          const [x, y] = pct(s.anchor);
-          return <NumberBadge key={s.number} number={s.number} colour={s.colour} x={x} y={y}
-                              label={`selection ${s.number}`} />;
-        })}
-        {focused && !state.closed && (
-          <span className="pa-select-cursor" data-x={spot[0]} data-y={spot[1]}
-                style={{ left: `${(100 * spot[0]) / props.width}%`,
-                         top: `${(100 * spot[1]) / props.height}%` }} />
-        )}
-        {trace && (
-          <svg viewBox={`0 0 ${props.width} ${props.height}`} preserveAspectRatio="none"
-               style={{ position: "absolute", inset: 0, width: "100%", height: "100%",
-                        pointerEvents: "none" }} aria-hidden="true">
-            {trace.kind === "box" ? (
-              <rect x={Math.min(trace.points[0][0], trace.points[1][0])}
-                    y={Math.min(trace.points[0][1], trace.points[1][1])}
-                    width={Math.abs(trace.points[1][0] - trace.points[0][0])}
-                    height={Math.abs(trace.points[1][1] - trace.points[0][1])}
-                    fill="none" stroke="white" strokeWidth={2} strokeDasharray="6 4"
-                    vectorEffect="non-scaling-stroke" />
-            ) : (
-              <polyline points={trace.points.map((p) => p.join(",")).join(" ")} fill="none"
-                        stroke={trace.kind === "erase" ? "rgb(0 0 0 / 0.5)" : "rgb(255 255 255 / 0.6)"}
-                        strokeWidth={2 * props.brush} strokeLinecap="round" strokeLinejoin="round" />
-            )}
-          </svg>
-        )}
-        {(state.preparing || waiting) && !state.closed && (
-          <span className="pa-select-status" role="status">
-            {state.preparing ? "preparing selection…"
-              : ["apply", "answer"].includes(busy) ? "editing…" : "segmenting…"}
-          </span>
-        )}
-      </div>
-      <div className="pa-select-message" aria-live="polite">{state.message}</div>
+      <Stage beside={() => { if (!state.closed) setHint(BESIDE_PICTURE); }}>
+        <div ref={box} className="pa-select-box" style={fit()} onPointerDown={down}
+             onPointerMove={move} onPointerUp={up} onPointerCancel={cancel}
+             tabIndex={0} role="application" onKeyDown={key}
+             onFocus={(e) => setFocused(e.currentTarget.matches(":focus-visible"))}
+             onBlur={() => setFocused(false)}
+             aria-label={`${props.name}: arrow keys move the cursor, Enter selects what is under ` +
+                         "it, Shift+Enter takes it out"}>
+          <img src={props.src} alt={props.name} draggable={false} />
+          {selections.map((s) => (
+            <img key={s.number} className="pa-select-mask" src={s.mask}
+                 data-number={s.number} alt={`selection ${s.number}`} draggable={false} />
+          ))}
+          {selections.filter((s) => s.anchor).map((s) => {
+            const [x, y] = pct(s.anchor);
+            return <NumberBadge key={s.number} number={s.number} colour={s.colour} x={x} y={y}
+                                label={`selection ${s.number}`} />;
+          })}
+          {focused && !state.closed && (
+            <span className="pa-select-cursor" data-x={spot[0]} data-y={spot[1]}
+                  style={{ left: `${(100 * spot[0]) / props.width}%`,
+                           top: `${(100 * spot[1]) / props.height}%` }} />
+          )}
+          {trace && (
+            <svg viewBox={`0 0 ${props.width} ${props.height}`} preserveAspectRatio="none"
+                 style={{ position: "absolute", inset: 0, width: "100%", height: "100%",
+                          pointerEvents: "none" }} aria-hidden="true">
+              {trace.kind === "box" ? (
+                <rect x={Math.min(trace.points[0][0], trace.points[1][0])}
+                      y={Math.min(trace.points[0][1], trace.points[1][1])}
+                      width={Math.abs(trace.points[1][0] - trace.points[0][0])}
+                      height={Math.abs(trace.points[1][1] - trace.points[0][1])}
+                      fill="none" stroke="white" strokeWidth={2} strokeDasharray="6 4"
+                      vectorEffect="non-scaling-stroke" />
+              ) : (
+                <polyline points={trace.points.map((p) => p.join(",")).join(" ")} fill="none"
+                          stroke={trace.kind === "erase" ? "rgb(0 0 0 / 0.5)" : "rgb(255 255 255 / 0.6)"}
+                          strokeWidth={2 * props.brush} strokeLinecap="round" strokeLinejoin="round" />
+              )}
+            </svg>
+          )}
+          {(state.preparing || waiting) && !state.closed && (
+            <span className="pa-select-status" role="status">
+              {state.preparing ? "preparing selection…"
+                : ["apply", "answer"].includes(busy) ? "editing…" : "segmenting…"}
+            </span>
+          )}
+        </div>
+      </Stage>
+      <div className="pa-select-message" aria-live="polite">{hint || state.message}</div>
       {selections.map((s, i) => (
         <div key={s.number} className={"pa-select-row" + (s.number === focus ? " pa-active" : "")}
              data-number={s.number}>
