@@ -16,6 +16,7 @@ signs in (ui/auth.py) and sees, resumes and opens only their own threads and ses
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -81,6 +82,10 @@ UPLOADS_WITHOUT_CONFIG = 10  # config.toml's `max_files`, should a config lack i
 TOO_MANY_UPLOADS = ("**Sorry —** one message takes at most {limit} pictures, and this one has "
                     "{count}: nothing was done. Send them in groups of {limit} or fewer.")
 
+REOPEN_FAILED = ("**Sorry —** this chat's pictures couldn't be reopened (the server's log says "
+                 "why); their files are kept. Reload the page to try again.")
+
+log = logging.getLogger(__name__)
 STATE = Path(APP_ROOT)  # the state folder `promptartisan chat` starts the server in
 LOOPBACK = is_loopback(chainlit_config.run.host)
 SECRET = chat_secret()
@@ -382,6 +387,8 @@ async def on_chat_resume(thread: dict[str, Any]) -> None:
         whatever came before it: so the chat speaks (its settings, its picture with buttons,
         which the transcript lacks) only after the transcript is there. What the last reopen
         posted, if nothing came after it, leaves the transcript first: a reload adds nothing."""
+        log.info("resuming thread %s: sessions %s, view %s", thread.get("id"),
+                 metadata.get(SESSION_IDS), view)
         shown = _emitter(controller)
         await _drop(thread_dict, {str(i) for i in metadata.get(REOPENED) or []})
         await _drop(thread_dict, shown.learn(thread_dict))
@@ -393,9 +400,13 @@ async def on_chat_resume(thread: dict[str, Any]) -> None:
         shown.reopening = True
         try:
             await cl.make_async(controller.reopen)()
+        except Exception:  # the transcript is there; say what is missing, keep the chat
+            log.exception("reopening thread %s failed", thread.get("id"))
+            await cl.Message(content=REOPEN_FAILED).send()
         finally:
             shown.reopening = False
         await _remember(controller)
+        log.info("resumed thread %s", thread.get("id"))
 
     emitter.resume_thread = resume_then_reopen  # this session's emitter only
 
