@@ -356,10 +356,18 @@ async def _remember(controller: ChatController) -> None:
     cl.user_session.set(WRITTEN, json.loads(json.dumps(metadata)))
 
 
+async def _send_settings_panel(controller: ChatController) -> None:
+    """The settings panel, made in a worker thread: it names the engine's memory setup, which
+    imports the engine (diffusers, transformers: seconds at a process's first chat), and on the
+    event loop that import froze every other chat and request."""
+    panel = await cl.make_async(settings_panel)(controller.settings, controller.planner_choices)
+    await panel.send()
+
+
 @cl.on_chat_start
 async def on_chat_start() -> None:
     controller = _new_controller()
-    await settings_panel(controller.settings, controller.planner_choices).send()
+    await _send_settings_panel(controller)
     await cl.make_async(controller.start)()
     await _remember(controller)
 
@@ -396,7 +404,7 @@ async def on_chat_resume(thread: dict[str, Any]) -> None:
         if metadata.get(CHAT_SETTINGS):
             await cl.make_async(controller.update_settings)(metadata[CHAT_SETTINGS],
                                                             announce=False)
-        await settings_panel(controller.settings, controller.planner_choices).send()
+        await _send_settings_panel(controller)
         shown.reopening = True
         try:
             await cl.make_async(controller.reopen)()
