@@ -27,9 +27,10 @@ HEALTH_S = 0.1  # the issue's bound for /health while a gesture runs, met by hal
 # (not 9 in 10: while SAM's first load runs, with the suite's other worker on the second core,
 # three answers in a row took 0.19-0.41 s, out of a run of about twenty)
 # Every answer within this: on a loaded two-core test machine the scheduler alone delays some
-# answers by tens of milliseconds (42 ms at worst with no gesture running, load average 7);
-# a frozen server (the probe's: 13.5 s) misses it by far.
-HEALTH_WORST_S = 0.5
+# answers by tens of milliseconds (42 ms at worst with no gesture running, load average 7), and
+# by 0.65 s once while the suite's other worker started three chat servers; a frozen server
+# (the probe's: 13.5 s; a first chat's start on the event loop: 10.2 s) misses it by far.
+HEALTH_WORST_S = 1.0
 
 
 @pytest.fixture(scope="module")
