@@ -26,10 +26,10 @@ class LocalSignIn:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "GET" or signed_in(Request(scope)):
+        request = Request(scope) if scope["type"] == "http" else None
+        if request is None or request.method != "GET" or signed_in(request):
             await self.app(scope, receive, send)
             return
-        request = Request(scope)
 
         async def send_signed_in(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] == 200 \

@@ -92,11 +92,11 @@ function Candidates() {
   // An answered question's boxes stay to look at, not to click (props.closed).
   const answer = (choice) => props.closed ? null
     : callAction({ name: "answer", payload: { text: choice, question: props.question } });
-  // A click on the picture itself (a box or a number is a button, and answers on its own).
+  // A click on the picture itself, beside every box (a box or a number is a button, and
+  // answers on its own).
   const beside = (event) => {
     if (!props.closed && event.target.tagName === "IMG") setMessage(BESIDE_BOXES);
   };
-  const outside = () => { if (!props.closed) setMessage(BESIDE_PICTURE); };
   const candidates = props.candidates || [];
   const area = (c) => (c.box[2] - c.box[0]) * (c.box[3] - c.box[1]);
   // Smaller boxes above larger ones (a box inside another stays clickable); numbers above all.
@@ -106,7 +106,7 @@ function Candidates() {
   return (
     <div className="pa-select" data-mode="choose" data-closed={props.closed ? "true" : "false"}>
       <style>{STYLE}</style>
-      <Stage beside={outside}>
+      <Stage beside={() => { if (!props.closed) setMessage(BESIDE_PICTURE); }}>
         <div className="pa-select-box" style={{ ...fit(), cursor: "default" }} onClick={beside}>
           <img src={props.src} alt={props.name} draggable={false} />
           {ranked.map((c, z) => (
@@ -203,22 +203,28 @@ function Selecting() {
       setTrace({ kind: tool, points: p.points });
     }
   };
+  // A click (or Enter) at `point`: a shift, or the Exclude toggle, takes the point out; an
+  // exclude without a chosen selection goes to the one under it.
+  const click = (point, shift) => send("gesture", {
+    kind: shift || exclude ? "exclude" : "include", points: [point], number: active,
+    radius: props.brush });
   const up = (event) => {
     const p = press.current;
     press.current = null;
     setTrace(null);
     if (!p) return;
+    if (tool === "point" && !p.moved) {
+      click(p.points[0], p.shift);
+      return;
+    }
     let kind, points, number = active;
     if (tool !== "point") {
       kind = tool === "brush" ? "brush" : "erase";
       points = [...p.points, at(event)];
       if (kind === "erase") number = focus;
-    } else if (p.moved) {
+    } else {
       kind = "box";
       points = [p.points[0], at(event)];
-    } else {
-      kind = p.shift || exclude ? "exclude" : "include";
-      points = [p.points[0]];  // an exclude without a chosen selection: the one under it
     }
     send("gesture", { kind, points, number, radius: props.brush });
   };
@@ -229,13 +235,13 @@ function Selecting() {
     if (KEY_MOVES[event.key]) {
       event.preventDefault(); // not a scroll of the chat
       const [dx, dy] = KEY_MOVES[event.key];
-      setCursor([Math.min(props.width, Math.max(0, spot[0] + dx * KEY_STEP * props.width)),
-                 Math.min(props.height, Math.max(0, spot[1] + dy * KEY_STEP * props.height))]);
+      const within = (v, side) => Math.min(side, Math.max(0, v));
+      setCursor([within(spot[0] + dx * KEY_STEP * props.width, props.width),
+                 within(spot[1] + dy * KEY_STEP * props.height, props.height)]);
     } else if (event.key === "Enter") {
       event.preventDefault();
       if (waiting || state.closed) return;
-      send("gesture", { kind: event.shiftKey || exclude ? "exclude" : "include", points: [spot],
-                        number: active, radius: props.brush });
+      click(spot, event.shiftKey);
     }
   };
 
